@@ -1,0 +1,32 @@
+"""Disease states and discontinuation reasons: the small enumerations every table is coded in.
+
+States and reasons travel as int8 codes through the kernel, the channel and Parquet
+(dictionary-encoded), so their order here is part of the data format.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["DISCONTINUATION_REASON_NAMES", "STATE_NAMES", "DiscontinuationReason", "DiseaseState"]
+
+
+class DiseaseState(IntEnum):
+    """Disease activity at a visit; ACTIVE and HIGHLY_ACTIVE are treated when found."""
+
+    NAIVE = 0
+    STABLE = 1
+    ACTIVE = 2
+    HIGHLY_ACTIVE = 3
+
+
+class DiscontinuationReason(IntEnum):
+    """Which discontinuation rule ended treatment, in the order the rules are checked."""
+
+    POOR_VISION = 0
+    HIGH_INJECTIONS = 1
+    LONG_TREATMENT = 2
+
+
+STATE_NAMES: tuple[str, ...] = tuple(state.name for state in DiseaseState)
+DISCONTINUATION_REASON_NAMES: tuple[str, ...] = ("poor_vision", "high_injections", "long_treatment")
