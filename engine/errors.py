@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmdsimError",
+    "MemoryBudgetError",
     "ParameterError",
     "ProtocolError",
     "ResultsFormatError",
@@ -57,4 +58,13 @@ class ResultsFormatError(AmdsimError):
 
     Raised when loading results; the message names the file. Re-run the simulation or
     restore the directory from a backup.
+    """
+
+
+class MemoryBudgetError(AmdsimError):
+    """An operation would need more memory than the budget allows.
+
+    Raised before the memory is allocated, e.g. by ``to_dataframe`` on a large run. The
+    message names the estimate and the budget; read in batches (``iterate_visits``), use
+    fewer workers or smaller batches, or keep results on disk.
     """

@@ -1,0 +1,60 @@
+"""`amdsim validate FILE` and `amdsim protocols`: check a protocol file, list bundled ones."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.cli.console import call_with_warnings, out_console
+from engine.protocol_loader import (
+    DEFAULT_PROTOCOL,
+    bundled_protocol_names,
+    load_protocol,
+    resolve_protocol_path,
+)
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add `validate` and `protocols` to the CLI."""
+    validate_parser = commands.add_parser(
+        "validate",
+        help="check a protocol file",
+        description="Validate a protocol file; exits 2 with the field path if it is invalid.",
+    )
+    validate_parser.add_argument("file", help="protocol YAML file or bundled protocol name")
+    validate_parser.set_defaults(handler=validate)
+    list_parser = commands.add_parser(
+        "protocols", help="list the bundled protocols", description="List the bundled protocols."
+    )
+    list_parser.set_defaults(handler=list_protocols)
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Handler of `amdsim validate`."""
+    protocol = call_with_warnings(lambda: load_protocol(args.file))
+    path = resolve_protocol_path(args.file)
+    out_console.print(
+        f"{path.name}: valid - {protocol.name} ({protocol.protocol_type}, "
+        f"{protocol.min_interval_days}-{protocol.max_interval_days} days, "
+        f"{protocol.loading_doses} loading doses)",
+        soft_wrap=True,
+    )
+    return 0
+
+
+def list_protocols(args: argparse.Namespace) -> int:
+    """Handler of `amdsim protocols`: one entry per bundled protocol, name first."""
+    out_console.print("Bundled protocols (pass the name to --protocol; * marks the default):")
+    for name in bundled_protocol_names():
+        protocol = load_protocol(name)
+        marker = " *" if name == DEFAULT_PROTOCOL else ""
+        out_console.print(
+            f"  [bold]{name}[/]{marker}  {protocol.protocol_type}, "
+            f"{protocol.min_interval_days}-{protocol.max_interval_days} days, "
+            f"{protocol.loading_doses} loading doses",
+            soft_wrap=True,
+        )
+        out_console.print(f"      {protocol.description}", soft_wrap=True)
+    return 0

@@ -1,0 +1,222 @@
+"""`InMemoryResults`: the first results tier, holding both tables as Arrow in this process.
+
+For runs small enough to keep whole (the interactive case). Pickles for in-process session
+state; saves to and loads from Parquet or Arrow IPC files (never pickle from disk, which would
+run code on load).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import feather
+
+from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, ShardOutput, numpy_view
+from engine.errors import ResultsFormatError, RunNotFoundError
+from engine.parameters import RunParameters
+from engine.protocol import Protocol
+from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
+from engine.totals import RunTotals, SummaryStats
+
+__all__ = ["InMemoryResults", "SavedResultsHeader"]
+
+FORMAT_VERSION = 1
+HEADER_FILE = "results.json"
+TableFormat = Literal["parquet", "arrow"]
+_SUFFIX: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow"}
+
+
+class SavedResultsHeader(msgspec.Struct, frozen=True, kw_only=True):
+    """What `results.json` holds beside the two table files of saved in-memory results."""
+
+    format_version: int
+    kind: Literal["in_memory_results"] = "in_memory_results"
+    table_format: TableFormat
+    created: datetime.datetime
+    protocol: Protocol
+    parameters: RunParameters
+    totals: RunTotals
+
+
+class InMemoryResults(SimulationResults):
+    """Both tables held as Arrow tables, with an index from patient id to visit rows."""
+
+    storage: Literal["memory"] = "memory"
+
+    def __init__(
+        self,
+        patients: pa.Table,
+        visits: pa.Table,
+        protocol: Protocol,
+        parameters: RunParameters,
+        totals: RunTotals,
+    ) -> None:
+        self._patients = patients
+        self._visits = visits
+        self._protocol = protocol
+        self._parameters = parameters
+        self._totals = totals
+        # Visits are sorted by patient, so each patient's rows start where the previous
+        # patients' visit counts add up to.
+        self._visit_start = np.zeros(patients.num_rows + 1, dtype=np.int64)
+        np.cumsum(numpy_view(patients.column("visits"), np.int32), out=self._visit_start[1:])
+
+    @classmethod
+    def from_shards(
+        cls,
+        outputs: Sequence[ShardOutput],
+        protocol: Protocol,
+        parameters: RunParameters,
+        totals: RunTotals,
+    ) -> InMemoryResults:
+        """Assemble results from shard outputs (any order; they are sorted by shard)."""
+        ordered = sorted(outputs, key=lambda o: o.shard_index)
+        patients = pa.Table.from_batches([o.patients_batch() for o in ordered], PATIENTS_SCHEMA)
+        visits = pa.Table.from_batches([o.visits_batch() for o in ordered], VISITS_SCHEMA)
+        return cls(patients, visits, protocol, parameters, totals)
+
+    @property
+    def protocol(self) -> Protocol:
+        """The validated protocol the run used."""
+        return self._protocol
+
+    @property
+    def parameters(self) -> RunParameters:
+        """Cohort size, horizon, seed, sharding and recruitment of the run."""
+        return self._parameters
+
+    @property
+    def totals(self) -> RunTotals:
+        """The exact totals the summary is derived from."""
+        return self._totals
+
+    @property
+    def patient_count(self) -> int:
+        """Rows in the patients table."""
+        return self._patients.num_rows
+
+    @property
+    def visit_count(self) -> int:
+        """Rows in the visits table."""
+        return self._visits.num_rows
+
+    @property
+    def memory_usage_mb(self) -> float:
+        """Arrow buffers held for both tables plus the patient index, in MiB."""
+        return (self._patients.nbytes + self._visits.nbytes + self._visit_start.nbytes) / 2**20
+
+    def summary_stats(self) -> SummaryStats:
+        """Headline outcomes from the stored totals."""
+        return self._totals.summary()
+
+    def iterate_patients(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
+        """Patients rows in id order, at most `batch_size` rows per batch."""
+        yield from self._patients.to_batches(max_chunksize=_positive(batch_size))
+
+    def iterate_visits(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
+        """Visits rows in (patient_id, visit) order, at most `batch_size` rows per batch."""
+        yield from self._visits.to_batches(max_chunksize=_positive(batch_size))
+
+    def get_patient(self, patient_id: int) -> PatientRecord:
+        """One patient and their visits (ids are row numbers, so this is O(1))."""
+        row = self._check_patient_id(patient_id)
+        patient = self._patients.slice(row, 1).to_pylist()[0]
+        start, stop = self._visit_start[row], self._visit_start[row + 1]
+        return PatientRecord(patient=patient, visits=self._visits.slice(start, stop - start))
+
+    def get_patient_range(self, start: int, end: int) -> tuple[pa.Table, pa.Table]:
+        """Patients with ids in ``[start, end)`` (clamped to the run) and their visits."""
+        start = max(0, min(int(start), self.patient_count))
+        end = max(start, min(int(end), self.patient_count))
+        first, last = self._visit_start[start], self._visit_start[end]
+        return self._patients.slice(start, end - start), self._visits.slice(first, last - first)
+
+    def _arrow_table(self, table: TableName) -> pa.Table:
+        return self._patients if table == "patients" else self._visits
+
+    def _table_nbytes(self, table: TableName) -> int:
+        return self._arrow_table(table).nbytes
+
+    def save(
+        self, directory: str | os.PathLike[str], table_format: TableFormat = "parquet"
+    ) -> Path:
+        """Write both tables and `results.json` into `directory` (created if missing).
+
+        Every file is written under a temporary name and renamed into place, header last,
+        so a crash never leaves a directory that loads but is incomplete.
+        """
+        if table_format not in _SUFFIX:
+            raise ValueError(f"table_format must be 'parquet' or 'arrow', got {table_format!r}")
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = _SUFFIX[table_format]
+        for name, table in (("patients", self._patients), ("visits", self._visits)):
+            target = folder / f"{name}{suffix}"
+            temporary = target.with_name(f".{target.name}.tmp")
+            if table_format == "parquet":
+                pq.write_table(table, temporary, compression="zstd")
+            else:
+                feather.write_feather(table, temporary, compression="zstd")
+            os.replace(temporary, target)
+        header = SavedResultsHeader(
+            format_version=FORMAT_VERSION,
+            table_format=table_format,
+            created=datetime.datetime.now(datetime.UTC),
+            protocol=self._protocol,
+            parameters=self._parameters,
+            totals=self._totals,
+        )
+        _write_atomically(folder / HEADER_FILE, msgspec.json.format(msgspec.json.encode(header)))
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> InMemoryResults:
+        """Read results written by `save`; raises a project error naming what is wrong."""
+        folder = Path(directory)
+        header_path = folder / HEADER_FILE
+        if not header_path.is_file():
+            raise RunNotFoundError(f"{folder} holds no saved results ({HEADER_FILE} is missing)")
+        try:
+            header = msgspec.json.decode(header_path.read_bytes(), type=SavedResultsHeader)
+        except msgspec.DecodeError as exc:
+            raise ResultsFormatError(f"{header_path} is not a valid results header: {exc}") from exc
+        if header.format_version > FORMAT_VERSION:
+            raise ResultsFormatError(
+                f"{header_path} has format version {header.format_version}; this amdsim reads "
+                f"up to {FORMAT_VERSION}. Upgrade amdsim to open it."
+            )
+        suffix = _SUFFIX[header.table_format]
+        tables = []
+        for name, schema in (("patients", PATIENTS_SCHEMA), ("visits", VISITS_SCHEMA)):
+            path = folder / f"{name}{suffix}"
+            try:
+                if header.table_format == "parquet":
+                    table = pq.read_table(path)
+                else:
+                    table = feather.read_table(path)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise ResultsFormatError(f"{path} cannot be read: {exc}") from exc
+            if not table.schema.equals(schema):
+                raise ResultsFormatError(f"{path} does not have the {name} table's columns")
+            tables.append(table)
+        return cls(tables[0], tables[1], header.protocol, header.parameters, header.totals)
+
+
+def _positive(batch_size: int) -> int:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return batch_size
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
