@@ -78,7 +78,6 @@ class _Block:
         self.rows_day: list[np.ndarray] = []
         self.rows_vision: list[np.ndarray] = []
         self.rows_code: list[np.ndarray] = []
-        self.rows_interval: list[np.ndarray] = []
         self.rows_cuts: list[list[int]] = []
 
     def _enroll(self, shard_index: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -140,7 +139,7 @@ class _Block:
         interval = np.empty(self.size, dtype=np.int32)
         _set_next_interval(tables, 0, interval, code)
         ended = (day + interval) >= horizon
-        self._record(self._cuts(patient), patient, day, vision, code, interval)
+        self._record(self._cuts(patient), patient, day, vision, code)
 
         visit = 0
         while True:
@@ -194,7 +193,7 @@ class _Block:
             # 5. Discontinuation.
             if with_stops:
                 self._discontinue(patient, vision, injections, day, long_after, stop_draw, ended)
-            self._record(cuts, patient, day, vision, code, interval)
+            self._record(cuts, patient, day, vision, code)
 
     def _discontinue(
         self,
@@ -234,15 +233,14 @@ class _Block:
         day: np.ndarray,
         vision: np.ndarray,
         code: np.ndarray,
-        interval: np.ndarray,
     ) -> None:
         # `patient` is replaced, never modified in place, so it is kept without a copy.
+        # Intervals are not recorded: each is the next visit's day minus this one's.
         self.rows_cuts.append(cuts)
         self.rows_patient.append(patient)
         self.rows_day.append(day.copy())
         self.rows_vision.append(vision.astype(np.int16))
         self.rows_code.append(code.astype(np.int8))
-        self.rows_interval.append(interval.astype(np.int16))
 
     def outputs(self) -> list[ShardOutput]:
         """One output per shard, each turned into patient-major order on its own.
@@ -283,13 +281,15 @@ class _Block:
 
         last_row = starts[1:] - 1
         code = scatter(self.rows_code)
-        interval = scatter(self.rows_interval)
+        day = scatter(self.rows_day)
+        interval = np.empty(total, dtype=np.int16)
+        np.subtract(day[1:], day[:-1], out=interval[:-1], casting="unsafe")
         interval[last_row] = NULL
         first_id = self.first_id + lo
         visits: Columns = {
             "patient_id": np.repeat(np.arange(first_id, first_id + size, dtype=np.int32), counts),
             "visit": _visit_numbers(starts, counts, total),
-            "day": scatter(self.rows_day),
+            "day": day,
             "vision": scatter(self.rows_vision),
             "injected": code >= _TREATED,
             "disease_state": code & 3,

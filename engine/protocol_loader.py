@@ -107,8 +107,7 @@ def _decode_yaml(data: bytes | str, source: str) -> dict[str, Any]:
     try:
         raw = msgspec.yaml.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ProtocolError(source, None, f"is not valid YAML ({detail})") from exc
+        raise ProtocolError(source, None, f"is not valid YAML: {_yaml_problem(exc)}") from exc
     if raw is None:
         raise ProtocolError(
             source, None, "file is empty; expected a YAML mapping of protocol fields"
@@ -119,6 +118,18 @@ def _decode_yaml(data: bytes | str, source: str) -> dict[str, Any]:
             source, "$", f"expected a YAML mapping of protocol fields, got a {kind}"
         )
     return raw
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's problem and position ("line 2, column 1"), or its whole message folded."""
+    cause = exc.__cause__ or exc.__context__
+    problem = getattr(cause, "problem", None)
+    mark = getattr(cause, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, UnicodeDecodeError) or "unacceptable character" in str(exc):
+        return "the file is not text (it contains bytes that are not UTF-8 characters)"
+    return " ".join(str(cause or exc).split())
 
 
 def _normalise_scalars(raw: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +163,11 @@ def _describe_validation_error(message: str, raw: Any) -> tuple[str, str]:
         choices = ", ".join(typing.get_args(typing.get_type_hints(Protocol)["protocol_type"]))
         return path, f"{text[0].lower()}{text[1:]}; expected one of {choices}"
     problem = text[0].lower() + text[1:]
+    for json_word, yaml_word in (("`object`", "a mapping"), ("`array`", "a list")):
+        problem = problem.replace(json_word, yaml_word)
     found, value = _lookup(raw, path)
-    if found and ", got" not in problem:
-        problem += f", got {value!r}"
+    if found:
+        problem += f" ({value!r})" if ", got" in problem else f", got {value!r}"
     return path, problem
 
 

@@ -1,0 +1,6 @@
+"""amdsim dashboard (Panel): live runs, registry and results explorer.
+
+Empty until the dashboard lands.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,109 @@
+"""Kernel-only speed: 100k patients x 5 years on one core, median of 5 runs, and peak RSS.
+
+Prints patients/s and visits/s of the vectorised kernel (shard outputs as numpy columns, no
+Arrow, no I/O), what share of that time the random draws alone take, and the speed of the
+per-patient Python loop (tests/reference_model.py) measured in the same run, for the ratio.
+
+    python perf/bench_kernel.py [--patients 100000] [--years 5] [--runs 5] [--block-patients N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.kernel import simulate_shards  # noqa: E402
+from engine.parameters import RunParameters  # noqa: E402
+from engine.protocol_loader import load_protocol  # noqa: E402
+from engine.shards import BLOCK_PATIENTS, plan_blocks, shard_generator  # noqa: E402
+from engine.tables import compile_protocol  # noqa: E402
+from tests.reference_model import simulate_patient  # noqa: E402
+
+
+def kernel_run(tables, params, block_patients: int) -> tuple[float, int]:
+    """Seconds and visits for one whole run of the kernel."""
+    started = time.perf_counter()
+    visits = 0
+    for block in plan_blocks(params, block_patients=block_patients):
+        visits += sum(output.visit_count for output in simulate_shards(tables, params, block))
+    return time.perf_counter() - started, visits
+
+
+def draws_only(params, visits: int) -> float:
+    """Seconds to draw what the kernel draws for `visits` visits: 2 uniforms + 1 normal each."""
+    per_shard = visits // params.shard_count
+    out_u = np.empty(per_shard, dtype=np.float32)
+    out_z = np.empty(per_shard, dtype=np.float32)
+    started = time.perf_counter()
+    for shard in range(params.shard_count):
+        rng = shard_generator(params.seed, shard)
+        rng.random(dtype=np.float32, out=out_u)
+        rng.standard_normal(dtype=np.float32, out=out_z)
+        rng.random(dtype=np.float32, out=out_u)
+    return time.perf_counter() - started
+
+
+def reference_loop(protocol, params, patients: int) -> tuple[float, int]:
+    rng = random.Random(params.seed)
+    started = time.perf_counter()
+    visits = sum(
+        len(simulate_patient(protocol, params.horizon_days, rng).visits) for _ in range(patients)
+    )
+    return time.perf_counter() - started, visits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--years", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--block-patients", type=int, default=BLOCK_PATIENTS)
+    parser.add_argument("--protocol", default="aflibercept_treat_and_extend")
+    args = parser.parse_args()
+
+    if hasattr(os, "sched_setaffinity"):
+        # One core; the last one, because CPU 0 also serves the machine's interrupts.
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    protocol = load_protocol(args.protocol)
+    tables = compile_protocol(protocol)
+    params = RunParameters(n_patients=args.patients, years=args.years, seed=1)
+
+    kernel_run(tables, params, args.block_patients)  # warm-up: imports, allocator, caches
+    times = []
+    for _ in range(args.runs):
+        seconds, visits = kernel_run(tables, params, args.block_patients)
+        times.append(seconds)
+    median = statistics.median(times)
+    draw_s = statistics.median(draws_only(params, visits) for _ in range(3))
+    loop_s, loop_visits = reference_loop(protocol, params, patients=500)
+    loop_rate = loop_visits / loop_s
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(
+        f"bench_kernel: {args.protocol}, {args.patients:,} patients x {args.years:g} years, one core"
+    )
+    print(f"  shards of {params.shard_size}, {args.block_patients:,} patients per kernel call")
+    print(f"  visits per run          {visits:,} ({visits / args.patients:.1f} per patient)")
+    print(f"  run times (s)           {', '.join(f'{t:.3f}' for t in times)}")
+    print(f"  median of {args.runs}            {median:.3f} s")
+    print(f"  patients/s              {args.patients / median:,.0f}")
+    print(f"  visits/s                {visits / median / 1e6:.2f} M")
+    print(f"  random draws alone      {draw_s:.3f} s = {draw_s / median:.0%} of the kernel's time")
+    print(f"  per-patient Python loop {loop_rate / 1e3:.0f} k visits/s (500 patients)")
+    print(f"  speed-up over the loop  {visits / median / loop_rate:.0f}x")
+    print(f"  peak RSS                {peak_rss_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The SimulationResults interface, asserted the same way for every tier that implements it."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections import namedtuple
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine import run_simulation
+from engine.errors import (
+    MemoryBudgetError,
+    ParameterError,
+    ProtocolError,
+    ResultsFormatError,
+    RunNotFoundError,
+)
+from engine.parameters import DAYS_PER_YEAR
+from engine.results import InMemoryResults, SimulationResults
+
+N_PATIENTS = 2_500
+
+
+@pytest.fixture(scope="module")
+def fresh() -> InMemoryResults:
+    return run_simulation(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000)
+
+
+@pytest.fixture(params=["memory", "memory-pickled", "memory-from-parquet", "memory-from-arrow"])
+def results(request, fresh, tmp_path) -> SimulationResults:
+    """Every way of holding the same run."""
+    if request.param == "memory":
+        return fresh
+    if request.param == "memory-pickled":
+        return pickle.loads(pickle.dumps(fresh))
+    table_format = request.param.rsplit("-", 1)[1]
+    fresh.save(tmp_path / "saved", table_format)
+    return InMemoryResults.load(tmp_path / "saved")
+
+
+def _table(batches) -> pa.Table:
+    return pa.Table.from_batches(list(batches))
+
+
+def test_counts_match_the_run(results):
+    assert results.patient_count == N_PATIENTS
+    assert results.visit_count == sum(b.num_rows for b in results.iterate_visits())
+    assert results.storage == "memory"
+    assert results.memory_usage_mb > 0
+
+
+def test_summary_equals_an_exact_recomputation_from_the_rows(results):
+    patients = _table(results.iterate_patients()).to_pydict()
+    stats = results.summary_stats()
+    horizon = results.parameters.horizon_days
+    follow_up = sum(
+        (d if stopped else horizon) - e
+        for d, stopped, e in zip(
+            patients["discontinuation_day"],
+            patients["discontinued"],
+            patients["enrollment_day"],
+            strict=True,
+        )
+    )
+    assert stats.patients == N_PATIENTS
+    assert stats.visits == results.visit_count
+    assert stats.injections == sum(patients["injections"])
+    assert stats.injections_per_patient_year == pytest.approx(
+        sum(patients["injections"]) / (follow_up / DAYS_PER_YEAR)
+    )
+    assert stats.mean_baseline_vision == pytest.approx(np.mean(patients["baseline_vision"]))
+    assert stats.mean_final_vision == pytest.approx(np.mean(patients["final_vision"]))
+    reasons = patients["discontinuation_reason"]
+    for reason, rate in stats.discontinuation_rate_by_reason.items():
+        assert rate == pytest.approx(reasons.count(reason) / N_PATIENTS)
+    assert stats.discontinuation_rate == pytest.approx(sum(patients["discontinued"]) / N_PATIENTS)
+
+
+@pytest.mark.parametrize("batch_size", [1_000, 777])
+def test_iteration_yields_every_row_in_order_in_bounded_batches(results, batch_size):
+    patient_batches = list(results.iterate_patients(batch_size))
+    visit_batches = list(results.iterate_visits(batch_size * 10))
+    assert all(b.num_rows <= batch_size for b in patient_batches)
+    assert all(b.num_rows <= batch_size * 10 for b in visit_batches)
+    ids = np.concatenate([b.column("patient_id").to_numpy() for b in patient_batches])
+    assert ids.tolist() == list(range(N_PATIENTS))
+    visit_ids = np.concatenate([b.column("patient_id").to_numpy() for b in visit_batches])
+    assert len(visit_ids) == results.visit_count
+    assert (np.diff(visit_ids) >= 0).all()
+
+
+def test_iteration_refuses_a_batch_size_below_one(results):
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        next(results.iterate_visits(0))
+
+
+@pytest.mark.parametrize("patient_id", [0, 999, 1_000, N_PATIENTS - 1])
+def test_get_patient_returns_the_row_and_that_patients_visits(results, patient_id):
+    record = results.get_patient(patient_id)
+    assert record.patient["patient_id"] == patient_id
+    visits = record.visits.to_pydict()
+    assert set(visits["patient_id"]) == {patient_id}
+    assert visits["visit"] == list(range(record.patient["visits"]))
+    assert visits["vision"][-1] == record.patient["final_vision"]
+    assert sum(visits["injected"]) == record.patient["injections"]
+
+
+@pytest.mark.parametrize("patient_id", [-1, N_PATIENTS])
+def test_get_patient_outside_the_run_raises_key_error(results, patient_id):
+    with pytest.raises(KeyError, match=f"patient {patient_id} is not in this run"):
+        results.get_patient(patient_id)
+
+
+def test_get_patient_range_returns_the_patients_and_their_visits(results):
+    patients, visits = results.get_patient_range(990, 1_010)
+    assert patients.column("patient_id").to_pylist() == list(range(990, 1_010))
+    assert set(visits.column("patient_id").to_pylist()) == set(range(990, 1_010))
+    assert visits.num_rows == sum(patients.column("visits").to_pylist())
+    clamped, _ = results.get_patient_range(N_PATIENTS - 5, N_PATIENTS + 50)
+    assert clamped.num_rows == 5
+    empty, no_visits = results.get_patient_range(10, 5)
+    assert empty.num_rows == 0 and no_visits.num_rows == 0
+
+
+def test_to_dataframe_gives_both_tables(results):
+    visits = results.to_dataframe("visits")
+    patients = results.to_dataframe("patients")
+    assert len(visits) == results.visit_count
+    assert len(patients) == N_PATIENTS
+    assert list(visits.columns) == [
+        "patient_id",
+        "visit",
+        "day",
+        "vision",
+        "injected",
+        "disease_state",
+        "interval_days",
+    ]
+    assert str(visits["disease_state"].dtype) == "category"
+
+
+def test_to_dataframe_refuses_when_it_would_not_fit_the_budget(results, monkeypatch):
+    memory = namedtuple("memory", "available")
+    monkeypatch.setattr(
+        "engine.results.base.psutil.virtual_memory", lambda: memory(available=1_000)
+    )
+    with pytest.raises(
+        MemoryBudgetError, match=r"the visits table as a DataFrame needs about .* MiB budget"
+    ) as caught:
+        results.to_dataframe("visits")
+    assert "iterate_visits()" in str(caught.value)
+
+
+def test_to_dataframe_rejects_an_unknown_table(results):
+    with pytest.raises(ValueError, match="table must be 'patients' or 'visits'"):
+        results.to_dataframe("nope")
+
+
+def test_close_is_idempotent_and_the_context_manager_closes(results):
+    with results as opened:
+        assert opened is results
+    results.close()
+    results.close()
+
+
+def test_protocol_and_parameters_survive_every_round_trip(results, fresh):
+    assert results.protocol == fresh.protocol
+    assert results.parameters == fresh.parameters
+    assert results.summary_stats() == fresh.summary_stats()
+
+
+def test_saved_tables_equal_the_original(fresh, tmp_path):
+    for table_format in ("parquet", "arrow"):
+        folder = fresh.save(tmp_path / table_format, table_format)
+        loaded = InMemoryResults.load(folder)
+        assert _table(loaded.iterate_visits()).equals(_table(fresh.iterate_visits()))
+        assert _table(loaded.iterate_patients()).equals(_table(fresh.iterate_patients()))
+        assert not list(folder.glob(".*tmp")), "temporary files left behind"
+
+
+def test_loading_a_directory_without_results_names_it(tmp_path):
+    with pytest.raises(RunNotFoundError, match="holds no saved results"):
+        InMemoryResults.load(tmp_path)
+
+
+def test_loading_a_corrupt_header_is_a_format_error(fresh, tmp_path):
+    folder = fresh.save(tmp_path / "r")
+    (folder / "results.json").write_text("{not json")
+    with pytest.raises(ResultsFormatError, match=r"results\.json is not a valid results header"):
+        InMemoryResults.load(folder)
+
+
+def test_loading_a_newer_format_asks_for_an_upgrade(fresh, tmp_path):
+    folder = fresh.save(tmp_path / "r")
+    header = json.loads((folder / "results.json").read_text())
+    header["format_version"] = 99
+    (folder / "results.json").write_text(json.dumps(header))
+    with pytest.raises(
+        ResultsFormatError, match=r"format version 99; this amdsim reads up to 1\. Upgrade"
+    ):
+        InMemoryResults.load(folder)
+
+
+def test_loading_a_truncated_table_is_a_format_error(fresh, tmp_path):
+    folder = fresh.save(tmp_path / "r")
+    data = (folder / "visits.parquet").read_bytes()
+    (folder / "visits.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ResultsFormatError, match=r"visits\.parquet cannot be read"):
+        InMemoryResults.load(folder)
+
+
+def test_run_simulation_reports_progress_up_to_every_patient():
+    seen = []
+    results = run_simulation(n_patients=70_000, years=1, on_progress=seen.append)
+    done = [p.patients_done for p in seen]
+    assert done == sorted(done) and done[-1] == 70_000 and len(done) >= 2
+    assert seen[-1].visits_done == results.visit_count
+    assert seen[-1].fraction == 1.0
+
+
+def test_run_simulation_refuses_bad_inputs_before_simulating():
+    with pytest.raises(ProtocolError):
+        run_simulation("no_such_protocol")
+    with pytest.raises(ParameterError):
+        run_simulation(n_patients=-5)
