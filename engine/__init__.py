@@ -1,22 +1,37 @@
 """amdsim engine: the AMD treatment model, its runs and their results.
 
-Public names are re-exported here; modules are the place to look for the rest.
+Public names are re-exported here and imported on first use (PEP 562), so that worker
+processes importing one engine module do not pay for the whole package.
 """
 
-from engine.errors import (
-    AmdsimError,
-    MemoryBudgetError,
-    ParameterError,
-    ProtocolError,
-    ResultsFormatError,
-    RunNotFoundError,
-)
-from engine.parameters import Recruitment, RunParameters
-from engine.protocol import Protocol
-from engine.protocol_loader import bundled_protocol_names, load_protocol, load_protocol_text
-from engine.results import InMemoryResults, PatientRecord, SimulationResults
-from engine.runner import Progress, run_simulation
-from engine.totals import RunTotals, SummaryStats
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AmdsimError": "engine.errors",
+    "MemoryBudgetError": "engine.errors",
+    "ParameterError": "engine.errors",
+    "ProtocolError": "engine.errors",
+    "ResultsFormatError": "engine.errors",
+    "RunNotFoundError": "engine.errors",
+    "WorkerCrashedError": "engine.errors",
+    "WriterFailedError": "engine.errors",
+    "Recruitment": "engine.parameters",
+    "RunParameters": "engine.parameters",
+    "Protocol": "engine.protocol",
+    "bundled_protocol_names": "engine.protocol_loader",
+    "load_protocol": "engine.protocol_loader",
+    "load_protocol_text": "engine.protocol_loader",
+    "InMemoryResults": "engine.results",
+    "PatientRecord": "engine.results",
+    "SimulationResults": "engine.results",
+    "Progress": "engine.runner",
+    "run_simulation": "engine.runner",
+    "RunTotals": "engine.totals",
+    "SummaryStats": "engine.totals",
+}
 
 __all__ = [
     "AmdsimError",
@@ -34,8 +49,42 @@ __all__ = [
     "RunTotals",
     "SimulationResults",
     "SummaryStats",
+    "WorkerCrashedError",
+    "WriterFailedError",
     "bundled_protocol_names",
     "load_protocol",
     "load_protocol_text",
     "run_simulation",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from engine.errors import (
+        AmdsimError,
+        MemoryBudgetError,
+        ParameterError,
+        ProtocolError,
+        ResultsFormatError,
+        RunNotFoundError,
+        WorkerCrashedError,
+        WriterFailedError,
+    )
+    from engine.parameters import Recruitment, RunParameters
+    from engine.protocol import Protocol
+    from engine.protocol_loader import bundled_protocol_names, load_protocol, load_protocol_text
+    from engine.results import InMemoryResults, PatientRecord, SimulationResults
+    from engine.runner import Progress, run_simulation
+    from engine.totals import RunTotals, SummaryStats

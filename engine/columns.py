@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 Columns = dict[str, np.ndarray]
+Buffer = np.ndarray | memoryview | bytes
 NULL = -1
 
 
@@ -48,29 +49,44 @@ class ColumnSpec:
             value_type = pa.dictionary(value_type, pa.string())
         object.__setattr__(self, "arrow_type", value_type)
 
-    def to_arrow(self, values: np.ndarray) -> pa.Array:
-        """Arrow array of `values`; `-1` becomes null in nullable columns.
+    def to_buffers(self, values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """Arrow-layout buffers of `values`: (null count, values, validity bitmap or None).
 
-        Built from buffers: numeric data is shared with numpy, not copied, and `pa.array`
-        is avoided because its first call imports pandas (0.4 s in every process).
+        Numeric values are shared with numpy, not copied; booleans and validity are packed
+        into bits. `-1` marks a null in nullable columns.
         """
-        length = len(values)
         validity = None
         null_count = 0
         if self.nullable:
             valid = values != NULL
-            null_count = length - int(np.count_nonzero(valid))
+            null_count = len(values) - int(np.count_nonzero(valid))
             if null_count:
-                validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+                validity = np.packbits(valid, bitorder="little")
         if values.dtype == np.bool_:
-            data = pa.py_buffer(np.packbits(values, bitorder="little"))
+            data = np.packbits(values, bitorder="little")
         else:
-            data = pa.py_buffer(np.ascontiguousarray(values, dtype=self.dtype))
+            data = np.ascontiguousarray(values, dtype=self.dtype)
+        return null_count, data, validity
+
+    def from_buffers(
+        self, length: int, null_count: int, data: Buffer, validity: Buffer | None
+    ) -> pa.Array:
+        """The Arrow array over `data` and `validity` (any buffer-protocol objects, not copied)."""
         storage_type = self.arrow_type if self.dictionary is None else self.arrow_type.index_type
-        array = pa.Array.from_buffers(storage_type, length, [validity, data], null_count=null_count)
+        buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
+        array = pa.Array.from_buffers(storage_type, length, buffers, null_count=null_count)
         if self.dictionary is None:
             return array
         return pa.DictionaryArray.from_arrays(array, _dictionary(self.dictionary))
+
+    def to_arrow(self, values: np.ndarray) -> pa.Array:
+        """Arrow array of `values`; `-1` becomes null in nullable columns.
+
+        Built from buffers: numeric data is shared with numpy, and `pa.array` is avoided
+        because its first call imports pandas (0.4 s in every process).
+        """
+        null_count, data, validity = self.to_buffers(values)
+        return self.from_buffers(len(values), null_count, data, validity)
 
 
 def _col(name: str, dtype: type, **kwargs: object) -> ColumnSpec:

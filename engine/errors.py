@@ -13,6 +13,8 @@ __all__ = [
     "ProtocolError",
     "ResultsFormatError",
     "RunNotFoundError",
+    "WorkerCrashedError",
+    "WriterFailedError",
 ]
 
 
@@ -67,4 +69,25 @@ class MemoryBudgetError(AmdsimError):
     Raised before the memory is allocated, e.g. by ``to_dataframe`` on a large run. The
     message names the estimate and the budget; read in batches (``iterate_visits``), use
     fewer workers or smaller batches, or keep results on disk.
+    """
+
+
+class WorkerCrashedError(AmdsimError):
+    """A shard failed in a worker on every allowed attempt, or workers kept dying.
+
+    Raised by the supervisor after it has stopped the run; `traceback` holds the worker's
+    last traceback when there was one. A bug fails the same way every time: report it with
+    the traceback. A worker killed from outside (out of memory) may succeed on a re-run.
+    """
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class WriterFailedError(AmdsimError):
+    """The writer process could not write the run (disk full, permissions, I/O error).
+
+    Raised by the supervisor after it has stopped the run and marked it failed; no part file
+    of the failed write is left under a final name. Free space or fix the directory, re-run.
     """

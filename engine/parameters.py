@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_SHARD_SIZE",
     "MAX_PATIENTS",
     "MAX_YEARS",
+    "MEMORY_THRESHOLD_PATIENTS",
     "Recruitment",
     "RunParameters",
     "validate_parameters",
@@ -26,6 +27,9 @@ __all__ = [
 DAYS_PER_YEAR = 365.25
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12
 DEFAULT_SHARD_SIZE = 4096
+# Runs of at most this many patients stay in one process and in memory; larger ones stream
+# to disk through worker processes.
+MEMORY_THRESHOLD_PATIENTS = 1000
 MAX_PATIENTS = 1_000_000_000
 MAX_YEARS = 50.0
 MAX_SHARD_SIZE = 1 << 20

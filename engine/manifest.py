@@ -1,0 +1,133 @@
+"""The manifest and shard index of a run directory (DESIGN section 5), as msgspec structs.
+
+`manifest.json` says what the run is and how it ended; `index.json` says where every shard's
+rows are, so one patient is found by reading one row group. Both carry `format_version`;
+fields added later get defaults and go last, so older files keep loading.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from engine.parameters import RunParameters
+from engine.protocol import Protocol
+from engine.run_dir import write_atomically
+from engine.totals import RunTotals
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Compression",
+    "Manifest",
+    "PartFile",
+    "RunStatus",
+    "ShardIndex",
+    "ShardLocation",
+    "read_index",
+    "read_manifest",
+    "write_index",
+    "write_manifest",
+]
+
+FORMAT_VERSION = 1
+RunStatus = Literal["running", "completed", "failed", "cancelled"]
+Compression = Literal["zstd", "snappy", "gzip", "none"]
+
+
+class ShardLocation(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """Where one part of one shard is: part file number and row group in each table."""
+
+    shard: int
+    part: int
+    part_count: int
+    file: int
+    patients_row_group: int
+    visits_row_group: int
+    first_patient: int
+    patients: int
+    visits: int
+
+
+class PartFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished (closed and renamed) pair of part files."""
+
+    number: int
+    patients_file: str
+    visits_file: str
+    row_groups: int
+    patients_bytes: int
+    visits_bytes: int
+
+
+class ShardIndex(msgspec.Struct, frozen=True, kw_only=True):
+    """Every shard part that is safely on disk, and the files holding them."""
+
+    format_version: int = FORMAT_VERSION
+    run_id: str
+    parts: list[PartFile] = []
+    shards: list[ShardLocation] = []
+    totals: RunTotals = RunTotals()
+    uncompressed_bytes: int = 0
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run is, where it stands and what it produced."""
+
+    format_version: int = FORMAT_VERSION
+    run_id: str
+    status: RunStatus
+    protocol: Protocol
+    parameters: RunParameters
+    shard_count: int
+    compression: Compression
+    workers: int
+    created: datetime.datetime
+    finished: datetime.datetime | None = None
+    package_version: str
+    supervisor_pid: int
+    supervisor_started: float
+    metrics_address: str = ""
+    totals: RunTotals = RunTotals()
+    bytes_on_disk: int = 0
+    uncompressed_bytes: int = 0
+    compression_ratio: float = 0.0
+    error: str = ""
+
+    @property
+    def patients(self) -> int:
+        """Patients written."""
+        return self.totals.patients
+
+    @property
+    def visits(self) -> int:
+        """Visits written."""
+        return self.totals.visits
+
+
+_MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
+_INDEX_DECODER = msgspec.json.Decoder(ShardIndex)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically."""
+    write_atomically(path, msgspec.json.format(msgspec.json.encode(manifest)))
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Load a manifest; `msgspec.DecodeError`/`ValidationError` if it is not one."""
+    with open(path, "rb") as handle:
+        return _MANIFEST_DECODER.decode(handle.read())
+
+
+def write_index(path: Path, index: ShardIndex) -> None:
+    """Replace the shard index atomically."""
+    write_atomically(path, msgspec.json.encode(index))
+
+
+def read_index(path: Path) -> ShardIndex:
+    """Load a shard index."""
+    with open(path, "rb") as handle:
+        return _INDEX_DECODER.decode(handle.read())

@@ -1,0 +1,129 @@
+"""Turn shard outputs into channel batches and channel batches into Arrow record batches.
+
+A shard whose encoded size exceeds a channel slot is cut by patient into parts that fit.
+The cut depends only on the shard's rows and the slot size, so a retried shard is cut the
+same way and the writer can recognise parts it already has. A single patient larger than a
+slot cannot be cut and is refused with `MessageTooLargeError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from engine.columns import (
+    PATIENT_COLUMNS,
+    PATIENTS_SCHEMA,
+    VISIT_COLUMNS,
+    VISITS_SCHEMA,
+    Columns,
+    ColumnSpec,
+    ShardOutput,
+)
+from engine.totals import RunTotals
+from ipc.channel import MessageTooLargeError
+from ipc.messages import ColumnBuffers, PatientBatch, TableBuffers
+
+__all__ = ["DecodedBatch", "decode_batch", "encode_shard"]
+
+# msgpack framing per column and per message, generously rounded up.
+_COLUMN_OVERHEAD = 32
+_MESSAGE_OVERHEAD = 1024
+_EMPTY = memoryview(b"")
+_TOTALS_ENCODER = msgspec.msgpack.Encoder()
+_TOTALS_DECODER = msgspec.msgpack.Decoder(RunTotals)
+
+
+def encode_shard(
+    output: ShardOutput, attempt: int, horizon_days: int, slot_bytes: int
+) -> list[PatientBatch]:
+    """The shard as one batch, or as several parts if it does not fit `slot_bytes`."""
+    counts = output.patients["visits"].astype(np.int64)
+    cuts = _cut_points(counts, slot_bytes)
+    starts = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    batches = []
+    for part, (lo, hi) in enumerate(itertools.pairwise(cuts)):
+        patients = {name: column[lo:hi] for name, column in output.patients.items()}
+        visits = {name: column[starts[lo] : starts[hi]] for name, column in output.visits.items()}
+        piece = ShardOutput(shard_index=output.shard_index, patients=patients, visits=visits)
+        batches.append(
+            PatientBatch(
+                shard=output.shard_index,
+                part=part,
+                part_count=len(cuts) - 1,
+                attempt=attempt,
+                first_patient=int(patients["patient_id"][0]),
+                patients=_table(patients, PATIENT_COLUMNS),
+                visits=_table(visits, VISIT_COLUMNS),
+                totals=_TOTALS_ENCODER.encode(RunTotals.of_shard(piece, horizon_days)),
+            )
+        )
+    return batches
+
+
+class DecodedBatch:
+    """A received batch as Arrow record batches over the channel slot, plus its totals."""
+
+    __slots__ = ("batch", "patients", "totals", "visits")
+
+    def __init__(self, batch: PatientBatch) -> None:
+        self.batch = batch
+        self.patients = _record_batch(batch.patients, PATIENT_COLUMNS, PATIENTS_SCHEMA)
+        self.visits = _record_batch(batch.visits, VISIT_COLUMNS, VISITS_SCHEMA)
+        self.totals = _TOTALS_DECODER.decode(batch.totals)
+
+
+def decode_batch(batch: PatientBatch) -> DecodedBatch:
+    """Wrap a received batch's buffers as Arrow (no copy; valid until the slot is released)."""
+    return DecodedBatch(batch)
+
+
+def _cut_points(visit_counts: np.ndarray, slot_bytes: int) -> list[int]:
+    """Patient indices where parts start, plus the end; one part when everything fits."""
+    patient_bytes = sum(c.dtype.itemsize for c in PATIENT_COLUMNS) + 2
+    visit_bytes = sum(c.dtype.itemsize for c in VISIT_COLUMNS) + 1
+    overhead = _MESSAGE_OVERHEAD + _COLUMN_OVERHEAD * (len(PATIENT_COLUMNS) + len(VISIT_COLUMNS))
+    budget = slot_bytes - overhead
+    cost = patient_bytes + visit_counts * visit_bytes
+    if len(cost) and cost.max() > budget:
+        raise MessageTooLargeError(
+            f"one patient needs {cost.max() / 2**20:.2f} MiB, more than a "
+            f"{slot_bytes / 2**20:.2f} MiB channel slot; use larger slots"
+        )
+    cumulative = np.cumsum(cost)
+    cuts = [0]
+    while cuts[-1] < len(cost):
+        used = cumulative[cuts[-1] - 1] if cuts[-1] else 0
+        cuts.append(int(np.searchsorted(cumulative, used + budget, side="right")))
+    return cuts
+
+
+def _table(columns: Columns, specs: tuple[ColumnSpec, ...]) -> TableBuffers:
+    buffers = []
+    for spec in specs:
+        null_count, data, validity = spec.to_buffers(columns[spec.name])
+        buffers.append(
+            ColumnBuffers(
+                null_count, memoryview(data), _EMPTY if validity is None else memoryview(validity)
+            )
+        )
+    return TableBuffers(length=len(columns[specs[0].name]), columns=buffers)
+
+
+def _record_batch(
+    table: TableBuffers, specs: tuple[ColumnSpec, ...], schema: pa.Schema
+) -> pa.RecordBatch:
+    arrays = [
+        spec.from_buffers(
+            table.length,
+            column.null_count,
+            column.data,
+            column.validity if column.null_count else None,
+        )
+        for spec, column in zip(specs, table.columns, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -1,0 +1,77 @@
+"""Starting and stopping the run's child processes, so that none outlives the run.
+
+Children are spawned (not forked: the supervisor has threads), ignore Ctrl-C (the
+supervisor decides how to stop) and exit on their own as soon as the supervisor dies, via a
+watchdog thread waiting on the parent's sentinel. The supervisor stops them in escalating
+steps: wait, SIGTERM, SIGKILL, logging each pid it had to push.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from multiprocessing.context import SpawnProcess
+
+__all__ = ["CONTEXT", "prepare_child", "stop_processes"]
+
+log = logging.getLogger(__name__)
+CONTEXT = multiprocessing.get_context("spawn")
+PARENT_GONE_EXIT_CODE = 70
+
+
+def prepare_child(name: str) -> None:
+    """Call first in every child: ignore Ctrl-C, die with the parent, explain a SIGTERM.
+
+    A child the supervisor has to SIGTERM is stuck; it prints every thread's stack to
+    stderr on the way out, so the log says where.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
+    parent = multiprocessing.process.parent_process()
+    if parent is None:  # pragma: no cover - only when called outside a spawned child
+        return
+
+    def exit_when_parent_dies() -> None:
+        parent.join()
+        os._exit(PARENT_GONE_EXIT_CODE)
+
+    threading.Thread(target=exit_when_parent_dies, name=f"{name}-watchdog", daemon=True).start()
+
+
+def stop_processes(
+    processes: Iterable[SpawnProcess], grace_s: float = 2.0, term_s: float = 1.5
+) -> None:
+    """Wait up to `grace_s` for the processes to exit, then SIGTERM, then SIGKILL."""
+    alive = [p for p in processes if p.pid is not None]
+    _join_all(alive, grace_s)
+    stubborn = [p for p in alive if p.is_alive()]
+    for process in stubborn:
+        log.warning(
+            "%s (pid %s) did not exit in %.1f s: sending SIGTERM",
+            process.name,
+            process.pid,
+            grace_s,
+        )
+        process.terminate()
+    _join_all(stubborn, term_s)
+    for process in stubborn:
+        if process.is_alive():
+            log.warning("%s (pid %s) ignored SIGTERM: sending SIGKILL", process.name, process.pid)
+            process.kill()
+            process.join(1.0)
+    for process in alive:
+        if not process.is_alive():
+            process.close()
+
+
+def _join_all(processes: list[SpawnProcess], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))

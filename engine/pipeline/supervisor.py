@@ -1,0 +1,601 @@
+"""The supervisor: owns a streaming run from start to the last cleaned-up segment.
+
+Covers: creating the run directory and manifest, the channel and the metrics stream;
+starting one writer and W workers; handing out blocks of shards as workers become free;
+watching every process's sentinel; re-running the shards of a worker that failed or died
+(bounded attempts; the writer keeps the first copy of every shard part, so rows are written
+once); cancelling on Ctrl-C, SIGTERM or a request on the metrics socket; and, on every exit
+path, stopping children (wait, SIGTERM, SIGKILL) and removing the shared memory.
+
+Does not cover: simulating (`engine.pipeline.worker`), writing files (`engine.pipeline.writer`),
+the transport (`ipc.channel`, `ipc.metrics`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from engine.errors import AmdsimError, ParameterError, WorkerCrashedError, WriterFailedError
+from engine.manifest import Compression, Manifest, read_manifest, write_manifest
+from engine.parameters import RunParameters
+from engine.pipeline.processes import CONTEXT, stop_processes
+from engine.pipeline.worker import WorkerConfig, worker_main
+from engine.pipeline.writer import WriterConfig, writer_main
+from engine.protocol import Protocol
+from engine.run_dir import RunPaths
+from engine.shards import plan_blocks
+from ipc.channel import Channel, ChannelSender
+from ipc.messages import (
+    Assign,
+    FinishRun,
+    MetricsSample,
+    ProcessMemory,
+    SenderClosed,
+    ShardWritten,
+    Stop,
+    TaskDone,
+    WorkerFailed,
+    WorkerReady,
+    WorkerToSupervisor,
+    WriterFailed,
+    WriterFinished,
+    WriterReady,
+    WriterToSupervisor,
+)
+from ipc.metrics import MetricsPublisher, metrics_socket_path
+
+__all__ = ["PipelineOptions", "Supervisor", "default_workers"]
+
+log = logging.getLogger(__name__)
+OWNER_SENDER = 0
+FINISH_TIMEOUT_S = 3.0  # after stopping: how long the writer may take to close its files
+
+
+def default_workers() -> int:
+    """One fewer than the CPUs this process may use (the writer needs one), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a streaming run is executed; none of these change its output rows.
+
+    Parameters
+    ----------
+    slot_bytes, slots_per_worker
+        Channel slot size and how many slots each worker may fill ahead of the writer.
+    roll_bytes
+        Part files are closed and a new pair started once the open pair reaches this size.
+    max_attempts
+        Tries per shard before the run fails; also bounds worker restarts.
+    """
+
+    workers: int = 0  # 0: default_workers()
+    compression: Compression = "zstd"
+    slot_bytes: int = 4 << 20
+    slots_per_worker: int = 0  # 0: one block of shards plus one, so a block never waits
+    roll_bytes: int = 128 << 20
+    max_attempts: int = 3
+    metrics_interval_s: float = 0.5
+    # Fault injection, for tests only.
+    writer_fail_after_bytes: int | None = None
+    worker_fail_shard: int | None = None
+    worker_fail_attempts: int = 0
+
+
+@dataclass(eq=False)
+class _Worker:
+    id: int
+    process: object
+    conn: Connection
+    pid: int | None = None
+    task: Assign | None = None
+    ready: bool = False
+    stopping: bool = False
+    exited: bool = False
+
+
+@dataclass
+class _Progress:
+    complete: set[int] = field(default_factory=set)
+    parts: dict[int, set[int]] = field(default_factory=dict)
+    patients: int = 0
+    visits: int = 0
+    bytes_written: int = 0
+
+
+class Supervisor:
+    """One streaming run. Call `start()`, then `run()`; `cancel()` may come from any thread."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        params: RunParameters,
+        run_dir: Path,
+        options: PipelineOptions | None = None,
+    ) -> None:
+        options = options or PipelineOptions()
+        if options.workers == 0:
+            options = msgspec.structs.replace(options, workers=default_workers())
+        if options.workers < 1:
+            raise ParameterError(f"workers must be at least 1, got {options.workers}")
+        if options.slots_per_worker == 0:
+            shards_per_block = len(plan_blocks(params)[0])
+            options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
+        self.protocol = protocol
+        self.params = params
+        self.options = options
+        self.paths = RunPaths(Path(run_dir))
+        self.run_id = self.paths.root.name
+        self.started_at = time.monotonic()
+        self.latest_sample: MetricsSample | None = None
+        self.peak_rss_total = 0
+        self._progress = _Progress()
+        self.worker_timings = {"simulate": 0.0, "encode": 0.0, "send": 0.0}
+        self.writer_timings: dict[str, float] = {}
+        self._pending: deque[tuple[list[int], int]] = deque()
+        self._workers: dict[int, _Worker] = {}
+        self._next_worker_id = 1
+        self._restarts = 0
+        self._task_ids = iter(range(1, 1 << 62))
+        self._status: str = "running"
+        self._error = ""
+        self._error_traceback = ""
+        self._failure: type[AmdsimError] | None = None
+        self._stop_deadline: float | None = None
+        self._writer_finished = False
+        self._writer_failed = False
+        self._cancel_reason: str | None = None
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._psutil: dict[int, psutil.Process] = {}
+        self._started = False
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def metrics_address(self) -> str:
+        """Where subscribers connect for this run's `MetricsSample`s."""
+        return str(self._metrics_path)
+
+    def start(self) -> None:
+        """Create the run directory, manifest, channel and metrics stream; start processes."""
+        if self.paths.root.exists() and any(self.paths.root.iterdir()):
+            raise ParameterError(f"run directory {self.paths.root} already exists and is not empty")
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self._started = True
+        self._metrics_path = metrics_socket_path(self.paths.root)
+        options = self.options
+        self.channel = Channel(
+            slot_count=options.slots_per_worker * options.workers + 1,
+            slot_bytes=options.slot_bytes,
+            credits_per_sender=options.slots_per_worker,
+            owner_sender=OWNER_SENDER,
+        )
+        self.publisher = MetricsPublisher(
+            self._metrics_path, on_request=lambda _: self.cancel("cancel requested")
+        )
+        self.manifest = Manifest(
+            run_id=self.run_id,
+            status="running",
+            protocol=self.protocol,
+            parameters=self.params,
+            shard_count=self.params.shard_count,
+            compression=options.compression,
+            workers=options.workers,
+            created=datetime.datetime.now(datetime.UTC),
+            package_version=_package_version(),
+            supervisor_pid=os.getpid(),
+            supervisor_started=psutil.Process().create_time(),
+            metrics_address=str(self._metrics_path),
+        )
+        write_manifest(self.paths.manifest, self.manifest)
+        for block in plan_blocks(self.params):
+            self._pending.append((list(block), 0))
+        self._start_writer()
+        for _ in range(options.workers):
+            self._start_worker()
+        # The owner's sender keeps the channel open until no more workers will start (the
+        # channel cannot end before it connects, so workers may start first). It only sends
+        # FinishRun, inline, so it needs no slots.
+        self._owner = ChannelSender(self.channel.spec, OWNER_SENDER, credits=0)
+
+    def run(self) -> Manifest:
+        """Drive the run to its end and return the final manifest.
+
+        Raises `WorkerCrashedError` or `WriterFailedError` (after cleaning up) if it failed;
+        a cancelled run returns its manifest with status ``cancelled``.
+        """
+        restore = self._install_signal_handlers()
+        try:
+            self._loop()
+        finally:
+            restore()
+            self._shutdown()
+        if self._failure is WorkerCrashedError:
+            raise WorkerCrashedError(self._error, self._error_traceback)
+        if self._failure is not None:
+            raise self._failure(self._error)
+        return read_manifest(self.paths.manifest)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the run to stop (thread- and signal-safe); it ends with status ``cancelled``."""
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _start_writer(self) -> None:
+        config = WriterConfig(
+            channel=self.channel.spec,
+            run_dir=str(self.paths.root),
+            manifest=self.manifest,
+            compression=self.options.compression,
+            roll_bytes=self.options.roll_bytes,
+            fail_after_bytes=self.options.writer_fail_after_bytes,
+        )
+        ours, theirs = CONTEXT.Pipe()
+        self.writer = CONTEXT.Process(
+            target=writer_main, args=(config, theirs), name="amdsim-writer", daemon=True
+        )
+        self.writer.start()
+        theirs.close()
+        self.writer_conn = ours
+
+    def _start_worker(self) -> None:
+        worker_id = self._next_worker_id
+        self._next_worker_id += 1
+        config = WorkerConfig(
+            channel=self.channel.spec,
+            protocol=self.protocol,
+            parameters=self.params,
+            fail_shard=self.options.worker_fail_shard,
+            fail_attempts=self.options.worker_fail_attempts,
+        )
+        ours, theirs = CONTEXT.Pipe()
+        process = CONTEXT.Process(
+            target=worker_main,
+            args=(config, worker_id, theirs),
+            name=f"amdsim-worker-{worker_id}",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        self._workers[worker_id] = _Worker(
+            id=worker_id, process=process, conn=ours, pid=process.pid
+        )
+
+    # -- main loop ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_sample = time.monotonic()
+        worker_decoder = msgspec.msgpack.Decoder(WorkerToSupervisor)
+        writer_decoder = msgspec.msgpack.Decoder(WriterToSupervisor)
+        while True:
+            if self._cancel_reason is not None and self._status == "running":
+                self._begin_stop("cancelled", self._cancel_reason)
+            if (
+                self._status == "running"
+                and len(self._progress.complete) == self.params.shard_count
+            ):
+                self._begin_stop("completed")
+            if self._writer_finished or self._writer_failed:
+                return
+            if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                log.warning("the writer did not finish within %.1f s of stopping", FINISH_TIMEOUT_S)
+                return
+            now = time.monotonic()
+            if now >= next_sample:
+                self._publish_sample()
+                next_sample = now + self.options.metrics_interval_s
+            live = [w for w in self._workers.values() if not w.exited]
+            watched = [w.conn for w in live] + [w.process.sentinel for w in live]
+            watched += [self.writer_conn, self.writer.sentinel, self._wake_read]
+            ready = wait(watched, timeout=max(0.0, next_sample - time.monotonic()))
+            if self._wake_read in ready:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_read.recv(4096)
+            if self.writer_conn in ready:
+                self._drain_writer(writer_decoder)
+            for worker in live:
+                if worker.conn in ready:
+                    self._drain_worker(worker, worker_decoder)
+            for worker in live:
+                if worker.process.sentinel in ready and not worker.exited:
+                    self._worker_exited(worker)
+            if self.writer.sentinel in ready and not self._writer_finished:
+                self._drain_writer(writer_decoder)
+                if not self._writer_finished and not self._writer_failed:
+                    self._writer_crashed()
+
+    def _drain_worker(self, worker: _Worker, decoder: msgspec.msgpack.Decoder) -> None:
+        while not worker.exited and worker.conn.poll(0):
+            try:
+                message = decoder.decode(worker.conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            if isinstance(message, WorkerReady):
+                worker.ready = True
+                worker.pid = message.pid
+                self._assign(worker)
+            elif isinstance(message, TaskDone):
+                worker.task = None
+                self.worker_timings["simulate"] += message.simulate_s
+                self.worker_timings["encode"] += message.encode_s
+                self.worker_timings["send"] += message.send_s
+                self._assign(worker)
+            elif isinstance(message, WorkerFailed):
+                task = worker.task
+                worker.task = None
+                log.warning(
+                    "worker %s failed on shards %s: %s", worker.id, message.shards, message.error
+                )
+                if task is not None:
+                    self._retry(task, message.error, message.traceback)
+                self._assign(worker)
+
+    def _drain_writer(self, decoder: msgspec.msgpack.Decoder) -> None:
+        while self.writer_conn.poll(0):
+            try:
+                message = decoder.decode(self.writer_conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            if isinstance(message, ShardWritten):
+                self._shard_written(message)
+            elif isinstance(message, WriterFinished):
+                self._writer_finished = True
+                self.writer_timings = message.timings
+            elif isinstance(message, WriterFailed):
+                self._writer_failed = True
+                self._fail(
+                    WriterFailedError, f"the writer failed: {message.error}", message.traceback
+                )
+            elif isinstance(message, WriterReady | SenderClosed):
+                pass
+
+    def _shard_written(self, message: ShardWritten) -> None:
+        progress = self._progress
+        progress.bytes_written = message.bytes_written
+        parts = progress.parts.setdefault(message.shard, set())
+        parts.add(message.part)
+        progress.patients += message.patients
+        progress.visits += message.visits
+        if len(parts) == message.part_count:
+            progress.complete.add(message.shard)
+            del progress.parts[message.shard]
+
+    def _assign(self, worker: _Worker) -> None:
+        if self._status != "running" or worker.stopping or worker.task is not None:
+            return
+        while self._pending:
+            shards, attempt = self._pending.popleft()
+            shards = [s for s in shards if s not in self._progress.complete]
+            if shards:
+                worker.task = Assign(task=next(self._task_ids), shards=shards, attempt=attempt)
+                self._send(worker, worker.task)
+                return
+
+    def _retry(self, task: Assign, error: str, traceback: str) -> None:
+        """Queue the task's unfinished shards again, or fail the run if they have had enough."""
+        remaining = [s for s in task.shards if s not in self._progress.complete]
+        if not remaining:
+            return
+        attempt = task.attempt + 1
+        if attempt >= self.options.max_attempts:
+            self._fail(
+                WorkerCrashedError,
+                f"shards {_ranges(remaining)} failed on all {self.options.max_attempts} attempts; "
+                f"last error: {error}",
+                traceback,
+            )
+            return
+        for run in _consecutive_runs(remaining):
+            self._pending.appendleft((run, attempt))
+        for other in self._workers.values():
+            if other.ready and not other.exited and other.task is None:
+                self._assign(other)
+
+    def _worker_exited(self, worker: _Worker) -> None:
+        worker.exited = True
+        self._drain_worker(worker, msgspec.msgpack.Decoder(WorkerToSupervisor))
+        if worker.stopping:
+            return
+        code = worker.process.exitcode
+        log.warning("worker %s (pid %s) died with exit code %s", worker.id, worker.pid, code)
+        if worker.task is not None:
+            self._retry(
+                worker.task, f"worker {worker.id} (pid {worker.pid}) died with exit code {code}", ""
+            )
+            worker.task = None
+        if self._status != "running":
+            return
+        if self._restarts >= self.options.max_attempts * self.options.workers:
+            self._fail(
+                WorkerCrashedError,
+                f"workers died {self._restarts + 1} times (last exit code {code})",
+                "",
+            )
+            return
+        self._restarts += 1
+        self._start_worker()
+
+    def _writer_crashed(self) -> None:
+        self._writer_failed = True
+        code = self.writer.exitcode
+        self._fail(WriterFailedError, f"the writer process died with exit code {code}", "")
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def _fail(self, error: type[AmdsimError], message: str, traceback: str) -> None:
+        if self._failure is None:
+            self._failure, self._error, self._error_traceback = error, message, traceback
+        if self._status == "running":
+            self._begin_stop("failed", message)
+
+    def _begin_stop(self, status: str, error: str = "") -> None:
+        self._status = status
+        self._error = self._error or error
+        self._stop_deadline = time.monotonic() + FINISH_TIMEOUT_S
+        for worker in self._workers.values():
+            if not worker.exited:
+                worker.stopping = True
+                self._send(worker, Stop())
+        with contextlib.suppress(Exception):
+            self._owner.send(FinishRun(status=status, error=error), timeout_s=1.0)
+        self._owner.close()
+
+    def _shutdown(self) -> None:
+        """Every exit path: children stopped, segment unlinked, socket closed."""
+        processes = [w.process for w in self._workers.values()]
+        if self._started:
+            processes.append(self.writer)
+        try:
+            with contextlib.suppress(Exception):
+                self._publish_sample()
+            stop_processes(processes, grace_s=1.0, term_s=0.5)
+        finally:
+            if self._started:
+                self._owner.close()
+                self.channel.close()
+                self.publisher.close()
+                for conn in [w.conn for w in self._workers.values()] + [self.writer_conn]:
+                    conn.close()
+            self._wake_read.close()
+            self._wake_write.close()
+        if self._started and not self._writer_finished:
+            self._record_abnormal_end()
+
+    def _record_abnormal_end(self) -> None:
+        """The writer did not finish: remove its temporaries and mark the run failed."""
+        for path in self.paths.temporary_files():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        status = "cancelled" if self._status == "cancelled" and self._failure is None else "failed"
+        error = self._error or "the writer did not finish"
+        write_manifest(
+            self.paths.manifest,
+            msgspec.structs.replace(
+                self.manifest,
+                status=status,
+                error=error,
+                finished=datetime.datetime.now(datetime.UTC),
+                bytes_on_disk=self.paths.bytes_on_disk(),
+            ),
+        )
+        if self._failure is None and status == "failed":
+            self._failure, self._error = WriterFailedError, error
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        """Ctrl-C and SIGTERM cancel the run; returns the function restoring the old handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(
+                sig,
+                lambda signum, frame: self.cancel(f"interrupted by {signal.Signals(signum).name}"),
+            )
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def _publish_sample(self) -> None:
+        elapsed = time.monotonic() - self.started_at
+        progress = self._progress
+        patients_per_s = progress.patients / elapsed if elapsed > 0 else 0.0
+        visits_per_s = progress.visits / elapsed if elapsed > 0 else 0.0
+        remaining = self.params.n_patients - progress.patients
+        channel = None if self.channel.closed else self.channel.statistics()
+        sample = MetricsSample(
+            run_id=self.run_id,
+            time=time.time(),
+            elapsed_s=elapsed,
+            status=self._status,  # type: ignore[arg-type]
+            shards_done=len(progress.complete),
+            shards_total=self.params.shard_count,
+            patients_done=progress.patients,
+            patients_total=self.params.n_patients,
+            visits_written=progress.visits,
+            patients_per_s=patients_per_s,
+            visits_per_s=visits_per_s,
+            eta_s=remaining / patients_per_s if patients_per_s > 0 else None,
+            processes=self._memory(),
+            channel_slots=self.channel.spec.slot_count,
+            channel_in_use=channel.in_use if channel else 0,
+            channel_peak=channel.peak_in_use if channel else 0,
+            bytes_written=progress.bytes_written,
+        )
+        self.latest_sample = sample
+        self.peak_rss_total = max(self.peak_rss_total, sample.rss_total_bytes)
+        self.publisher.publish(sample)
+
+    def _memory(self) -> list[ProcessMemory]:
+        entries = [("supervisor", os.getpid())]
+        entries += [("worker", w.pid) for w in self._workers.values() if not w.exited and w.pid]
+        if self.writer.pid and not self._writer_finished:
+            entries.append(("writer", self.writer.pid))
+        memory = []
+        for role, pid in entries:
+            try:
+                process = self._psutil.setdefault(pid, psutil.Process(pid))
+                memory.append(
+                    ProcessMemory(role=role, pid=pid, rss_bytes=process.memory_info().rss)
+                )
+            except psutil.Error:
+                self._psutil.pop(pid, None)
+        return memory
+
+    def _send(self, worker: _Worker, message: msgspec.Struct) -> None:
+        with contextlib.suppress(OSError, EOFError):  # the worker is gone; its sentinel will tell
+            worker.conn.send_bytes(_ENCODER.encode(message))
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _consecutive_runs(shards: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for shard in sorted(shards):
+        if runs and runs[-1][-1] == shard - 1:
+            runs[-1].append(shard)
+        else:
+            runs.append([shard])
+    return runs
+
+
+def _ranges(shards: list[int]) -> str:
+    return ", ".join(
+        f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in _consecutive_runs(shards)
+    )
+
+
+def _package_version() -> str:
+    try:
+        return version("amdsim")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"

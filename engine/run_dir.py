@@ -1,0 +1,97 @@
+"""Run directories: ids, the layout inside one, and atomic file replacement.
+
+    <runs root>/<run_id>/
+        manifest.json          status, protocol, parameters, totals, sizes (engine.manifest)
+        index.json             shard -> (part file, row group), replaced atomically
+        patients/part-00000.parquet ...
+        visits/part-00000.parquet ...
+
+Every file is written under a hidden temporary name and renamed into place, so a crash
+never leaves a file that looks complete but is not (readers skip names starting with ".").
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ParameterError
+
+__all__ = ["RunPaths", "new_run_id", "validate_run_id", "write_atomically"]
+
+RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+TEMPORARY_PREFIX = "."
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def new_run_id(now: datetime.datetime | None = None) -> str:
+    """``YYYYMMDD-HHMMSS-xxxx`` in local time with four random hex digits."""
+    now = now or datetime.datetime.now()
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return `run_id` if it is a well-formed id (so never a path); else raise `ParameterError`."""
+    if not RUN_ID_PATTERN.match(run_id):
+        raise ParameterError(f"{run_id!r} is not a run id (expected YYYYMMDD-HHMMSS-xxxx)")
+    return run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunPaths:
+    """Where each file of one run lives."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        """The run's manifest.json."""
+        return self.root / "manifest.json"
+
+    @property
+    def index(self) -> Path:
+        """The shard index (also the checkpoint of which shards are safely on disk)."""
+        return self.root / "index.json"
+
+    def table_dir(self, table: str) -> Path:
+        """The folder of one table's part files."""
+        return self.root / table
+
+    def part_file(self, table: str, number: int) -> Path:
+        """The final name of part file `number` of `table`."""
+        return self.table_dir(table) / f"part-{number:05d}.parquet"
+
+    def temporary_files(self) -> list[Path]:
+        """Files left under temporary names (by a crash) anywhere in the run."""
+        return [
+            path
+            for path in self.root.rglob(f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}")
+            if path.is_file()
+        ]
+
+    def bytes_on_disk(self) -> int:
+        """Size of the finished part files of both tables."""
+        return sum(
+            path.stat().st_size
+            for table in ("patients", "visits")
+            for path in self.table_dir(table).glob("part-*.parquet")
+        )
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden name `path` is written under before it is renamed into place."""
+    return path.with_name(f"{TEMPORARY_PREFIX}{path.name}{TEMPORARY_SUFFIX}")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step: write, flush to disk, rename."""
+    temporary = temporary_name(path)
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

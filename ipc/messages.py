@@ -1,0 +1,238 @@
+"""Every message that crosses a process boundary, as msgspec structs.
+
+Three streams, each a tagged union so a decoder knows what it got:
+
+- the data channel (workers -> writer): `PatientBatch` with numpy columns as raw buffers, and
+  `FinishRun` from the supervisor;
+- control pipes: supervisor <-> worker (`Assign`, `Stop` / `WorkerReady`, `TaskDone`,
+  `WorkerFailed`) and writer -> supervisor (`WriterReady`, `ShardWritten`, `SenderClosed`,
+  `WriterFinished`, `WriterFailed`);
+- the metrics stream (supervisor -> any subscriber): `MetricsSample`.
+
+Columns travel as Arrow-ready buffers (values, and a validity bitmap only where there are
+nulls) so the receiver wraps them without copying. Structs are frozen; `gc=False` where a
+struct holds no containers that could form cycles. New fields get defaults and go last.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "Assign",
+    "ChannelMessage",
+    "ColumnBuffers",
+    "FinishRun",
+    "MetricsSample",
+    "PatientBatch",
+    "ProcessMemory",
+    "SenderClosed",
+    "ShardWritten",
+    "Stop",
+    "SupervisorToWorker",
+    "TableBuffers",
+    "TaskDone",
+    "WorkerFailed",
+    "WorkerReady",
+    "WorkerToSupervisor",
+    "WriterFailed",
+    "WriterFinished",
+    "WriterReady",
+    "WriterToSupervisor",
+]
+
+RunStatus = Literal["running", "completed", "failed", "cancelled"]
+
+
+class _Message(msgspec.Struct, frozen=True, kw_only=True, tag=True, array_like=True):
+    """Base of tagged messages: positional on the wire, tagged with the class name."""
+
+
+class ColumnBuffers(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One Arrow column: values buffer and validity bitmap (empty when there are no nulls).
+
+    Booleans arrive bit-packed (Arrow layout). On receipt both are memoryviews into the
+    channel slot, valid until the slot is released.
+    """
+
+    null_count: int
+    data: memoryview
+    validity: memoryview
+
+
+class TableBuffers(msgspec.Struct, frozen=True, array_like=True):
+    """The rows of one table in a batch, columns in schema order."""
+
+    length: int
+    columns: list[ColumnBuffers]
+
+
+class PatientBatch(_Message, frozen=True, kw_only=True):
+    """All or part of one shard's output.
+
+    A shard too large for a channel slot is split by patient into `part_count` parts; parts
+    are deterministic, so a retried shard produces the same parts and the writer can keep the
+    first copy of each. `totals` are the exact totals of this part's patients.
+    """
+
+    shard: int
+    part: int
+    part_count: int
+    attempt: int
+    first_patient: int
+    patients: TableBuffers
+    visits: TableBuffers
+    totals: bytes  # msgpack-encoded RunTotals, kept opaque to ipc
+
+
+class FinishRun(_Message, frozen=True, kw_only=True):
+    """Supervisor to writer: no more batches; close the files and record `status`."""
+
+    status: RunStatus
+    error: str = ""
+
+
+ChannelMessage = PatientBatch | FinishRun
+
+
+# --- supervisor <-> worker -------------------------------------------------------------------
+
+
+class Assign(_Message, frozen=True, kw_only=True):
+    """Simulate these consecutive shards; `attempt` counts earlier tries (0 for the first)."""
+
+    task: int
+    shards: list[int]
+    attempt: int
+
+
+class Stop(_Message, frozen=True, kw_only=True):
+    """Finish the shard in hand, send nothing more, close the channel and exit."""
+
+
+SupervisorToWorker = Assign | Stop
+
+
+class WorkerReady(_Message, frozen=True, kw_only=True):
+    """The worker is connected to the channel and waits for work."""
+
+    worker: int
+    pid: int
+
+
+class TaskDone(_Message, frozen=True, kw_only=True):
+    """Every batch of the task is in the channel; seconds spent on each step of it."""
+
+    task: int
+    visits: int
+    simulate_s: float = 0.0
+    encode_s: float = 0.0
+    send_s: float = 0.0
+
+
+class WorkerFailed(_Message, frozen=True, kw_only=True):
+    """The task raised; `traceback` is the formatted exception from the worker."""
+
+    task: int
+    shards: list[int]
+    pid: int
+    error: str
+    traceback: str
+
+
+WorkerToSupervisor = WorkerReady | TaskDone | WorkerFailed
+
+
+# --- writer -> supervisor --------------------------------------------------------------------
+
+
+class WriterReady(_Message, frozen=True, kw_only=True):
+    """The writer is receiving on the channel."""
+
+    pid: int
+
+
+class ShardWritten(_Message, frozen=True, kw_only=True):
+    """A shard part is on disk (in a part file that may still be open)."""
+
+    shard: int
+    part: int
+    part_count: int
+    patients: int
+    visits: int
+    bytes_written: int
+
+
+class SenderClosed(_Message, frozen=True, kw_only=True):
+    """Everything `sender` put in the channel has been handled; it will send no more."""
+
+    sender: int
+
+
+class WriterFinished(_Message, frozen=True, kw_only=True):
+    """The writer closed its files and wrote the index and manifest.
+
+    `timings` are seconds spent waiting for batches, decoding them and writing Parquet.
+    """
+
+    status: RunStatus
+    bytes_on_disk: int
+    timings: dict[str, float] = {}
+
+
+class WriterFailed(_Message, frozen=True, kw_only=True):
+    """The writer cannot go on (disk full, I/O error); files it had open were discarded."""
+
+    error: str
+    traceback: str
+
+
+WriterToSupervisor = WriterReady | ShardWritten | SenderClosed | WriterFinished | WriterFailed
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+class ProcessMemory(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Resident memory of one process of the run."""
+
+    role: Literal["supervisor", "worker", "writer"]
+    pid: int
+    rss_bytes: int
+
+
+class MetricsSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One snapshot of a run, published at least twice a second while it runs.
+
+    Rates are over the whole run so far; `eta_s` is None until a rate is known.
+    """
+
+    run_id: str
+    time: float
+    elapsed_s: float
+    status: RunStatus
+    shards_done: int
+    shards_total: int
+    patients_done: int
+    patients_total: int
+    visits_written: int
+    patients_per_s: float
+    visits_per_s: float
+    eta_s: float | None
+    processes: list[ProcessMemory]
+    channel_slots: int
+    channel_in_use: int
+    channel_peak: int
+    bytes_written: int
+
+    @property
+    def rss_total_bytes(self) -> int:
+        """Sum of the resident memory of every process of the run."""
+        return sum(p.rss_bytes for p in self.processes)
+
+    @property
+    def fraction_done(self) -> float:
+        """Share of patients written, 0..1."""
+        return self.patients_done / self.patients_total if self.patients_total else 1.0
