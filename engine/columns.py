@@ -4,19 +4,26 @@ The kernel produces plain numpy arrays (cheap to build, to ship between processe
 and to concatenate); Arrow record batches are made at the edge, for Parquet and for readers.
 Nullable integer columns carry ``-1`` in numpy and become nulls in Arrow; state and reason
 columns are int8 codes in numpy and dictionary-encoded strings in Arrow. (DESIGN section 5.)
+
+pyarrow is imported on first use of anything Arrow: worker processes only build Arrow-layout
+buffers with numpy, and not loading pyarrow saves each of them about 26 MiB.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from engine.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 
-__all__ = [
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [  # noqa: F822 - the two schemas are module attributes built on first use
     "PATIENTS_SCHEMA",
     "PATIENT_COLUMNS",
     "VISITS_SCHEMA",
@@ -25,6 +32,7 @@ __all__ = [
     "Columns",
     "ShardOutput",
     "numpy_view",
+    "schema_of",
     "to_record_batch",
 ]
 
@@ -41,13 +49,11 @@ class ColumnSpec:
     dtype: np.dtype
     nullable: bool = False
     dictionary: tuple[str, ...] | None = None
-    arrow_type: pa.DataType = field(init=False)
 
-    def __post_init__(self) -> None:
-        value_type = pa.from_numpy_dtype(self.dtype)
-        if self.dictionary is not None:
-            value_type = pa.dictionary(value_type, pa.string())
-        object.__setattr__(self, "arrow_type", value_type)
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """The column's Arrow type (dictionary<int8, string> for coded columns)."""
+        return _arrow_type(self.dtype, self.dictionary is not None)
 
     def to_buffers(self, values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray | None]:
         """Arrow-layout buffers of `values`: (null count, values, validity bitmap or None).
@@ -72,6 +78,8 @@ class ColumnSpec:
         self, length: int, null_count: int, data: Buffer, validity: Buffer | None
     ) -> pa.Array:
         """The Arrow array over `data` and `validity` (any buffer-protocol objects, not copied)."""
+        import pyarrow as pa  # noqa: PLC0415 - see the module docstring
+
         storage_type = self.arrow_type if self.dictionary is None else self.arrow_type.index_type
         buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
         array = pa.Array.from_buffers(storage_type, length, buffers, null_count=null_count)
@@ -116,29 +124,57 @@ VISIT_COLUMNS: tuple[ColumnSpec, ...] = (
     _col("interval_days", np.int16, nullable=True),
 )
 
-PATIENTS_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in PATIENT_COLUMNS])
-VISITS_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in VISIT_COLUMNS])
 
-_DICTIONARIES: dict[tuple[str, ...], pa.Array] = {}
+def schema_of(specs: tuple[ColumnSpec, ...]) -> pa.Schema:
+    """The Arrow schema of a table given its column specs."""
+    import pyarrow as pa  # noqa: PLC0415 - see the module docstring
+
+    return pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in specs])
 
 
+def __getattr__(name: str) -> Any:
+    # PATIENTS_SCHEMA and VISITS_SCHEMA are built (and pyarrow loaded) on first use.
+    if name == "PATIENTS_SCHEMA":
+        return _schema("patients")
+    if name == "VISITS_SCHEMA":
+        return _schema("visits")
+    raise AttributeError(f"module 'engine.columns' has no attribute {name!r}")
+
+
+@functools.cache
+def _schema(table: str) -> pa.Schema:
+    return schema_of(PATIENT_COLUMNS if table == "patients" else VISIT_COLUMNS)
+
+
+@functools.cache
+def _arrow_type(dtype: np.dtype, dictionary: bool) -> pa.DataType:
+    import pyarrow as pa  # noqa: PLC0415 - see the module docstring
+
+    value_type = pa.from_numpy_dtype(dtype)
+    return pa.dictionary(value_type, pa.string()) if dictionary else value_type
+
+
+@functools.cache
 def _dictionary(names: tuple[str, ...]) -> pa.Array:
     """The string array of a dictionary column, built from buffers (see `to_arrow`)."""
-    if names not in _DICTIONARIES:
-        encoded = [name.encode() for name in names]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-        _DICTIONARIES[names] = pa.Array.from_buffers(pa.string(), len(names), buffers)
-    return _DICTIONARIES[names]
+    import pyarrow as pa  # noqa: PLC0415 - see the module docstring
+
+    encoded = [name.encode() for name in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(names), buffers)
 
 
 def to_record_batch(
     columns: Mapping[str, np.ndarray], specs: tuple[ColumnSpec, ...]
 ) -> pa.RecordBatch:
     """Arrow record batch of `columns`, in the order and types of `specs`."""
-    schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in specs])
-    return pa.RecordBatch.from_arrays([c.to_arrow(columns[c.name]) for c in specs], schema=schema)
+    import pyarrow as pa  # noqa: PLC0415 - see the module docstring
+
+    return pa.RecordBatch.from_arrays(
+        [c.to_arrow(columns[c.name]) for c in specs], schema=schema_of(specs)
+    )
 
 
 def numpy_view(column: pa.Array | pa.ChunkedArray, dtype: np.dtype | type) -> np.ndarray:
@@ -146,7 +182,7 @@ def numpy_view(column: pa.Array | pa.ChunkedArray, dtype: np.dtype | type) -> np
 
     Zero-copy for a single chunk (pyarrow's own `to_numpy` imports pandas on first use).
     """
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
     dtype = np.dtype(dtype)
     parts = []
     for chunk in chunks:

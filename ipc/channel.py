@@ -12,9 +12,11 @@ Why this shape. No lock or queue is shared between processes, so a sender killed
 moment (even while waiting for a slot) cannot wedge the others: its connection simply
 reaches EOF, its unfilled slots go back to the pool, and everything it did send is still
 delivered first. Senders may join at any time (a replacement worker just connects), and the
-channel ends, like Trio's, when every sender that connected has closed; the owner keeps a
-sender open until it will start no more. Small messages (under `INLINE_BYTES`) skip the
-slots and travel on the connection itself.
+channel ends, like Trio's, when every sender the receiver has admitted has closed. A sender
+is admitted shortly after it connects, so to hand over between senders without a gap, keep
+one open: the owner names its sender in the spec and holds it until it will start no more,
+and the channel cannot end before that sender has connected and closed. Small messages
+(under `INLINE_BYTES`) skip the slots and travel on the connection itself.
 
 Does not cover: what the messages mean (`ipc.messages`), who sends what (`engine.pipeline`).
 """
@@ -263,18 +265,28 @@ class ChannelSender:
     def _collect_credits(self, block: bool, timeout_s: float | None = None) -> None:
         """Take every credit already sent; with `block`, wait until at least one is held."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            if self._poll(0):
+                frame = self._receive_frame()
+                if frame[:1] == _CREDIT:
+                    self._credits.append(_FRAME.unpack_from(frame, 1)[0])
+                continue
+            if not block or self._credits:
+                return
+            wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._poll(wait_s):
+                # Raised here, outside the connection-error handling: TimeoutError is an OSError.
+                raise TimeoutError(f"no channel slot became free within {timeout_s} s")
+
+    def _poll(self, timeout_s: float | None) -> bool:
         try:
-            while True:
-                if self._conn.poll(0):
-                    frame = self._conn.recv_bytes()
-                    if frame[:1] == _CREDIT:
-                        self._credits.append(_FRAME.unpack_from(frame, 1)[0])
-                    continue
-                if not block or self._credits:
-                    return
-                wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not self._conn.poll(wait_s):
-                    raise TimeoutError(f"no channel slot became free within {timeout_s} s")
+            return self._conn.poll(timeout_s)
+        except (OSError, EOFError) as exc:
+            raise ChannelClosedError("the channel receiver is gone") from exc
+
+    def _receive_frame(self) -> bytes:
+        try:
+            return self._conn.recv_bytes()
         except (OSError, EOFError) as exc:
             raise ChannelClosedError("the channel receiver is gone") from exc
 
@@ -381,6 +393,8 @@ class ChannelReceiver:
 
     def statistics(self) -> ChannelStatistics:
         """Current and peak occupancy as this receiver sees it."""
+        if self._closed:
+            raise ChannelClosedError("the channel receiver is closed")
         return _read_statistics(self._segment, self.spec)
 
     def close(self) -> None:
@@ -390,6 +404,7 @@ class ChannelReceiver:
         self._closed = True
         with contextlib.suppress(OSError):
             self._listener.close()
+        self._admit_new_connections()  # accepted but never received from: close those too
         for state in self._senders:
             with contextlib.suppress(OSError):
                 state.conn.close()
@@ -408,13 +423,14 @@ class ChannelReceiver:
     # -- connections ---------------------------------------------------------------------
 
     def _accept_forever(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 conn = self._listener.accept()
-            except (OSError, EOFError):  # listener closed, or a client failed the handshake
-                if self._closed:
-                    return
-                continue
+            except (OSError, EOFError, connection.AuthenticationError):
+                continue  # a client failed the handshake, or the listener was closed
+            if self._closed:
+                conn.close()
+                return
             self._new_connections.put(conn)
             with contextlib.suppress(OSError):
                 self._wake_write.send(b"\0")

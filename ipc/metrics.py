@@ -54,7 +54,8 @@ class MetricsPublisher:
         self._encoder = msgspec.msgpack.Encoder()
         self._latest: bytes | None = None
         self._lock = threading.RLock()  # also serialises sends, so frames never interleave
-        self._clients: list[socket.socket] = []
+        self._clients: list[socket.socket] = []  # receiving samples
+        self._sockets: set[socket.socket] = set()  # open, read for requests until EOF
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket left by a crashed run
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -90,9 +91,10 @@ class MetricsPublisher:
             self._wake_write.send(b"\0")
         self._thread.join(timeout=2.0)
         with self._lock:
-            for client in self._clients:
+            for client in self._sockets:
                 with contextlib.suppress(OSError):
                     client.close()
+            self._sockets.clear()
             self._clients.clear()
         for sock in (self._server, self._wake_read, self._wake_write):
             with contextlib.suppress(OSError):
@@ -115,51 +117,54 @@ class MetricsPublisher:
                 for key, _ in selector.select():
                     if key.fileobj is self._wake_read:
                         return
-                    if key.fileobj is self._server:
-                        client = self._accept()
-                        if client is not None:
-                            selector.register(client, selectors.EVENT_READ)
-                    else:
-                        self._read_request(key.fileobj, selector)
+                    try:
+                        if key.fileobj is self._server:
+                            self._accept(selector)
+                        else:
+                            self._read_request(key.fileobj, selector)
+                    except (OSError, ValueError, KeyError):
+                        continue  # one subscriber's trouble never stops the stream
         finally:
             selector.close()
 
-    def _accept(self) -> socket.socket | None:
+    def _accept(self, selector: selectors.BaseSelector) -> None:
         try:
             client, _ = self._server.accept()
         except OSError:
-            return None
+            return
         client.settimeout(_SEND_TIMEOUT_S)
+        selector.register(client, selectors.EVENT_READ)  # first, so no request goes unread
         with self._lock:
+            self._sockets.add(client)
             self._clients.append(client)
             if self._latest is not None:
                 self._send(client, self._latest)
-        return client
 
     def _read_request(self, client: socket.socket, selector: selectors.BaseSelector) -> None:
         try:
             data = client.recv(64)
         except OSError:
             data = b""
-        if not data:
-            selector.unregister(client)
-            self._drop(client)
-            return
         if data.strip() == CANCEL_REQUEST and self._on_request is not None:
             self._on_request(CANCEL_REQUEST)
+        if not data:
+            selector.unregister(client)
+            with self._lock:
+                self._stop_sending(client)
+                self._sockets.discard(client)
+            with contextlib.suppress(OSError):
+                client.close()
 
     def _send(self, client: socket.socket, frame: bytes) -> None:
         try:
             client.sendall(frame)
-        except OSError:  # gone, or too slow to take a frame in time
-            self._drop(client)
+        except OSError:  # gone, or too slow to take a frame in time: send it nothing more
+            self._stop_sending(client)
 
-    def _drop(self, client: socket.socket) -> None:
+    def _stop_sending(self, client: socket.socket) -> None:
         with self._lock:
             if client in self._clients:
                 self._clients.remove(client)
-        with contextlib.suppress(OSError):
-            client.close()
 
 
 class MetricsSubscriber:

@@ -16,6 +16,16 @@ def _shm_segments() -> set[str]:
     return {name for name in os.listdir(SHM_DIR) if not name.startswith("sem.")}
 
 
+def _is_live_non_tracker(process: psutil.Process) -> bool:
+    """Alive, and not multiprocessing's resource tracker (which lives for the session)."""
+    try:
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return "resource_tracker" not in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_processes_or_segments():
     """Fail a test that leaves a child process or a shared-memory segment behind."""
@@ -24,9 +34,10 @@ def no_leaked_processes_or_segments():
     segments_before = _shm_segments()
     yield
     leaked = [
-        p for p in me.children(recursive=True) if p.pid not in children_before and p.is_running()
+        p
+        for p in me.children(recursive=True)
+        if p.pid not in children_before and _is_live_non_tracker(p)
     ]
-    leaked = [p for p in leaked if p.status() != psutil.STATUS_ZOMBIE]
     new_segments = _shm_segments() - segments_before
     for process in leaked:
         process.kill()

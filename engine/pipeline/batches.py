@@ -9,23 +9,25 @@ slot cannot be cut and is refused with `MessageTooLargeError`.
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
-import pyarrow as pa
 
 from engine.columns import (
     PATIENT_COLUMNS,
-    PATIENTS_SCHEMA,
     VISIT_COLUMNS,
-    VISITS_SCHEMA,
     Columns,
     ColumnSpec,
     ShardOutput,
+    schema_of,
 )
 from engine.totals import RunTotals
 from ipc.channel import MessageTooLargeError
 from ipc.messages import ColumnBuffers, PatientBatch, TableBuffers
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["DecodedBatch", "decode_batch", "encode_shard"]
 
@@ -72,8 +74,8 @@ class DecodedBatch:
 
     def __init__(self, batch: PatientBatch) -> None:
         self.batch = batch
-        self.patients = _record_batch(batch.patients, PATIENT_COLUMNS, PATIENTS_SCHEMA)
-        self.visits = _record_batch(batch.visits, VISIT_COLUMNS, VISITS_SCHEMA)
+        self.patients = _record_batch(batch.patients, PATIENT_COLUMNS)
+        self.visits = _record_batch(batch.visits, VISIT_COLUMNS)
         self.totals = _TOTALS_DECODER.decode(batch.totals)
 
 
@@ -114,9 +116,10 @@ def _table(columns: Columns, specs: tuple[ColumnSpec, ...]) -> TableBuffers:
     return TableBuffers(length=len(columns[specs[0].name]), columns=buffers)
 
 
-def _record_batch(
-    table: TableBuffers, specs: tuple[ColumnSpec, ...], schema: pa.Schema
-) -> pa.RecordBatch:
+def _record_batch(table: TableBuffers, specs: tuple[ColumnSpec, ...]) -> pa.RecordBatch:
+    """Arrow over the received buffers; pyarrow is loaded here, in the writer only."""
+    import pyarrow as pa  # noqa: PLC0415 - workers never decode, so never load pyarrow
+
     arrays = [
         spec.from_buffers(
             table.length,
@@ -126,4 +129,4 @@ def _record_batch(
         )
         for spec, column in zip(specs, table.columns, strict=True)
     ]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema_of(specs))

@@ -24,7 +24,7 @@ from engine.manifest import Compression, PartFile, ShardLocation
 from engine.pipeline.batches import DecodedBatch
 from engine.run_dir import RunPaths, temporary_name
 
-__all__ = ["PARQUET_OPTIONS", "FailingFile", "PartFiles"]
+__all__ = ["PARQUET_OPTIONS", "DiskBudget", "FailingFile", "PartFiles"]
 
 _COMPRESSION = {"zstd": "zstd", "snappy": "snappy", "gzip": "gzip", "none": "none"}
 PARQUET_OPTIONS: dict[str, dict[str, object]] = {
@@ -40,18 +40,25 @@ PARQUET_OPTIONS: dict[str, dict[str, object]] = {
 }
 
 
-class FailingFile:
-    """A file that raises ENOSPC once `limit_bytes` have been written: disk-full in tests."""
+class DiskBudget:
+    """Bytes left on a pretend disk shared by every `FailingFile` of a run."""
 
-    def __init__(self, path: Path, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int) -> None:
+        self.left = limit_bytes
+
+
+class FailingFile:
+    """A file that raises ENOSPC once the shared budget is used up: disk-full in tests."""
+
+    def __init__(self, path: Path, budget: DiskBudget) -> None:
         self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by close()
-        self._left = limit_bytes
+        self._budget = budget
 
     def write(self, data: bytes) -> int:
-        """Write, or fail like a full disk when the allowance is used up."""
-        if len(data) > self._left:
+        """Write, or fail like a full disk when the budget is used up."""
+        if len(data) > self._budget.left:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._left -= len(data)
+        self._budget.left -= len(data)
         return self._file.write(data)
 
     def __getattr__(self, name: str) -> object:
@@ -76,7 +83,7 @@ class PartFiles:
         self.metadata = metadata
         self.number = first_number
         self.closed_bytes = 0
-        self._fail_after_bytes = fail_after_bytes
+        self._disk = None if fail_after_bytes is None else DiskBudget(fail_after_bytes)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._sinks: dict[str, object] = {}
         self._row_groups = 0
@@ -167,8 +174,8 @@ class PartFiles:
             ("visits", decoded.visits.schema),
         ):
             path = temporary_name(self.paths.part_file(table, self.number))
-            if self._fail_after_bytes is not None:
-                sink: object = FailingFile(path, self._fail_after_bytes)
+            if self._disk is not None:
+                sink: object = FailingFile(path, self._disk)
             else:
                 sink = pa.OSFile(str(path), "wb")
             self._sinks[table] = sink

@@ -34,7 +34,7 @@ import psutil
 from engine.errors import AmdsimError, ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import Compression, Manifest, read_manifest, write_manifest
 from engine.parameters import RunParameters
-from engine.pipeline.processes import CONTEXT, stop_processes
+from engine.pipeline.processes import CONTEXT, start_process, stop_processes
 from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.pipeline.writer import WriterConfig, writer_main
 from engine.protocol import Protocol
@@ -213,10 +213,6 @@ class Supervisor:
         self._start_writer()
         for _ in range(options.workers):
             self._start_worker()
-        # The owner's sender keeps the channel open until no more workers will start (the
-        # channel cannot end before it connects, so workers may start first). It only sends
-        # FinishRun, inline, so it needs no slots.
-        self._owner = ChannelSender(self.channel.spec, OWNER_SENDER, credits=0)
 
     def run(self) -> Manifest:
         """Drive the run to its end and return the final manifest.
@@ -249,7 +245,7 @@ class Supervisor:
         config = WriterConfig(
             channel=self.channel.spec,
             run_dir=str(self.paths.root),
-            manifest=self.manifest,
+            manifest_json=msgspec.json.encode(self.manifest),
             compression=self.options.compression,
             roll_bytes=self.options.roll_bytes,
             fail_after_bytes=self.options.writer_fail_after_bytes,
@@ -258,7 +254,7 @@ class Supervisor:
         self.writer = CONTEXT.Process(
             target=writer_main, args=(config, theirs), name="amdsim-writer", daemon=True
         )
-        self.writer.start()
+        start_process(self.writer)
         theirs.close()
         self.writer_conn = ours
 
@@ -279,7 +275,7 @@ class Supervisor:
             name=f"amdsim-worker-{worker_id}",
             daemon=True,
         )
-        process.start()
+        start_process(process)
         theirs.close()
         self._workers[worker_id] = _Worker(
             id=worker_id, process=process, conn=ours, pid=process.pid
@@ -460,9 +456,16 @@ class Supervisor:
             if not worker.exited:
                 worker.stopping = True
                 self._send(worker, Stop())
-        with contextlib.suppress(Exception):
-            self._owner.send(FinishRun(status=status, error=error), timeout_s=1.0)
-        self._owner.close()
+        # The channel cannot end before the owner's sender has connected and closed (see
+        # ChannelSpec.owner_sender), so it connects only now, to say how the run ends;
+        # start-up never waits for the writer to listen. FinishRun travels inline: no slot.
+        with (
+            contextlib.suppress(Exception),
+            ChannelSender(
+                self.channel.spec, OWNER_SENDER, connect_timeout_s=2.0, credits=0
+            ) as owner,
+        ):
+            owner.send(FinishRun(status=status, error=error), timeout_s=1.0)
 
     def _shutdown(self) -> None:
         """Every exit path: children stopped, segment unlinked, socket closed."""
@@ -475,7 +478,6 @@ class Supervisor:
             stop_processes(processes, grace_s=1.0, term_s=0.5)
         finally:
             if self._started:
-                self._owner.close()
                 self.channel.close()
                 self.publisher.close()
                 for conn in [w.conn for w in self._workers.values()] + [self.writer_conn]:

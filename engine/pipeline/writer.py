@@ -5,6 +5,11 @@ shard part (a retried shard may arrive twice), merges the exact totals workers c
 and tells the supervisor what is on disk. On any failure it deletes the part files it had
 open, reports `WriterFailed` and exits non-zero, so a failed run never shows a part file
 that looks finished but is not.
+
+Start-up: the process listens on the channel before importing the Parquet machinery (about
+0.3 s), so workers connect while it loads. For the same reason this module imports only the
+channel at the top, and its configuration carries the manifest as JSON rather than a struct
+(unpickling a struct would import its module first).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import sys
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -19,20 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from engine.manifest import (
-    Compression,
-    Manifest,
-    PartFile,
-    ShardIndex,
-    ShardLocation,
-    write_index,
-    write_manifest,
-)
-from engine.pipeline.batches import decode_batch
-from engine.pipeline.parts import PartFiles
 from engine.pipeline.processes import prepare_child
-from engine.run_dir import RunPaths
-from engine.totals import RunTotals
 from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel
 from ipc.messages import (
     ChannelMessage,
@@ -47,71 +40,79 @@ from ipc.messages import (
 
 __all__ = ["WriterConfig", "writer_main"]
 
+_ENCODER = msgspec.msgpack.Encoder()
+
 
 class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """What the writer needs; `manifest` is the run's manifest as the supervisor wrote it."""
+    """What the writer needs; `manifest_json` is the manifest as the supervisor wrote it."""
 
     channel: ChannelSpec
     run_dir: str
-    manifest: Manifest
-    compression: Compression
+    manifest_json: bytes
+    compression: str
     roll_bytes: int
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
-
-
-_ENCODER = msgspec.msgpack.Encoder()
 
 
 def writer_main(config: WriterConfig, conn: Connection) -> None:
     """Entry point of the writer process."""
     prepare_child("writer")
-    writer = _Writer(config, conn)
+    receiver = ChannelReceiver(
+        config.channel,
+        msgspec.msgpack.Decoder(ChannelMessage),
+        on_sender_closed=lambda sender: _send(conn, SenderClosed(sender=sender)),
+    )
+    writer = None
     try:
-        writer.run()
+        writer = _Writer(config, conn)  # loads pyarrow.parquet while the workers start
+        writer.run(receiver)
     except BaseException as exc:
-        writer.abort()
+        receiver.close()
+        if writer is not None:
+            writer.abort()
         _send(
             conn,
             WriterFailed(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()),
         )
         conn.close()
-        os._exit(1)
+        sys.exit(1)
     conn.close()
 
 
 class _Writer:
     def __init__(self, config: WriterConfig, conn: Connection) -> None:
+        # Imported here, after the channel listens: see the module docstring.
+        from engine.manifest import Manifest  # noqa: PLC0415
+        from engine.pipeline.parts import PartFiles  # noqa: PLC0415
+        from engine.run_dir import RunPaths  # noqa: PLC0415
+        from engine.totals import RunTotals  # noqa: PLC0415
+
         self.config = config
         self.conn = conn
         self.paths = RunPaths(Path(config.run_dir))
-        manifest = config.manifest
+        self.manifest = msgspec.json.decode(config.manifest_json, type=Manifest)
         self.parts = PartFiles(
             self.paths,
-            config.compression,
+            config.compression,  # type: ignore[arg-type]
             config.roll_bytes,
             metadata={
-                "amdsim.format_version": str(manifest.format_version),
-                "amdsim.run_id": manifest.run_id,
-                "amdsim.protocol": msgspec.json.encode(manifest.protocol).decode(),
-                "amdsim.parameters": msgspec.json.encode(manifest.parameters).decode(),
+                "amdsim.format_version": str(self.manifest.format_version),
+                "amdsim.run_id": self.manifest.run_id,
+                "amdsim.protocol": msgspec.json.encode(self.manifest.protocol).decode(),
+                "amdsim.parameters": msgspec.json.encode(self.manifest.parameters).decode(),
             },
             fail_after_bytes=config.fail_after_bytes,
         )
         self.written: set[tuple[int, int]] = set()
-        self.open_locations: list[ShardLocation] = []
-        self.closed_locations: list[ShardLocation] = []
-        self.closed_parts: list[PartFile] = []
+        self.open_locations: list = []
+        self.closed_locations: list = []
+        self.closed_parts: list = []
         self.totals = RunTotals()
         self.uncompressed_bytes = 0
         self.finish: FinishRun | None = None
         self.timings = {"wait": 0.0, "decode": 0.0, "write": 0.0, "roll": 0.0}
 
-    def run(self) -> None:
-        receiver = ChannelReceiver(
-            self.config.channel,
-            msgspec.msgpack.Decoder(ChannelMessage),
-            on_sender_closed=lambda sender: _send(self.conn, SenderClosed(sender=sender)),
-        )
+    def run(self, receiver: ChannelReceiver) -> None:
         try:
             _send(self.conn, WriterReady(pid=os.getpid()))
             while True:
@@ -132,6 +133,8 @@ class _Writer:
         self._close()
 
     def _write(self, batch: PatientBatch) -> None:
+        from engine.pipeline.batches import decode_batch  # noqa: PLC0415 - already loaded
+
         key = (batch.shard, batch.part)
         if key in self.written:
             return
@@ -163,6 +166,8 @@ class _Writer:
         )
 
     def _roll(self) -> None:
+        from engine.manifest import ShardIndex, write_index  # noqa: PLC0415 - already loaded
+
         part = self.parts.roll()
         if part is None:
             return
@@ -172,7 +177,7 @@ class _Writer:
         write_index(
             self.paths.index,
             ShardIndex(
-                run_id=self.config.manifest.run_id,
+                run_id=self.manifest.run_id,
                 parts=self.closed_parts,
                 shards=self.closed_locations,
                 totals=self.totals,
@@ -181,15 +186,17 @@ class _Writer:
         )
 
     def _close(self) -> None:
+        from engine.manifest import ShardIndex, write_index, write_manifest  # noqa: PLC0415
+
         self._roll()
         if not self.closed_parts:
-            write_index(self.paths.index, ShardIndex(run_id=self.config.manifest.run_id))
+            write_index(self.paths.index, ShardIndex(run_id=self.manifest.run_id))
         finish = self.finish or FinishRun(
             status="failed", error="the supervisor stopped without finishing the run"
         )
         on_disk = self.paths.bytes_on_disk()
         manifest = msgspec.structs.replace(
-            self.config.manifest,
+            self.manifest,
             status=finish.status,
             error=finish.error,
             finished=datetime.datetime.now(datetime.UTC),

@@ -172,3 +172,56 @@ def test_module_entry_point_runs_the_same_cli():
     )
     assert result.returncode == 0
     assert "aflibercept_treat_and_extend" in result.stdout
+
+
+def test_a_large_run_streams_to_a_run_directory(tmp_path):
+    result = amdsim(
+        "run",
+        "--patients",
+        "6000",
+        "--years",
+        "2",
+        "--workers",
+        "2",
+        "--runs-dir",
+        str(tmp_path),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["storage"] == "parquet" and document["status"] == "completed"
+    run_dir = Path(document["run_dir"])
+    assert run_dir.parent == tmp_path and (run_dir / "manifest.json").is_file()
+    assert document["summary"]["patients"] == 6000
+    assert document["workers"] == 2
+    assert document["peak_rss_bytes"] > 0
+    expected = run_simulation(n_patients=6000, years=2).summary_stats()
+    assert document["summary"]["visits"] == expected.visits
+
+
+def test_a_large_run_prints_where_it_is_and_how_big(tmp_path):
+    out = tmp_path / "my-run"
+    result = amdsim(
+        "run",
+        "--patients",
+        "3000",
+        "--years",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--compression",
+        "snappy",
+    )
+    assert result.returncode == 0, result.stderr
+    for label in (
+        "Run directory",
+        "Bytes on disk",
+        "Bytes per visit",
+        "Compression ratio",
+        "snappy",
+        "Peak memory",
+    ):
+        assert label in result.stdout
+    assert (out / "manifest.json").is_file()

@@ -1,0 +1,353 @@
+"""Streaming runs: same rows as in-process whatever the workers, and clean failure and cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from engine import run_simulation
+from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
+from engine.manifest import read_index, read_manifest
+from engine.parameters import RunParameters
+from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
+from engine.protocol_loader import load_protocol
+from ipc.metrics import MetricsSubscriber
+from tests.cli.test_cli import AMDSIM
+
+N_PATIENTS = 12_000
+SHARD_SIZE = 1_000
+YEARS = 3
+SEED = 17
+
+
+def params(n_patients: int = N_PATIENTS, shard_size: int = SHARD_SIZE) -> RunParameters:
+    return RunParameters(n_patients=n_patients, years=YEARS, seed=SEED, shard_size=shard_size)
+
+
+def canonical(table: pa.Table, keys: list[str]) -> dict[str, np.ndarray]:
+    """Columns as numpy after sorting by `keys`; dictionary columns as codes, nulls as -1."""
+    table = table.unify_dictionaries().combine_chunks().sort_by([(k, "ascending") for k in keys])
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.indices
+        if pa.types.is_integer(column.type):
+            column = pc.fill_null(column, -1)
+        columns[name] = column.to_numpy(zero_copy_only=False)
+    return columns
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    patients = ds.dataset(run_dir / "patients", format="parquet").to_table()
+    visits = ds.dataset(run_dir / "visits", format="parquet").to_table()
+    return canonical(patients, ["patient_id"]), canonical(visits, ["patient_id", "visit"])
+
+
+def assert_same(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> None:
+    assert left.keys() == right.keys()
+    for name, values in left.items():
+        assert np.array_equal(values, right[name]), f"column {name} differs"
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    results = run_simulation(load_protocol(), N_PATIENTS, YEARS, SEED, shard_size=SHARD_SIZE)
+    patients = pa.Table.from_batches(list(results.iterate_patients()))
+    visits = pa.Table.from_batches(list(results.iterate_visits()))
+    return (
+        canonical(patients, ["patient_id"]),
+        canonical(visits, ["patient_id", "visit"]),
+        results.totals,
+    )
+
+
+@pytest.mark.parametrize(
+    ("workers", "slot_bytes"),
+    [(1, 4 << 20), (2, 64 << 10), (3, 256 << 10)],
+    ids=["1-worker", "2-workers-small-slots", "3-workers"],
+)
+def test_output_equals_the_in_process_run_for_any_workers_and_slot_size(
+    tmp_path, in_process, workers, slot_bytes
+):
+    options = PipelineOptions(workers=workers, slot_bytes=slot_bytes)
+    manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    assert manifest.status == "completed"
+    patients, visits = read_run(tmp_path / "run")
+    assert_same(patients, in_process[0])
+    assert_same(visits, in_process[1])
+    assert manifest.totals == in_process[2]
+    index = read_index(tmp_path / "run" / "index.json")
+    if slot_bytes < 100_000:
+        assert max(location.part_count for location in index.shards) > 1, (
+            "small slots should split shards"
+        )
+
+
+def test_the_run_directory_is_one_dataset_with_manifest_index_and_metadata(tmp_path):
+    run_dir = tmp_path / "run"
+    manifest = run_pipeline(
+        load_protocol(), params(), run_dir, PipelineOptions(workers=2, roll_bytes=200_000)
+    )
+    assert manifest.status == "completed" and manifest.finished is not None
+    assert manifest.shard_count == N_PATIENTS // SHARD_SIZE
+    assert manifest.patients == N_PATIENTS
+    assert manifest.bytes_on_disk / manifest.visits <= 3.0
+    assert manifest.compression_ratio > 3
+    assert manifest.bytes_on_disk == sum(p.stat().st_size for p in run_dir.rglob("part-*.parquet"))
+    index = read_index(run_dir / "index.json")
+    assert len(index.parts) > 1, "a small roll size should give several part files"
+    assert sum(location.patients for location in index.shards) == N_PATIENTS
+    assert sum(location.visits for location in index.shards) == manifest.visits
+    assert sorted(location.shard for location in index.shards) == list(range(manifest.shard_count))
+    # One patient is found by reading one row group, located by the index.
+    location = next(loc for loc in index.shards if loc.shard == 5)
+    part = index.parts[location.file]
+    visits = pq.ParquetFile(run_dir / "visits" / part.visits_file).read_row_group(
+        location.visits_row_group
+    )
+    assert set(visits.column("patient_id").to_pylist()) == set(range(5_000, 6_000))
+    metadata = pq.ParquetFile(run_dir / "patients" / part.patients_file).metadata.metadata
+    assert metadata[b"amdsim.run_id"] == b"run"
+    assert json.loads(metadata[b"amdsim.parameters"])["n_patients"] == N_PATIENTS
+    assert not list(run_dir.rglob(".*.tmp"))
+
+
+def test_duckdb_reads_the_run_directory_as_one_table(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", PipelineOptions(workers=1))
+    query = f"select count(*), count(distinct patient_id) from read_parquet('{tmp_path}/run/visits/*.parquet')"
+    rows = duckdb.connect().execute(query).fetchone()
+    assert rows == (manifest.visits, N_PATIENTS)
+
+
+def test_a_run_directory_must_be_new(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "something").write_text("x")
+    with pytest.raises(ParameterError, match="already exists and is not empty"):
+        run_pipeline(load_protocol(), params(), tmp_path / "run")
+
+
+class Watcher:
+    """Follows a run's metrics in a thread and acts once enough patients are done."""
+
+    def __init__(self, at_fraction: float, action) -> None:
+        self.at_fraction = at_fraction
+        self.action = action
+        self.samples = []
+        self.acted_at: float | None = None
+
+    def attach(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        with MetricsSubscriber(self.supervisor.metrics_address) as subscriber:
+            for sample in subscriber:
+                self.samples.append(sample)
+                if self.acted_at is None and sample.fraction_done >= self.at_fraction:
+                    self.acted_at = time.monotonic()
+                    self.action(self.supervisor, sample)
+
+
+def kill_a_worker(supervisor: Supervisor, sample) -> None:
+    pid = next(p.pid for p in sample.processes if p.role == "worker")
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_output_is_unchanged(tmp_path):
+    big = params(n_patients=150_000, shard_size=1_000)
+    watcher = Watcher(0.2, kill_a_worker)
+    manifest = run_pipeline(
+        load_protocol(), big, tmp_path / "run", PipelineOptions(workers=2), watcher.attach
+    )
+    watcher.thread.join(5)
+    assert watcher.acted_at is not None and manifest.status == "completed"
+    expected = run_simulation(load_protocol(), big.n_patients, YEARS, SEED, shard_size=1_000)
+    patients, visits = read_run(tmp_path / "run")
+    assert_same(
+        visits,
+        canonical(pa.Table.from_batches(list(expected.iterate_visits())), ["patient_id", "visit"]),
+    )
+    assert len(patients["patient_id"]) == big.n_patients
+    assert manifest.totals == expected.totals
+
+
+def test_a_shard_failing_once_is_retried_and_the_run_completes(tmp_path, in_process):
+    options = PipelineOptions(workers=2, worker_fail_shard=3, worker_fail_attempts=1)
+    manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    assert manifest.status == "completed"
+    _, visits = read_run(tmp_path / "run")
+    assert_same(visits, in_process[1])
+
+
+def test_a_shard_that_always_fails_fails_the_run_with_the_workers_traceback(tmp_path):
+    options = PipelineOptions(
+        workers=2, worker_fail_shard=3, worker_fail_attempts=99, max_attempts=2
+    )
+    with pytest.raises(
+        WorkerCrashedError,
+        match=r"shards 0-11 failed on all 2 attempts; last error: RuntimeError: injected failure in shard 3",
+    ) as caught:
+        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    assert (
+        "Traceback" in caught.value.traceback
+        and "injected failure in shard 3" in caught.value.traceback
+    )
+    manifest = read_manifest(tmp_path / "run" / "manifest.json")
+    assert manifest.status == "failed" and "injected failure" in manifest.error
+
+
+@pytest.mark.parametrize("how", ["api", "metrics-socket"])
+def test_cancel_mid_run_stops_everything_within_five_seconds(tmp_path, how):
+    def cancel(supervisor: Supervisor, sample) -> None:
+        if how == "api":
+            supervisor.cancel("test")
+        else:
+            with MetricsSubscriber(supervisor.metrics_address) as subscriber:
+                subscriber.request_cancel()
+
+    watcher = Watcher(0.1, cancel)
+    big = params(n_patients=2_000_000, shard_size=4_096)
+    manifest = run_pipeline(
+        load_protocol(), big, tmp_path / "run", PipelineOptions(workers=2), watcher.attach
+    )
+    stopped_s = time.monotonic() - watcher.acted_at
+    assert manifest.status == "cancelled"
+    assert stopped_s < 5.0, f"stopping took {stopped_s:.1f} s"
+    assert 0 < manifest.patients < big.n_patients
+    pids = {p.pid for sample in watcher.samples for p in sample.processes if p.role != "supervisor"}
+    assert pids and not [
+        pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
+    # What was written is complete, readable Parquet.
+    patients, _ = read_run(tmp_path / "run")
+    assert len(patients["patient_id"]) == manifest.patients
+
+
+def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(tmp_path):
+    options = PipelineOptions(workers=1, roll_bytes=100_000, writer_fail_after_bytes=250_000)
+    with pytest.raises(
+        WriterFailedError, match=r"the writer failed: OSError: \[Errno 28\] No space left on device"
+    ):
+        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    run_dir = tmp_path / "run"
+    manifest = read_manifest(run_dir / "manifest.json")
+    assert manifest.status == "failed" and "No space left on device" in manifest.error
+    assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
+    finished = list(run_dir.rglob("part-*.parquet"))
+    assert finished, "parts closed before the failure should remain"
+    for path in finished:  # each has a footer: complete files, readable to the last row
+        assert pq.ParquetFile(path).metadata.num_rows > 0
+
+
+def test_metrics_arrive_at_least_twice_a_second_with_every_process(tmp_path):
+    watcher = Watcher(2.0, lambda *_: None)  # never acts; just records
+    big = params(n_patients=400_000, shard_size=4_096)
+    manifest = run_pipeline(
+        load_protocol(), big, tmp_path / "run", PipelineOptions(workers=2), watcher.attach
+    )
+    watcher.thread.join(5)
+    samples = watcher.samples
+    assert manifest.status == "completed" and len(samples) >= 3
+    gaps = np.diff([s.time for s in samples])
+    assert gaps.max() <= 0.75, f"largest gap between samples {gaps.max():.2f} s"
+    done = [s.patients_done for s in samples]
+    assert done == sorted(done) and done[-1] == big.n_patients
+    roles = {p.role for s in samples for p in s.processes}
+    assert roles == {"supervisor", "worker", "writer"}
+    assert max(sum(p.role == "worker" for p in s.processes) for s in samples) == 2
+    assert all(p.rss_bytes > 0 for s in samples for p in s.processes)
+    for role in ("supervisor", "worker", "writer"):  # a just-spawned worker may still be small
+        assert max(p.rss_bytes for s in samples for p in s.processes if p.role == role) > 20 << 20
+
+
+def _start_cli_run(
+    tmp_path: Path, patients: int
+) -> tuple[subprocess.Popen, Path, MetricsSubscriber]:
+    if AMDSIM is None:
+        pytest.fail("the amdsim console script is not installed")
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [AMDSIM, "run", "--patients", str(patients), "--workers", "1", "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        manifests = list(runs.glob("*/manifest.json"))
+        if manifests:
+            try:
+                manifest = read_manifest(manifests[0])
+                subscriber = MetricsSubscriber(manifest.metrics_address)
+                return process, manifests[0].parent, subscriber
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("the CLI run did not start within 30 s")
+
+
+def _children_of_run(subscriber: MetricsSubscriber) -> set[int]:
+    while True:
+        sample = subscriber.next(timeout_s=10)
+        if sample.patients_done > 0:
+            return {p.pid for p in sample.processes if p.role != "supervisor"}
+
+
+def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {
+            pid
+            for pid in alive
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+        }
+        time.sleep(0.05)
+    return alive
+
+
+def test_ctrl_c_on_the_cli_cancels_the_run_and_exits_130(tmp_path):
+    process, run_dir, subscriber = _start_cli_run(tmp_path, 5_000_000)
+    children = _children_of_run(subscriber)
+    subscriber.close()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 130, err
+    assert "cancelled: interrupted by SIGINT" in err
+    assert read_manifest(run_dir / "manifest.json").status == "cancelled"
+    assert not _wait_gone(children, 5.0)
+
+
+def test_killing_the_supervisor_takes_its_children_and_memory_with_it(tmp_path):
+    before = {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")}
+    process, _, subscriber = _start_cli_run(tmp_path, 5_000_000)
+    children = _children_of_run(subscriber)
+    subscriber.close()
+    process.kill()
+    process.communicate(timeout=10)
+    assert not _wait_gone(children, 5.0), "children outlived the supervisor"
+    deadline = time.monotonic() + 15
+    leftover = None
+    while time.monotonic() < deadline:
+        leftover = {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")} - before
+        if not leftover:
+            break
+        time.sleep(0.1)
+    assert not leftover, f"shared memory left behind: {leftover}"
