@@ -295,7 +295,8 @@ class Received:
     """A received message; its memoryviews point into a slot until `release()`.
 
     Use as a context manager, or call `release()` once the message's buffers are no longer
-    needed (after that the sender may overwrite them).
+    needed (after that the sender may overwrite them). `release()` may be called from any
+    thread: the slot is handed back by the receiving thread, which it wakes up.
     """
 
     def __init__(self, message: Any, sender_id: int, release: Callable[[], None]) -> None:
@@ -357,6 +358,8 @@ class ChannelReceiver:
         self._turn = itertools.count()
         self._closed = False
         self._new_connections: queue.SimpleQueue[connection.Connection] = queue.SimpleQueue()
+        self._released: queue.SimpleQueue[tuple[int, memoryview]] = queue.SimpleQueue()
+        self._owner_thread = threading.get_ident()  # the thread that receives; slots change there
         self._wake_read, self._wake_write = socket.socketpair()
         self._listener = connection.Listener(spec.address, family="AF_UNIX", authkey=spec.authkey)
         self._acceptor = threading.Thread(
@@ -364,14 +367,32 @@ class ChannelReceiver:
         )
         self._acceptor.start()
 
+    def _release_from_any_thread(self, slot: int, view: memoryview) -> None:
+        if threading.get_ident() == self._owner_thread:
+            self._release(slot, view)
+            return
+        self._released.put((slot, view))
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    def _apply_releases(self) -> None:
+        while True:
+            try:
+                slot, view = self._released.get_nowait()
+            except queue.Empty:
+                return
+            self._release(slot, view)
+
     def receive(self, timeout_s: float | None = None) -> Received:
         """The next message from any sender; raises `EndOfChannel` when all have closed.
 
         Every frame already waiting is read first, so occupancy counts everything sent and
         not yet released; messages are returned in arrival order per sender.
         """
+        self._owner_thread = threading.get_ident()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            self._apply_releases()
             if self._ready:
                 return self._ready.popleft()
             self._admit_new_connections()
@@ -490,7 +511,7 @@ class ChannelReceiver:
         except BaseException:
             self._release(slot, view)
             raise
-        return Received(message, state.sender_id, lambda: self._release(slot, view))
+        return Received(message, state.sender_id, lambda: self._release_from_any_thread(slot, view))
 
     def _sender_gone(self, state: _SenderState) -> None:
         state.closed = True

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,6 +46,7 @@ class DiskBudget:
 
     def __init__(self, limit_bytes: int) -> None:
         self.left = limit_bytes
+        self.lock = threading.Lock()
 
 
 class FailingFile:
@@ -56,9 +58,10 @@ class FailingFile:
 
     def write(self, data: bytes) -> int:
         """Write, or fail like a full disk when the budget is used up."""
-        if len(data) > self._budget.left:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._budget.left -= len(data)
+        with self._budget.lock:
+            if len(data) > self._budget.left:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._budget.left -= len(data)
         return self._file.write(data)
 
     def __getattr__(self, name: str) -> object:
@@ -75,15 +78,22 @@ class PartFiles:
         roll_bytes: int,
         metadata: dict[str, str],
         first_number: int = 0,
-        fail_after_bytes: int | None = None,
+        number_step: int = 1,
+        disk: DiskBudget | None = None,
     ) -> None:
+        """Write part files numbered `first_number`, `first_number + number_step`, ...
+
+        Several `PartFiles` write side by side (one per writer lane) with interleaved numbers.
+        `disk` simulates a disk of limited size, for tests.
+        """
         self.paths = paths
         self.compression = compression
         self.roll_bytes = roll_bytes
         self.metadata = metadata
         self.number = first_number
+        self.number_step = number_step
         self.closed_bytes = 0
-        self._disk = None if fail_after_bytes is None else DiskBudget(fail_after_bytes)
+        self._disk = disk
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._sinks: dict[str, object] = {}
         self._row_groups = 0
@@ -154,7 +164,7 @@ class PartFiles:
         self._sinks.clear()
         self._row_groups = 0
         self._shards = []
-        self.number += 1
+        self.number += self.number_step
         return part
 
     def abort(self) -> None:

@@ -60,11 +60,20 @@ from ipc.messages import (
 )
 from ipc.metrics import MetricsPublisher, metrics_socket_path
 
-__all__ = ["PipelineOptions", "Supervisor", "default_workers"]
+__all__ = ["PipelineOptions", "Supervisor", "default_workers", "default_writer_lanes"]
 
 log = logging.getLogger(__name__)
 OWNER_SENDER = 0
 FINISH_TIMEOUT_S = 3.0  # after stopping: how long the writer may take to close its files
+
+
+def default_writer_lanes() -> int:
+    """Writer threads: one per two CPUs (a lane writes about as fast as two workers simulate), 1-4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus // 2))
 
 
 def default_workers() -> int:
@@ -90,6 +99,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     workers: int = 0  # 0: default_workers()
+    writer_lanes: int = 0  # 0: default_writer_lanes()
     compression: Compression = "zstd"
     slot_bytes: int = 4 << 20
     slots_per_worker: int = 0  # 0: one block of shards plus one, so a block never waits
@@ -138,6 +148,8 @@ class Supervisor:
             options = msgspec.structs.replace(options, workers=default_workers())
         if options.workers < 1:
             raise ParameterError(f"workers must be at least 1, got {options.workers}")
+        if options.writer_lanes == 0:
+            options = msgspec.structs.replace(options, writer_lanes=default_writer_lanes())
         if options.slots_per_worker == 0:
             shards_per_block = len(plan_blocks(params)[0])
             options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
@@ -248,6 +260,7 @@ class Supervisor:
             manifest_json=msgspec.json.encode(self.manifest),
             compression=self.options.compression,
             roll_bytes=self.options.roll_bytes,
+            lanes=self.options.writer_lanes,
             fail_after_bytes=self.options.writer_fail_after_bytes,
         )
         ours, theirs = CONTEXT.Pipe()

@@ -1,10 +1,14 @@
 """The writer process: channel batches in, Parquet part files, index and manifest out.
 
-It is the only process that writes a run's data files. It keeps the first copy of each
-shard part (a retried shard may arrive twice), merges the exact totals workers computed,
-and tells the supervisor what is on disk. On any failure it deletes the part files it had
-open, reports `WriterFailed` and exits non-zero, so a failed run never shows a part file
-that looks finished but is not.
+It is the only process that writes a run's data files. Its main thread receives batches,
+keeps the first copy of each shard part (a retried shard may arrive twice) and hands each
+batch to one of several *lanes*: threads with their own rolling part files. Parquet encoding
+releases the GIL, so lanes encode in parallel and the writer keeps up with more workers on
+machines with more cores. Each lane releases its batch's channel slot once written, merges
+the exact totals workers computed and tells the supervisor what is on disk.
+
+On any failure the writer deletes the part files it had open, reports `WriterFailed` and
+exits non-zero, so a failed run never shows a part file that looks finished but is not.
 
 Start-up: the process listens on the channel before importing the Parquet machinery (about
 0.3 s), so workers connect while it loads. For the same reason this module imports only the
@@ -17,16 +21,19 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import queue
 import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from engine.pipeline.processes import prepare_child
-from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel
+from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel, Received
 from ipc.messages import (
     ChannelMessage,
     FinishRun,
@@ -41,6 +48,7 @@ from ipc.messages import (
 __all__ = ["WriterConfig", "writer_main"]
 
 _ENCODER = msgspec.msgpack.Encoder()
+_FAILURE_CHECK_S = 0.25  # how often the receiving thread looks for a failed lane
 
 
 class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +59,7 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     manifest_json: bytes
     compression: str
     roll_bytes: int
+    lanes: int = 1
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
 
 
@@ -79,11 +88,58 @@ def writer_main(config: WriterConfig, conn: Connection) -> None:
     conn.close()
 
 
+class _Lane(threading.Thread):
+    """One writing thread and its own pair of rolling part files."""
+
+    def __init__(self, writer: _Writer, number: int, parts: Any) -> None:
+        super().__init__(name=f"writer-lane-{number}", daemon=True)
+        self.writer = writer
+        self.parts = parts
+        self.jobs: queue.SimpleQueue[tuple[Received, Any] | None] = queue.SimpleQueue()
+        self.dispatched = 0  # written by the receiving thread only
+        self.done = 0  # written by this lane only
+        self.write_s = 0.0
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while (job := self.jobs.get()) is not None:
+                received, decoded = job
+                started = time.perf_counter()
+                location = self.parts.write(decoded)
+                self.write_s += time.perf_counter() - started
+                self.writer.record(decoded, location, self.parts.bytes_written)
+                del decoded
+                received.release()
+                self.done += 1
+                if self.parts.should_roll():
+                    self.writer.roll(self)
+            self.writer.roll(self)
+        except BaseException as exc:  # reported by the receiving thread
+            self.failure = exc
+            self._release_queued()
+
+    @property
+    def queued(self) -> int:
+        """Batches handed to this lane and not yet written."""
+        return self.dispatched - self.done
+
+    def _release_queued(self) -> None:
+        """After a failure: free the slots of queued batches, so no worker stays blocked."""
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job[0].release()
+
+
 class _Writer:
     def __init__(self, config: WriterConfig, conn: Connection) -> None:
         # Imported here, after the channel listens: see the module docstring.
         from engine.manifest import Manifest  # noqa: PLC0415
-        from engine.pipeline.parts import PartFiles  # noqa: PLC0415
+        from engine.pipeline.parts import DiskBudget, PartFiles  # noqa: PLC0415
         from engine.run_dir import RunPaths  # noqa: PLC0415
         from engine.totals import RunTotals  # noqa: PLC0415
 
@@ -91,104 +147,134 @@ class _Writer:
         self.conn = conn
         self.paths = RunPaths(Path(config.run_dir))
         self.manifest = msgspec.json.decode(config.manifest_json, type=Manifest)
-        self.parts = PartFiles(
-            self.paths,
-            config.compression,  # type: ignore[arg-type]
-            config.roll_bytes,
-            metadata={
-                "amdsim.format_version": str(self.manifest.format_version),
-                "amdsim.run_id": self.manifest.run_id,
-                "amdsim.protocol": msgspec.json.encode(self.manifest.protocol).decode(),
-                "amdsim.parameters": msgspec.json.encode(self.manifest.parameters).decode(),
-            },
-            fail_after_bytes=config.fail_after_bytes,
-        )
+        metadata = {
+            "amdsim.format_version": str(self.manifest.format_version),
+            "amdsim.run_id": self.manifest.run_id,
+            "amdsim.protocol": msgspec.json.encode(self.manifest.protocol).decode(),
+            "amdsim.parameters": msgspec.json.encode(self.manifest.parameters).decode(),
+        }
+        disk = None if config.fail_after_bytes is None else DiskBudget(config.fail_after_bytes)
+        self.lanes = [
+            _Lane(
+                self,
+                number,
+                PartFiles(
+                    self.paths,
+                    config.compression,  # type: ignore[arg-type]
+                    config.roll_bytes,
+                    metadata,
+                    first_number=number,
+                    number_step=config.lanes,
+                    disk=disk,
+                ),
+            )
+            for number in range(config.lanes)
+        ]
+        self.lock = threading.Lock()  # guards everything below, shared with the lanes
         self.written: set[tuple[int, int]] = set()
-        self.open_locations: list = []
+        self.open_locations: dict[int, list] = {id(lane): [] for lane in self.lanes}
         self.closed_locations: list = []
         self.closed_parts: list = []
         self.totals = RunTotals()
         self.uncompressed_bytes = 0
+        self.bytes_written = {id(lane): 0 for lane in self.lanes}
         self.finish: FinishRun | None = None
-        self.timings = {"wait": 0.0, "decode": 0.0, "write": 0.0, "roll": 0.0}
+        self.timings = {"wait": 0.0, "decode": 0.0, "write": 0.0}
 
     def run(self, receiver: ChannelReceiver) -> None:
+        from engine.pipeline.batches import decode_batch  # noqa: PLC0415 - already loaded
+
+        for lane in self.lanes:
+            lane.start()
         try:
             _send(self.conn, WriterReady(pid=os.getpid()))
             while True:
                 started = time.perf_counter()
                 try:
-                    received = receiver.receive()
+                    received = receiver.receive(timeout_s=_FAILURE_CHECK_S)
+                except TimeoutError:
+                    self._raise_lane_failure()
+                    continue
                 except EndOfChannel:
                     break
                 finally:
                     self.timings["wait"] += time.perf_counter() - started
-                with received as message:
-                    if isinstance(message, PatientBatch):
-                        self._write(message)
-                    else:
-                        self.finish = message
+                self._raise_lane_failure()
+                message = received.message
+                if not isinstance(message, PatientBatch):
+                    self.finish = message
+                    received.release()
+                    continue
+                key = (message.shard, message.part)
+                if key in self.written:  # a retried shard's copy
+                    received.release()
+                    continue
+                self.written.add(key)
+                started = time.perf_counter()
+                decoded = decode_batch(message)
+                self.timings["decode"] += time.perf_counter() - started
+                lane = min(self.lanes, key=lambda candidate: candidate.queued)
+                lane.dispatched += 1
+                lane.jobs.put((received, decoded))
+            for lane in self.lanes:
+                lane.jobs.put(None)
+            for lane in self.lanes:
+                lane.join()
+            self._raise_lane_failure()
         finally:
             receiver.close()
         self._close()
 
-    def _write(self, batch: PatientBatch) -> None:
-        from engine.pipeline.batches import decode_batch  # noqa: PLC0415 - already loaded
+    def _raise_lane_failure(self) -> None:
+        for lane in self.lanes:
+            if lane.failure is not None:
+                raise lane.failure
 
-        key = (batch.shard, batch.part)
-        if key in self.written:
-            return
-        started = time.perf_counter()
-        decoded = decode_batch(batch)
-        decoded_at = time.perf_counter()
-        location = self.parts.write(decoded)
-        self.timings["decode"] += decoded_at - started
-        self.timings["write"] += time.perf_counter() - decoded_at
-        self.written.add(key)
-        self.open_locations.append(location)
-        self.totals = self.totals.merge(decoded.totals)
-        self.uncompressed_bytes += decoded.patients.nbytes + decoded.visits.nbytes
-        del decoded
-        if self.parts.should_roll():
-            started = time.perf_counter()
-            self._roll()
-            self.timings["roll"] += time.perf_counter() - started
-        _send(
-            self.conn,
-            ShardWritten(
-                shard=batch.shard,
-                part=batch.part,
-                part_count=batch.part_count,
-                patients=batch.patients.length,
-                visits=batch.visits.length,
-                bytes_written=self.parts.bytes_written,
-            ),
-        )
+    def record(self, decoded: Any, location: Any, lane_bytes: int) -> None:
+        """Called by a lane once a batch is on disk."""
+        batch = decoded.batch
+        with self.lock:
+            self.open_locations[id(_current_lane())].append(location)
+            self.totals = self.totals.merge(decoded.totals)
+            self.uncompressed_bytes += decoded.patients.nbytes + decoded.visits.nbytes
+            self.bytes_written[id(_current_lane())] = lane_bytes
+            _send(
+                self.conn,
+                ShardWritten(
+                    shard=batch.shard,
+                    part=batch.part,
+                    part_count=batch.part_count,
+                    patients=batch.patients.length,
+                    visits=batch.visits.length,
+                    bytes_written=sum(self.bytes_written.values()),
+                ),
+            )
 
-    def _roll(self) -> None:
+    def roll(self, lane: _Lane) -> None:
+        """Close a lane's part files and record them, and their shards, in the index."""
         from engine.manifest import ShardIndex, write_index  # noqa: PLC0415 - already loaded
 
-        part = self.parts.roll()
+        part = lane.parts.roll()
         if part is None:
             return
-        self.closed_parts.append(part)
-        self.closed_locations.extend(self.open_locations)
-        self.open_locations = []
-        write_index(
-            self.paths.index,
-            ShardIndex(
-                run_id=self.manifest.run_id,
-                parts=self.closed_parts,
-                shards=self.closed_locations,
-                totals=self.totals,
-                uncompressed_bytes=self.uncompressed_bytes,
-            ),
-        )
+        with self.lock:
+            self.closed_parts.append(part)
+            self.closed_locations.extend(self.open_locations[id(lane)])
+            self.open_locations[id(lane)] = []
+            write_index(
+                self.paths.index,
+                ShardIndex(
+                    run_id=self.manifest.run_id,
+                    parts=sorted(self.closed_parts, key=lambda p: p.number),
+                    shards=self.closed_locations,
+                    totals=self.totals,
+                    uncompressed_bytes=self.uncompressed_bytes,
+                ),
+            )
 
     def _close(self) -> None:
         from engine.manifest import ShardIndex, write_index, write_manifest  # noqa: PLC0415
 
-        self._roll()
         if not self.closed_parts:
             write_index(self.paths.index, ShardIndex(run_id=self.manifest.run_id))
         finish = self.finish or FinishRun(
@@ -206,13 +292,22 @@ class _Writer:
             compression_ratio=self.uncompressed_bytes / on_disk if on_disk else 0.0,
         )
         write_manifest(self.paths.manifest, manifest)
+        self.timings["write"] = sum(lane.write_s for lane in self.lanes)
         _send(
             self.conn,
             WriterFinished(status=finish.status, bytes_on_disk=on_disk, timings=self.timings),
         )
 
     def abort(self) -> None:
-        self.parts.abort()
+        for lane in self.lanes:
+            lane.jobs.put(None)
+        for lane in self.lanes:
+            lane.join(timeout=5.0)
+            lane.parts.abort()
+
+
+def _current_lane() -> threading.Thread:
+    return threading.current_thread()
 
 
 def _send(conn: Connection, message: msgspec.Struct) -> None:

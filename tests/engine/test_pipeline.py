@@ -115,7 +115,7 @@ def test_the_run_directory_is_one_dataset_with_manifest_index_and_metadata(tmp_p
     assert sorted(location.shard for location in index.shards) == list(range(manifest.shard_count))
     # One patient is found by reading one row group, located by the index.
     location = next(loc for loc in index.shards if loc.shard == 5)
-    part = index.parts[location.file]
+    part = next(p for p in index.parts if p.number == location.file)
     visits = pq.ParquetFile(run_dir / "visits" / part.visits_file).read_row_group(
         location.visits_row_group
     )
@@ -240,7 +240,9 @@ def test_cancel_mid_run_stops_everything_within_five_seconds(tmp_path, how):
 
 
 def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(tmp_path):
-    options = PipelineOptions(workers=1, roll_bytes=100_000, writer_fail_after_bytes=250_000)
+    options = PipelineOptions(
+        workers=1, writer_lanes=2, roll_bytes=100_000, writer_fail_after_bytes=250_000
+    )
     with pytest.raises(
         WriterFailedError, match=r"the writer failed: OSError: \[Errno 28\] No space left on device"
     ):
