@@ -133,10 +133,13 @@ class PartFiles:
         return bool(self._sinks) and sum(_tell(s) for s in self._sinks.values()) >= self.roll_bytes
 
     def roll(self) -> PartFile | None:
-        """Close the open pair and rename it into place; None if nothing was open."""
+        """Close the open pair and rename it into place; None if nothing was open.
+
+        Both files are finished (footers written, closed) before either is renamed, so a
+        failure part-way (a full disk) never leaves one table's file without its partner.
+        """
         if not self._writers:
             return None
-        sizes = {}
         for table, writer in self._writers.items():
             writer.add_key_value_metadata(
                 {
@@ -146,8 +149,10 @@ class PartFiles:
                 }
             )
             writer.close()
-            sink = self._sinks[table]
-            sink.close()
+            self._sinks[table].close()
+        self._writers.clear()
+        sizes = {}
+        for table in ("patients", "visits"):
             final = self.paths.part_file(table, self.number)
             os.replace(temporary_name(final), final)
             sizes[table] = final.stat().st_size
@@ -160,7 +165,6 @@ class PartFiles:
             visits_bytes=sizes["visits"],
         )
         self.closed_bytes += sizes["patients"] + sizes["visits"]
-        self._writers.clear()
         self._sinks.clear()
         self._row_groups = 0
         self._shards = []
@@ -169,6 +173,9 @@ class PartFiles:
 
     def abort(self) -> None:
         """Drop the open pair: close what can be closed and delete the temporaries."""
+        for writer in self._writers.values():
+            with contextlib.suppress(Exception):  # its footer may not fit either; no matter
+                writer.close()
         for sink in self._sinks.values():
             with contextlib.suppress(Exception):
                 sink.close()

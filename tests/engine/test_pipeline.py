@@ -241,7 +241,7 @@ def test_cancel_mid_run_stops_everything_within_five_seconds(tmp_path, how):
 
 def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(tmp_path):
     options = PipelineOptions(
-        workers=1, writer_lanes=2, roll_bytes=100_000, writer_fail_after_bytes=250_000
+        workers=1, writer_lanes=2, roll_bytes=100_000, writer_fail_after_bytes=350_000
     )
     with pytest.raises(
         WriterFailedError, match=r"the writer failed: OSError: \[Errno 28\] No space left on device"
@@ -253,6 +253,10 @@ def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(t
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
     finished = list(run_dir.rglob("part-*.parquet"))
     assert finished, "parts closed before the failure should remain"
+    pairs = {path.name for path in (run_dir / "patients").glob("part-*.parquet")}
+    assert pairs == {path.name for path in (run_dir / "visits").glob("part-*.parquet")}, (
+        "half a pair"
+    )
     for path in finished:  # each has a footer: complete files, readable to the last row
         assert pq.ParquetFile(path).metadata.num_rows > 0
 

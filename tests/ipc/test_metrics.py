@@ -112,6 +112,7 @@ def test_a_subscriber_can_ask_the_run_to_cancel(publisher):
 
 def test_closing_the_publisher_ends_every_subscription(publisher):
     subscriber = MetricsSubscriber(publisher.path)
+    wait_for(lambda: publisher.subscriber_count == 1)
     publisher.publish(sample(1))
     publisher.close()
     assert subscriber.next().shards_done == 1
