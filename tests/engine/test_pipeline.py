@@ -329,14 +329,15 @@ def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
     return alive
 
 
-def test_ctrl_c_on_the_cli_cancels_the_run_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_on_the_cli_cancels_the_run_and_exits_130(tmp_path, sent):
     process, run_dir, subscriber = _start_cli_run(tmp_path, 5_000_000)
     children = _children_of_run(subscriber)
     subscriber.close()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     _, err = process.communicate(timeout=10)
     assert process.returncode == 130, err
-    assert "cancelled: interrupted by SIGINT" in err
+    assert f"cancelled: interrupted by {sent.name}" in err
     assert read_manifest(run_dir / "manifest.json").status == "cancelled"
     assert not _wait_gone(children, 5.0)
 
