@@ -1,7 +1,9 @@
 """The manifest and shard index of a run directory (DESIGN section 5), as msgspec structs.
 
-`manifest.json` says what the run is and how it ended; `index.json` says where every shard's
-rows are, so one patient is found by reading one row group. Both carry `format_version`;
+`manifest.json` says what the run is and how it ended; `checkpoint.json` says what is safely
+on disk: the closed part files, where every shard's rows are (so one patient is found by
+reading one row group), and the statistics of exactly those shards, in one atomic file so
+that a resumed run never pairs rows with the wrong statistics. Both carry `format_version`;
 fields added later get defaults and go last, so older files keep loading.
 """
 
@@ -16,19 +18,20 @@ import msgspec
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.run_dir import write_atomically
+from engine.stats.run_stats import AccumulatorState
 from engine.totals import RunTotals
 
 __all__ = [
     "FORMAT_VERSION",
+    "Checkpoint",
     "Compression",
     "Manifest",
     "PartFile",
     "RunStatus",
-    "ShardIndex",
     "ShardLocation",
-    "read_index",
+    "read_checkpoint",
     "read_manifest",
-    "write_index",
+    "write_checkpoint",
     "write_manifest",
 ]
 
@@ -62,14 +65,14 @@ class PartFile(msgspec.Struct, frozen=True, kw_only=True):
     visits_bytes: int
 
 
-class ShardIndex(msgspec.Struct, frozen=True, kw_only=True):
-    """Every shard part that is safely on disk, and the files holding them."""
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Every shard part safely on disk, the files holding them, and their statistics."""
 
     format_version: int = FORMAT_VERSION
     run_id: str
     parts: list[PartFile] = []
     shards: list[ShardLocation] = []
-    totals: RunTotals = RunTotals()
+    stats: AccumulatorState | None = None
     uncompressed_bytes: int = 0
 
 
@@ -108,7 +111,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
-_INDEX_DECODER = msgspec.json.Decoder(ShardIndex)
+_CHECKPOINT_DECODER = msgspec.json.Decoder(Checkpoint)
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
@@ -122,12 +125,12 @@ def read_manifest(path: Path) -> Manifest:
         return _MANIFEST_DECODER.decode(handle.read())
 
 
-def write_index(path: Path, index: ShardIndex) -> None:
-    """Replace the shard index atomically."""
-    write_atomically(path, msgspec.json.encode(index))
+def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Replace the checkpoint atomically."""
+    write_atomically(path, msgspec.json.encode(checkpoint))
 
 
-def read_index(path: Path) -> ShardIndex:
-    """Load a shard index."""
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Load a checkpoint."""
     with open(path, "rb") as handle:
-        return _INDEX_DECODER.decode(handle.read())
+        return _CHECKPOINT_DECODER.decode(handle.read())

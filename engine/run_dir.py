@@ -2,7 +2,8 @@
 
     <runs root>/<run_id>/
         manifest.json          status, protocol, parameters, totals, sizes (engine.manifest)
-        index.json             shard -> (part file, row group), replaced atomically
+        checkpoint.json        closed part files, shard -> (file, row group), statistics so far
+        stats.json             the run's statistics, once it has finished
         patients/part-00000.parquet ...
         visits/part-00000.parquet ...
 
@@ -53,9 +54,14 @@ class RunPaths:
         return self.root / "manifest.json"
 
     @property
-    def index(self) -> Path:
-        """The shard index (also the checkpoint of which shards are safely on disk)."""
-        return self.root / "index.json"
+    def checkpoint(self) -> Path:
+        """What is safely on disk: part files, where each shard is, and the statistics so far."""
+        return self.root / "checkpoint.json"
+
+    @property
+    def stats(self) -> Path:
+        """The run's final statistics."""
+        return self.root / "stats.json"
 
     def table_dir(self, table: str) -> Path:
         """The folder of one table's part files."""

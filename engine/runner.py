@@ -17,8 +17,9 @@ from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
 from engine.results.memory import InMemoryResults
 from engine.shards import plan_blocks
+from engine.stats.run_stats import StatsAccumulator
+from engine.stats.shard_stats import shard_stats
 from engine.tables import compile_protocol
-from engine.totals import RunTotals
 
 __all__ = ["Progress", "run_simulation"]
 
@@ -66,16 +67,17 @@ def run_simulation(
     tables = compile_protocol(protocol)
     started = time.perf_counter()
     outputs = []
-    totals = RunTotals()
+    statistics = StatsAccumulator(params.shard_count, params.horizon_days)
     patients_done = visits_done = 0
     for block in plan_blocks(params):
         for output in simulate_shards(tables, params, block):
             outputs.append(output)
-            totals = totals.merge(RunTotals.of_shard(output, params.horizon_days))
+            stats = shard_stats(output.patients, output.visits, params.horizon_days)
+            statistics.add(output.shard_index, 0, 1, stats)
             patients_done += output.patient_count
             visits_done += output.visit_count
         if on_progress is not None:
             on_progress(
                 Progress(patients_done, n_patients, visits_done, time.perf_counter() - started)
             )
-    return InMemoryResults.from_shards(outputs, protocol, params, totals)
+    return InMemoryResults.from_shards(outputs, protocol, params, statistics.result())

@@ -1,16 +1,14 @@
-"""Run totals: exact, mergeable counts and sums per shard, and the summary derived from them.
+"""Run totals: the exact headline counts and sums of a run, and the summary derived from them.
 
-Everything is an integer (vision is whole letters, time whole days), so merging shard totals
-in any order gives bit-identical results. The summary of a run is computed from these, never
-by scanning its rows again.
+Totals come from the run's statistics (`engine.stats.run_stats.RunStatistics.totals`), whose
+integer counts add up identically in any order; the summary is computed from them, never by
+scanning rows again.
 """
 
 from __future__ import annotations
 
 import msgspec
-import numpy as np
 
-from engine.columns import ShardOutput
 from engine.parameters import DAYS_PER_YEAR
 from engine.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 
@@ -18,7 +16,7 @@ __all__ = ["RunTotals", "SummaryStats"]
 
 
 class RunTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Counts and sums over a set of patients; `merge` is associative and commutative."""
+    """Counts and sums over a set of patients (whole letters and days, so exact)."""
 
     patients: int = 0
     visits: int = 0
@@ -28,43 +26,6 @@ class RunTotals(msgspec.Struct, frozen=True, kw_only=True):
     final_vision_sum: int = 0
     discontinued_by_reason: tuple[int, ...] = (0,) * len(DISCONTINUATION_REASON_NAMES)
     final_state_counts: tuple[int, ...] = (0,) * len(STATE_NAMES)
-
-    @classmethod
-    def of_shard(cls, output: ShardOutput, horizon_days: int) -> RunTotals:
-        """Totals of one shard's patients; follow-up ends at discontinuation or the horizon."""
-        p = output.patients
-        reason = p["discontinuation_reason"]
-        end_day = np.where(p["discontinued"], p["discontinuation_day"], horizon_days)
-        return cls(
-            patients=len(p["patient_id"]),
-            visits=int(p["visits"].sum(dtype=np.int64)),
-            injections=int(p["injections"].sum(dtype=np.int64)),
-            follow_up_days=int((end_day - p["enrollment_day"]).sum(dtype=np.int64)),
-            baseline_vision_sum=int(p["baseline_vision"].sum(dtype=np.int64)),
-            final_vision_sum=int(p["final_vision"].sum(dtype=np.int64)),
-            discontinued_by_reason=tuple(
-                int(c)
-                for c in np.bincount(
-                    reason[reason >= 0], minlength=len(DISCONTINUATION_REASON_NAMES)
-                )
-            ),
-            final_state_counts=tuple(
-                int(c) for c in np.bincount(p["final_state"], minlength=len(STATE_NAMES))
-            ),
-        )
-
-    def merge(self, other: RunTotals) -> RunTotals:
-        """Totals of both sets of patients."""
-        return RunTotals(
-            patients=self.patients + other.patients,
-            visits=self.visits + other.visits,
-            injections=self.injections + other.injections,
-            follow_up_days=self.follow_up_days + other.follow_up_days,
-            baseline_vision_sum=self.baseline_vision_sum + other.baseline_vision_sum,
-            final_vision_sum=self.final_vision_sum + other.final_vision_sum,
-            discontinued_by_reason=_add(self.discontinued_by_reason, other.discontinued_by_reason),
-            final_state_counts=_add(self.final_state_counts, other.final_state_counts),
-        )
 
     def summary(self) -> SummaryStats:
         """Rates and means derived from the totals."""
@@ -112,7 +73,3 @@ class SummaryStats(msgspec.Struct, frozen=True, kw_only=True):
     discontinuation_rate: float
     discontinuation_rate_by_reason: dict[str, float]
     final_state_share: dict[str, float]
-
-
-def _add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(x + y for x, y in zip(a, b, strict=True))

@@ -74,7 +74,8 @@ class PatientBatch(_Message, frozen=True, kw_only=True):
 
     A shard too large for a channel slot is split by patient into `part_count` parts; parts
     are deterministic, so a retried shard produces the same parts and the writer can keep the
-    first copy of each. `totals` are the exact totals of this part's patients.
+    first copy of each. `stats` are this part's statistics (msgpack-encoded
+    `engine.stats.shard_stats.ShardStatsState`, opaque here).
     """
 
     shard: int
@@ -84,7 +85,7 @@ class PatientBatch(_Message, frozen=True, kw_only=True):
     first_patient: int
     patients: TableBuffers
     visits: TableBuffers
-    totals: bytes  # msgpack-encoded RunTotals, kept opaque to ipc
+    stats: bytes
 
 
 class FinishRun(_Message, frozen=True, kw_only=True):

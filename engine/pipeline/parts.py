@@ -132,8 +132,10 @@ class PartFiles:
         """True once the open pair has reached the roll size."""
         return bool(self._sinks) and sum(_tell(s) for s in self._sinks.values()) >= self.roll_bytes
 
-    def roll(self) -> PartFile | None:
+    def roll(self, extra_metadata: dict[str, dict[str, str]] | None = None) -> PartFile | None:
         """Close the open pair and rename it into place; None if nothing was open.
+
+        `extra_metadata` maps a table to more key-value metadata for its file (statistics).
 
         Both files are finished (footers written, closed) before either is renamed, so a
         failure part-way (a full disk) never leaves one table's file without its partner.
@@ -144,6 +146,7 @@ class PartFiles:
             writer.add_key_value_metadata(
                 {
                     **self.metadata,
+                    **(extra_metadata or {}).get(table, {}),
                     "amdsim.table": table,
                     "amdsim.shard_parts": json.dumps(self._shards),
                 }

@@ -4,8 +4,11 @@ It is the only process that writes a run's data files. Its main thread receives 
 keeps the first copy of each shard part (a retried shard may arrive twice) and hands each
 batch to one of several *lanes*: threads with their own rolling part files. Parquet encoding
 releases the GIL, so lanes encode in parallel and the writer keeps up with more workers on
-machines with more cores. Each lane releases its batch's channel slot once written, merges
-the exact totals workers computed and tells the supervisor what is on disk.
+machines with more cores. Each lane releases its batch's channel slot once written, adds the
+statistics workers computed to the run's (engine.stats) and tells the supervisor what is on
+disk. Every closed part file carries the counts of its own rows in its Parquet metadata;
+`checkpoint.json` records closed files, shard locations and the statistics of exactly those
+shards; `stats.json` holds the run's statistics at the end.
 
 On any failure the writer deletes the part files it had open, reports `WriterFailed` and
 exits non-zero, so a failed run never shows a part file that looks finished but is not.
@@ -99,6 +102,9 @@ class _Lane(threading.Thread):
         self.dispatched = 0  # written by the receiving thread only
         self.done = 0  # written by this lane only
         self.write_s = 0.0
+        # Statistics of the rows in this lane's open files, handed over when they close.
+        self.pending_counts = writer.new_counts()
+        self.pending_sketches: list[tuple[int, int, int, Any]] = []
         self.failure: BaseException | None = None
 
     def run(self) -> None:
@@ -141,7 +147,11 @@ class _Writer:
         from engine.manifest import Manifest  # noqa: PLC0415
         from engine.pipeline.parts import DiskBudget, PartFiles  # noqa: PLC0415
         from engine.run_dir import RunPaths  # noqa: PLC0415
-        from engine.totals import RunTotals  # noqa: PLC0415
+        from engine.stats.run_stats import StatsAccumulator  # noqa: PLC0415
+        from engine.stats.shard_stats import Counts, ShardStats  # noqa: PLC0415
+
+        self.new_counts = Counts
+        self.shard_stats_from_state = ShardStats.from_state
 
         self.config = config
         self.conn = conn
@@ -175,7 +185,8 @@ class _Writer:
         self.open_locations: dict[int, list] = {id(lane): [] for lane in self.lanes}
         self.closed_locations: list = []
         self.closed_parts: list = []
-        self.totals = RunTotals()
+        params = self.manifest.parameters
+        self.stats = StatsAccumulator(params.shard_count, params.horizon_days)
         self.uncompressed_bytes = 0
         self.bytes_written = {id(lane): 0 for lane in self.lanes}
         self.finish: FinishRun | None = None
@@ -231,11 +242,14 @@ class _Writer:
                 raise lane.failure
 
     def record(self, decoded: Any, location: Any, lane_bytes: int) -> None:
-        """Called by a lane once a batch is on disk."""
+        """Called by a lane once a batch is on disk (in a file that may still be open)."""
         batch = decoded.batch
+        lane = _current_lane()
+        stats = self.shard_stats_from_state(decoded.stats)
+        lane.pending_counts.add(stats.counts)
+        lane.pending_sketches.append((batch.shard, batch.part, batch.part_count, stats.sketches))
         with self.lock:
             self.open_locations[id(_current_lane())].append(location)
-            self.totals = self.totals.merge(decoded.totals)
             self.uncompressed_bytes += decoded.patients.nbytes + decoded.visits.nbytes
             self.bytes_written[id(_current_lane())] = lane_bytes
             _send(
@@ -251,32 +265,48 @@ class _Writer:
             )
 
     def roll(self, lane: _Lane) -> None:
-        """Close a lane's part files and record them, and their shards, in the index."""
-        from engine.manifest import ShardIndex, write_index  # noqa: PLC0415 - already loaded
+        """Close a lane's part files; their shards and statistics join the checkpoint.
 
-        part = lane.parts.roll()
+        The run's statistics count closed files only, so a checkpoint's statistics always
+        match its files exactly and a resumed run adds every shard once.
+        """
+        part = lane.parts.roll(
+            {"patients": {"amdsim.stats": _encode_file_stats(lane.pending_counts)}}
+        )
         if part is None:
             return
         with self.lock:
+            self.stats.add_counts(lane.pending_counts)
+            for shard, index, part_count, sketches in lane.pending_sketches:
+                self.stats.add_sketches(shard, index, part_count, sketches)
+            lane.pending_counts = self.new_counts()
+            lane.pending_sketches = []
             self.closed_parts.append(part)
             self.closed_locations.extend(self.open_locations[id(lane)])
             self.open_locations[id(lane)] = []
-            write_index(
-                self.paths.index,
-                ShardIndex(
-                    run_id=self.manifest.run_id,
-                    parts=sorted(self.closed_parts, key=lambda p: p.number),
-                    shards=self.closed_locations,
-                    totals=self.totals,
-                    uncompressed_bytes=self.uncompressed_bytes,
-                ),
-            )
+            self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        from engine.manifest import Checkpoint, write_checkpoint  # noqa: PLC0415 - loaded
+
+        write_checkpoint(
+            self.paths.checkpoint,
+            Checkpoint(
+                run_id=self.manifest.run_id,
+                parts=sorted(self.closed_parts, key=lambda p: p.number),
+                shards=self.closed_locations,
+                stats=self.stats.state(),
+                uncompressed_bytes=self.uncompressed_bytes,
+            ),
+        )
 
     def _close(self) -> None:
-        from engine.manifest import ShardIndex, write_index, write_manifest  # noqa: PLC0415
+        from engine.manifest import write_manifest  # noqa: PLC0415 - already loaded
+        from engine.run_dir import write_atomically  # noqa: PLC0415 - already loaded
 
-        if not self.closed_parts:
-            write_index(self.paths.index, ShardIndex(run_id=self.manifest.run_id))
+        self._write_checkpoint()
+        statistics = self.stats.result()
+        write_atomically(self.paths.stats, msgspec.json.encode(statistics.state()))
         finish = self.finish or FinishRun(
             status="failed", error="the supervisor stopped without finishing the run"
         )
@@ -286,7 +316,7 @@ class _Writer:
             status=finish.status,
             error=finish.error,
             finished=datetime.datetime.now(datetime.UTC),
-            totals=self.totals,
+            totals=statistics.totals(),
             bytes_on_disk=on_disk,
             uncompressed_bytes=self.uncompressed_bytes,
             compression_ratio=self.uncompressed_bytes / on_disk if on_disk else 0.0,
@@ -304,6 +334,16 @@ class _Writer:
         for lane in self.lanes:
             lane.join(timeout=5.0)
             lane.parts.abort()
+
+
+def _encode_file_stats(counts: Any) -> str:
+    """The counts of a part file's rows, for its metadata: msgpack, zstd, base64 (a few kB)."""
+    import base64  # noqa: PLC0415 - small, only needed when a file closes
+
+    import zstandard  # noqa: PLC0415
+
+    packed = zstandard.ZstdCompressor(level=3).compress(msgspec.msgpack.encode(counts.state()))
+    return base64.b64encode(packed).decode()
 
 
 def _current_lane() -> threading.Thread:

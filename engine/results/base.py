@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from engine.parameters import RunParameters
     from engine.protocol import Protocol
+    from engine.stats.run_stats import RunStatistics
     from engine.totals import SummaryStats
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PatientRecord", "SimulationResults"]
@@ -76,7 +77,11 @@ class SimulationResults(abc.ABC):
 
     @abc.abstractmethod
     def summary_stats(self) -> SummaryStats:
-        """Headline outcomes, from stored totals: never a scan of the rows."""
+        """Headline outcomes, from stored statistics: never a scan of the rows."""
+
+    @abc.abstractmethod
+    def statistics(self) -> RunStatistics:
+        """The run's distributions, VA by month and workload, from stored statistics."""
 
     @abc.abstractmethod
     def iterate_patients(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:

@@ -24,6 +24,7 @@ from engine.errors import ResultsFormatError, RunNotFoundError
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
+from engine.stats.run_stats import RunStatistics, RunStatisticsState
 from engine.totals import RunTotals, SummaryStats
 
 __all__ = ["InMemoryResults", "SavedResultsHeader"]
@@ -43,7 +44,7 @@ class SavedResultsHeader(msgspec.Struct, frozen=True, kw_only=True):
     created: datetime.datetime
     protocol: Protocol
     parameters: RunParameters
-    totals: RunTotals
+    stats: RunStatisticsState
 
 
 class InMemoryResults(SimulationResults):
@@ -57,13 +58,13 @@ class InMemoryResults(SimulationResults):
         visits: pa.Table,
         protocol: Protocol,
         parameters: RunParameters,
-        totals: RunTotals,
+        statistics: RunStatistics,
     ) -> None:
         self._patients = patients
         self._visits = visits
         self._protocol = protocol
         self._parameters = parameters
-        self._totals = totals
+        self._statistics = statistics
         # Visits are sorted by patient, so each patient's rows start where the previous
         # patients' visit counts add up to.
         self._visit_start = np.zeros(patients.num_rows + 1, dtype=np.int64)
@@ -75,13 +76,13 @@ class InMemoryResults(SimulationResults):
         outputs: Sequence[ShardOutput],
         protocol: Protocol,
         parameters: RunParameters,
-        totals: RunTotals,
+        statistics: RunStatistics,
     ) -> InMemoryResults:
         """Assemble results from shard outputs (any order; they are sorted by shard)."""
         ordered = sorted(outputs, key=lambda o: o.shard_index)
         patients = pa.Table.from_batches([o.patients_batch() for o in ordered], PATIENTS_SCHEMA)
         visits = pa.Table.from_batches([o.visits_batch() for o in ordered], VISITS_SCHEMA)
-        return cls(patients, visits, protocol, parameters, totals)
+        return cls(patients, visits, protocol, parameters, statistics)
 
     @property
     def protocol(self) -> Protocol:
@@ -96,7 +97,11 @@ class InMemoryResults(SimulationResults):
     @property
     def totals(self) -> RunTotals:
         """The exact totals the summary is derived from."""
-        return self._totals
+        return self._statistics.totals()
+
+    def statistics(self) -> RunStatistics:
+        """Distributions, VA by month, workload: the run's statistics (no scan)."""
+        return self._statistics
 
     @property
     def patient_count(self) -> int:
@@ -114,8 +119,8 @@ class InMemoryResults(SimulationResults):
         return (self._patients.nbytes + self._visits.nbytes + self._visit_start.nbytes) / 2**20
 
     def summary_stats(self) -> SummaryStats:
-        """Headline outcomes from the stored totals."""
-        return self._totals.summary()
+        """Headline outcomes from the stored statistics."""
+        return self.totals.summary()
 
     def iterate_patients(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
         """Patients rows in id order, at most `batch_size` rows per batch."""
@@ -172,7 +177,7 @@ class InMemoryResults(SimulationResults):
             created=datetime.datetime.now(datetime.UTC),
             protocol=self._protocol,
             parameters=self._parameters,
-            totals=self._totals,
+            stats=self._statistics.state(),
         )
         _write_atomically(folder / HEADER_FILE, msgspec.json.format(msgspec.json.encode(header)))
         return folder
@@ -207,7 +212,8 @@ class InMemoryResults(SimulationResults):
             if not table.schema.equals(schema):
                 raise ResultsFormatError(f"{path} does not have the {name} table's columns")
             tables.append(table)
-        return cls(tables[0], tables[1], header.protocol, header.parameters, header.totals)
+        statistics = RunStatistics.from_state(header.stats)
+        return cls(tables[0], tables[1], header.protocol, header.parameters, statistics)
 
 
 def _positive(batch_size: int) -> int:

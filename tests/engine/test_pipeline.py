@@ -20,7 +20,7 @@ import pytest
 
 from engine import run_simulation
 from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
-from engine.manifest import read_index, read_manifest
+from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.protocol_loader import load_protocol
@@ -90,7 +90,7 @@ def test_output_equals_the_in_process_run_for_any_workers_and_slot_size(
     assert_same(patients, in_process[0])
     assert_same(visits, in_process[1])
     assert manifest.totals == in_process[2]
-    index = read_index(tmp_path / "run" / "index.json")
+    index = read_checkpoint(tmp_path / "run" / "checkpoint.json")
     if slot_bytes < 100_000:
         assert max(location.part_count for location in index.shards) > 1, (
             "small slots should split shards"
@@ -108,7 +108,7 @@ def test_the_run_directory_is_one_dataset_with_manifest_index_and_metadata(tmp_p
     assert manifest.bytes_on_disk / manifest.visits <= 3.0
     assert manifest.compression_ratio > 3
     assert manifest.bytes_on_disk == sum(p.stat().st_size for p in run_dir.rglob("part-*.parquet"))
-    index = read_index(run_dir / "index.json")
+    index = read_checkpoint(run_dir / "checkpoint.json")
     assert len(index.parts) > 1, "a small roll size should give several part files"
     assert sum(location.patients for location in index.shards) == N_PATIENTS
     assert sum(location.visits for location in index.shards) == manifest.visits

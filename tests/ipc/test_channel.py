@@ -41,7 +41,7 @@ def batch(shard: int, size: int = 100_000) -> PatientBatch:
         first_patient=0,
         patients=TableBuffers(length=0, columns=[]),
         visits=TableBuffers(length=size, columns=[column]),
-        totals=b"",
+        stats=b"",
     )
 
 
