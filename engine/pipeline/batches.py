@@ -23,7 +23,7 @@ from engine.columns import (
     ShardOutput,
     schema_of,
 )
-from engine.stats.shard_stats import ShardStatsState, shard_stats
+from engine.stats.shard_stats import ShardStats, ShardStatsState, shard_stats
 from ipc.channel import MessageTooLargeError
 from ipc.messages import ColumnBuffers, PatientBatch, TableBuffers
 
@@ -50,14 +50,20 @@ def encode_shard(
     counts = output.patients["visits"].astype(np.int64)
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
-    whole = _part(output, starts, 0, len(counts), attempt, horizon_days)
+    whole_stats = shard_stats(output.patients, output.visits, horizon_days)
+    whole = _part(output, starts, 0, len(counts), attempt, whole_stats)
     if _size(whole) <= slot_bytes:
         return [whole]
     pieces = []
     pending = list(itertools.pairwise(_cut_points(counts, slot_bytes - len(whole.stats))))
     while pending:
         lo, hi = pending.pop(0)
-        piece = _part(output, starts, lo, hi, attempt, horizon_days)
+        patients = {name: column[lo:hi] for name, column in output.patients.items()}
+        visits = {name: column[starts[lo] : starts[hi]] for name, column in output.visits.items()}
+        stats = shard_stats(patients, visits, horizon_days, sketches=False)
+        if not pieces:  # the first part carries the whole shard's sketches
+            stats = ShardStats(stats.counts, whole_stats.sketches)
+        piece = _part(output, starts, lo, hi, attempt, stats)
         if _size(piece) <= slot_bytes:
             pieces.append(piece)
         elif hi - lo == 1:
@@ -74,11 +80,10 @@ def encode_shard(
 
 
 def _part(
-    output: ShardOutput, starts: np.ndarray, lo: int, hi: int, attempt: int, horizon_days: int
+    output: ShardOutput, starts: np.ndarray, lo: int, hi: int, attempt: int, stats: ShardStats
 ) -> PatientBatch:
     patients = {name: column[lo:hi] for name, column in output.patients.items()}
     visits = {name: column[starts[lo] : starts[hi]] for name, column in output.visits.items()}
-    stats = _STATS_ENCODER.encode(shard_stats(patients, visits, horizon_days).state())
     return PatientBatch(
         shard=output.shard_index,
         part=0,
@@ -87,7 +92,7 @@ def _part(
         first_patient=int(patients["patient_id"][0]),
         patients=_table(patients, PATIENT_COLUMNS),
         visits=_table(visits, VISIT_COLUMNS),
-        stats=_COMPRESSOR.compress(stats),
+        stats=_COMPRESSOR.compress(_STATS_ENCODER.encode(stats.state())),
     )
 
 

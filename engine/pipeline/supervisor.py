@@ -578,11 +578,12 @@ class Supervisor:
         for role, pid in entries:
             try:
                 process = self._psutil.setdefault(pid, psutil.Process(pid))
-                memory.append(
-                    ProcessMemory(role=role, pid=pid, rss_bytes=process.memory_info().rss)
-                )
+                rss = process.memory_info().rss
             except psutil.Error:
                 self._psutil.pop(pid, None)
+                continue
+            if rss:  # an exited, not yet reaped process reports 0: it holds nothing
+                memory.append(ProcessMemory(role=role, pid=pid, rss_bytes=rss))
         return memory
 
     def _send(self, worker: _Worker, message: msgspec.Struct) -> None:

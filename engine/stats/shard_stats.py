@@ -144,10 +144,21 @@ class Sketch:
         )
 
     @classmethod
+    def empty(cls) -> Sketch:
+        """A sketch of nothing."""
+        return cls(TDigest(), Moments())
+
+    @classmethod
     def merge_in_order(cls, sketches: Sequence[Sketch]) -> Sketch:
-        """Merge in the order given (callers fix the order)."""
-        digest = sketches[0].digest.merge([s.digest for s in sketches[1:]])
-        return cls(digest, Moments.merge_all(s.moments for s in sketches))
+        """Merge in the order given (callers fix the order); empty sketches are skipped and a
+        single non-empty one is returned as it is, so merging never re-clusters needlessly."""
+        present = [s for s in sketches if s.moments.count]
+        if not present:
+            return sketches[0]
+        if len(present) == 1:
+            return present[0]
+        digest = present[0].digest.merge([s.digest for s in present[1:]])
+        return cls(digest, Moments.merge_all(s.moments for s in present))
 
     def state(self) -> SketchState:
         """Serialisable form."""
@@ -175,6 +186,11 @@ class Sketches:
     def __init__(self, **sketches: Sketch) -> None:
         for name in SKETCH_NAMES:
             setattr(self, name, sketches[name])
+
+    @classmethod
+    def empty(cls) -> Sketches:
+        """Sketches of no patients (the later parts of a split shard carry these)."""
+        return cls(**{name: Sketch.empty() for name in SKETCH_NAMES})
 
     @classmethod
     def merge_in_order(cls, parts: Sequence[Sketches]) -> Sketches:
@@ -221,8 +237,15 @@ class ShardStats:
         return cls(Counts.from_state(state.counts), Sketches.from_state(state.sketches))
 
 
-def shard_stats(patients: Columns, visits: Columns, horizon_days: int) -> ShardStats:
-    """Statistics of a shard's (or part's) patients, from its columns."""
+def shard_stats(
+    patients: Columns, visits: Columns, horizon_days: int, sketches: bool = True
+) -> ShardStats:
+    """Statistics of a shard's (or part's) patients, from its columns.
+
+    A shard split into parts sends its sketches, computed on the whole shard, with the
+    first part only (`sketches=False` for the others): sketches then do not depend on how
+    a shard was split, while counts, exact, add up the same either way.
+    """
     months = month_count(horizon_days)
     month_of_day = _month_of_day(horizon_days)
     enrollment = patients["enrollment_day"]
@@ -281,17 +304,21 @@ def shard_stats(patients: Columns, visits: Columns, horizon_days: int) -> ShardS
         }
     )
 
+    if not sketches:
+        return ShardStats(counts, Sketches.empty())
     injected_rows = np.flatnonzero(injected)
     injected_patient = visits["patient_id"][injected_rows]
     injected_day = day[injected_rows]
     same_patient = injected_patient[1:] == injected_patient[:-1]
     gaps = (injected_day[1:] - injected_day[:-1])[same_patient]
-    sketches = Sketches(
-        injections_per_year=Sketch.of(injections / (follow_up / DAYS_PER_YEAR)),
-        time_to_discontinuation_days=Sketch.of_days(follow_up[stopped]),
-        days_between_injections=Sketch.of_days(gaps),
+    return ShardStats(
+        counts,
+        Sketches(
+            injections_per_year=Sketch.of(injections / (follow_up / DAYS_PER_YEAR)),
+            time_to_discontinuation_days=Sketch.of_days(follow_up[stopped]),
+            days_between_injections=Sketch.of_days(gaps),
+        ),
     )
-    return ShardStats(counts, sketches)
 
 
 @functools.cache

@@ -1,18 +1,25 @@
 """A merging t-digest in numpy: quantiles of unbounded values in bounded memory.
 
-Centroids (mean, weight) are kept sorted. Adding values or merging another digest pools all
-centroids and re-clusters them in one vectorised pass: each centroid's cumulative quantile q
-(at its midpoint) is mapped through the k1 scale k(q) = delta / (2 pi) * asin(2q - 1), and
-centroids falling in the same unit of k are merged. k1 is steep near q = 0 and 1, so tail
-clusters stay small and extreme quantiles precise (Dunning and Ertl, "Computing extremely
-accurate quantiles using t-digests", 2019). The result depends only on the multiset of
-centroids given, so re-clustering is deterministic; min and max are kept exactly.
+Centroids (mean, weight, and the lowest and highest value they hold) are kept sorted. Adding
+values or merging another digest pools all centroids and re-clusters them in one vectorised
+pass: each centroid's cumulative quantile q (at its midpoint) is mapped through the k1 scale
+k(q) = delta / (2 pi) * asin(2q - 1), and centroids falling in the same unit of k are merged.
+k1 is steep near q = 0 and 1, so tail clusters stay small and extreme quantiles precise
+(Dunning and Ertl, "Computing extremely accurate quantiles using t-digests", 2019). The result
+depends only on the multiset of centroids given, so re-clustering is deterministic.
 
-Rank error, measured by perf/bench_tdigest.py (10M lognormal values added shard by shard in
-4096-value digests, then merged): at most 5e-6 at p1, p5, p50, p95 and p99 with the default
-compression of 2000 (about 1000 centroids). Tests allow 1e-4. That script also compares the
-libraries we considered (fastdigest, crick, datasketches); none was more accurate, and no
-digest gives the same answer whatever the merge order, which `engine.stats.tree` handles.
+Quantiles interpolate linearly between centroid centres (the classic t-digest estimate, best
+for continuous data), except that a centroid holding one repeated value is a point mass: it
+keeps its value over its whole rank range. Singletons are the usual special case; on tied
+data (days, counts, ratios of small integers) estimates are then values that occur, not
+points between them.
+
+Rank error, with the default compression (about 1000 centroids): on continuous data at most
+1e-4 at p1-p99 (perf/bench_tdigest.py measures <= 5e-6 on 10M values; it also compares the
+libraries we considered: fastdigest, crick, datasketches). On data with many near-ties an
+estimate may fall between two neighbouring values, off by up to half a centroid's weight:
+`tie_rank_error_bound()`, pi / (2 * compression) at the median, 8e-4 by default. No digest
+gives the same answer whatever the merge order; `engine.stats.tree` fixes the order.
 """
 
 from __future__ import annotations
@@ -30,34 +37,34 @@ DEFAULT_COMPRESSION = 2000.0
 
 
 class DigestState(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A digest as stored: centroid means and weights as little-endian float64 bytes."""
+    """A digest as stored: centroid arrays as little-endian float64 bytes."""
 
     compression: float
     count: float
-    min: float | None  # None when empty (JSON has no infinity)
-    max: float | None
     means: bytes
     weights: bytes
+    lows: bytes
+    highs: bytes
 
 
 class TDigest:
-    """Mergeable quantile sketch. Build with `from_values`, combine with `merge`."""
+    """Mergeable quantile sketch. Build with `from_values` or `from_counts`, combine with `merge`."""
 
-    __slots__ = ("compression", "count", "max", "means", "min", "weights")
+    __slots__ = ("compression", "count", "highs", "lows", "means", "weights")
 
     def __init__(self, compression: float = DEFAULT_COMPRESSION) -> None:
         self.compression = float(compression)
         self.means = np.empty(0)
         self.weights = np.empty(0)
+        self.lows = np.empty(0)
+        self.highs = np.empty(0)
         self.count = 0.0
-        self.min = math.inf
-        self.max = -math.inf
 
     @classmethod
     def from_values(
         cls, values: npt.ArrayLike, compression: float = DEFAULT_COMPRESSION
     ) -> TDigest:
-        """A digest of `values` (NaN is not allowed)."""
+        """A digest of `values`."""
         digest = cls(compression)
         digest.add(values)
         return digest
@@ -74,7 +81,7 @@ class TDigest:
         if keep.any():
             values, counts = values[keep], counts[keep]
             _check_finite(values)
-            digest._absorb(values, counts, float(values.min()), float(values.max()))
+            digest._absorb(values, counts, values, values)
         return digest
 
     def add(self, values: npt.ArrayLike) -> None:
@@ -83,19 +90,40 @@ class TDigest:
         if len(values) == 0:
             return
         _check_finite(values)
-        self._absorb(values, np.ones(len(values)), float(values.min()), float(values.max()))
+        self._absorb(values, np.ones(len(values)), values, values)
 
     def merge(self, others: Iterable[TDigest]) -> TDigest:
         """A new digest of this one and `others`; the inputs are not changed."""
         merged = TDigest(self.compression)
         parts = [self, *others]
-        means = np.concatenate([p.means for p in parts])
-        weights = np.concatenate([p.weights for p in parts])
-        if len(means):
-            lowest = min(p.min for p in parts)
-            highest = max(p.max for p in parts)
-            merged._absorb(means, weights, lowest, highest)
+        if any(len(part.means) for part in parts):
+            merged._absorb(
+                np.concatenate([part.means for part in parts]),
+                np.concatenate([part.weights for part in parts]),
+                np.concatenate([part.lows for part in parts]),
+                np.concatenate([part.highs for part in parts]),
+            )
         return merged
+
+    @property
+    def min(self) -> float:
+        """Smallest value added (exact)."""
+        return float(self.lows[0]) if self.count else math.inf
+
+    @property
+    def max(self) -> float:
+        """Largest value added (exact)."""
+        return float(self.highs[-1]) if self.count else -math.inf
+
+    def tie_rank_error_bound(self) -> float:
+        """Worst rank error when values are tied but not identical: half the largest centroid
+        the k1 scale allows (pi / compression wide at the median)."""
+        return math.pi / (2 * self.compression)
+
+    @property
+    def centroid_count(self) -> int:
+        """Centroids held."""
+        return len(self.means)
 
     def quantile(self, q: float | npt.ArrayLike) -> float | np.ndarray:
         """Estimated value below which a fraction `q` of the values lie (q in [0, 1])."""
@@ -104,7 +132,8 @@ class TDigest:
             raise ValueError("quantile of an empty t-digest")
         if ((qs < 0) | (qs > 1)).any():
             raise ValueError(f"quantiles must be within [0, 1], got {q}")
-        result = self._interpolate(qs * self.count)
+        values, ranks = self._knots()
+        result = np.interp(qs * self.count, ranks, values)
         return float(result) if np.ndim(q) == 0 else result
 
     def cdf(self, value: float) -> float:
@@ -115,23 +144,22 @@ class TDigest:
             return 0.0
         if value >= self.max:
             return 1.0
-        points, ranks = self._knots()
-        return float(np.interp(value, points, ranks) / self.count)
-
-    @property
-    def centroid_count(self) -> int:
-        """Centroids held."""
-        return len(self.means)
+        values, ranks = self._knots()
+        # The highest rank at `value`: a point mass there counts in full.
+        position = np.searchsorted(values, value, side="right")
+        if position and values[position - 1] == value:
+            return float(ranks[position - 1]) / self.count
+        return float(np.interp(value, values, ranks)) / self.count
 
     def state(self) -> DigestState:
         """The digest as a serialisable struct."""
         return DigestState(
             compression=self.compression,
             count=self.count,
-            min=self.min if self.count else None,
-            max=self.max if self.count else None,
             means=self.means.astype("<f8").tobytes(),
             weights=self.weights.astype("<f8").tobytes(),
+            lows=self.lows.astype("<f8").tobytes(),
+            highs=self.highs.astype("<f8").tobytes(),
         )
 
     @classmethod
@@ -140,18 +168,20 @@ class TDigest:
         digest = cls(state.compression)
         digest.means = np.frombuffer(state.means, dtype="<f8").copy()
         digest.weights = np.frombuffer(state.weights, dtype="<f8").copy()
+        digest.lows = np.frombuffer(state.lows, dtype="<f8").copy()
+        digest.highs = np.frombuffer(state.highs, dtype="<f8").copy()
         digest.count = state.count
-        digest.min = math.inf if state.min is None else state.min
-        digest.max = -math.inf if state.max is None else state.max
         return digest
 
     def _absorb(
-        self, means: np.ndarray, weights: np.ndarray, lowest: float, highest: float
+        self, means: np.ndarray, weights: np.ndarray, lows: np.ndarray, highs: np.ndarray
     ) -> None:
         means = np.concatenate([self.means, means])
         weights = np.concatenate([self.weights, weights])
-        order = np.argsort(means, kind="stable")
-        means, weights = means[order], weights[order]
+        lows = np.concatenate([self.lows, lows])
+        highs = np.concatenate([self.highs, highs])
+        order = np.lexsort((highs, lows, means))  # a total order: ties always cluster alike
+        means, weights, lows, highs = means[order], weights[order], lows[order], highs[order]
         total = float(weights.sum())
         midpoint = (np.cumsum(weights) - weights / 2) / total
         scale = self.compression / (2 * math.pi)
@@ -160,21 +190,24 @@ class TDigest:
         merged_weights = np.add.reduceat(weights, starts)
         self.means = np.add.reduceat(means * weights, starts) / merged_weights
         self.weights = merged_weights
+        self.lows = np.minimum.reduceat(lows, starts)
+        self.highs = np.maximum.reduceat(highs, starts)
         self.count = total
-        self.min = min(self.min, lowest)
-        self.max = max(self.max, highest)
 
     def _knots(self) -> tuple[np.ndarray, np.ndarray]:
-        """(value, rank) points of the piecewise-linear estimate of the distribution."""
-        centres = np.cumsum(self.weights) - self.weights / 2
-        points = np.concatenate(([self.min], self.means, [self.max]))
-        ranks = np.concatenate(([0.0], centres, [self.count]))
-        # A centroid of weight 1 is an exact value: its rank mass sits at one point.
-        return points, ranks
+        """(value, rank) points of the estimated distribution, values non-decreasing.
 
-    def _interpolate(self, ranks: np.ndarray) -> np.ndarray:
-        points, knot_ranks = self._knots()
-        return np.interp(ranks, knot_ranks, points)
+        A spread centroid is one knot at its mean and centre rank; a point mass is two knots
+        at its value, at the ranks where its weight starts and ends.
+        """
+        ends = np.cumsum(self.weights)
+        starts = ends - self.weights
+        point = self.lows == self.highs
+        first = np.where(point, starts, starts + self.weights / 2)
+        last = np.where(point, ends, starts + self.weights / 2)
+        values = np.concatenate(([self.min], np.repeat(self.means, 2), [self.max]))
+        ranks = np.concatenate(([0.0], np.column_stack((first, last)).ravel(), [self.count]))
+        return values, ranks
 
 
 def _check_finite(values: np.ndarray) -> None:
