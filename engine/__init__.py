@@ -25,6 +25,8 @@ _EXPORTS = {
     "load_protocol": "engine.protocol_loader",
     "load_protocol_text": "engine.protocol_loader",
     "InMemoryResults": "engine.results",
+    "ParquetResults": "engine.results",
+    "ResultsFactory": "engine.results",
     "PatientRecord": "engine.results",
     "SimulationResults": "engine.results",
     "Progress": "engine.runner",
@@ -38,11 +40,13 @@ __all__ = [
     "InMemoryResults",
     "MemoryBudgetError",
     "ParameterError",
+    "ParquetResults",
     "PatientRecord",
     "Progress",
     "Protocol",
     "ProtocolError",
     "Recruitment",
+    "ResultsFactory",
     "ResultsFormatError",
     "RunNotFoundError",
     "RunParameters",
@@ -85,6 +89,12 @@ if TYPE_CHECKING:
     from engine.parameters import Recruitment, RunParameters
     from engine.protocol import Protocol
     from engine.protocol_loader import bundled_protocol_names, load_protocol, load_protocol_text
-    from engine.results import InMemoryResults, PatientRecord, SimulationResults
+    from engine.results import (
+        InMemoryResults,
+        ParquetResults,
+        PatientRecord,
+        ResultsFactory,
+        SimulationResults,
+    )
     from engine.runner import Progress, run_simulation
     from engine.totals import RunTotals, SummaryStats

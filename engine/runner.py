@@ -1,7 +1,8 @@
-"""Run a simulation in this process and return `InMemoryResults`.
+"""Run a simulation: `run_simulation` picks the tier; `run_in_memory` is the in-process one.
 
-The simple path for runs small enough to hold in memory: no worker processes, no files.
-Blocks of shards are simulated one after another, reporting progress after each.
+Runs small enough to hold in memory take the simple path, with no worker processes and no
+files: blocks of shards are simulated one after another, reporting progress after each.
+Larger runs stream to disk (`engine.pipeline`), chosen by `ResultsFactory`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from engine.kernel import simulate_shards
 from engine.parameters import DEFAULT_SHARD_SIZE, Recruitment, RunParameters, validate_parameters
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
+from engine.results.base import SimulationResults
 from engine.results.memory import InMemoryResults
 from engine.shards import plan_blocks
 from engine.stats.run_stats import StatsAccumulator
 from engine.stats.shard_stats import shard_stats
 from engine.tables import compile_protocol
 
-__all__ = ["Progress", "run_simulation"]
+__all__ = ["Progress", "run_in_memory", "run_simulation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +50,18 @@ def run_simulation(
     shard_size: int = DEFAULT_SHARD_SIZE,
     recruitment: Recruitment | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-) -> InMemoryResults:
+    runs_dir: str | os.PathLike[str] = "runs",
+    in_memory: bool | None = None,
+) -> SimulationResults:
     """Simulate `n_patients` for `years` under `protocol` (a struct, path or bundled name).
 
-    Raises `ProtocolError` or `ParameterError` before simulating anything if an input is bad.
+    Up to `MEMORY_THRESHOLD_PATIENTS` patients (or with ``in_memory=True``) the run stays in
+    this process and returns `InMemoryResults`; larger runs stream into a new directory under
+    `runs_dir` and return `ParquetResults`. Raises `ProtocolError` or `ParameterError` before
+    simulating anything if an input is bad.
     """
+    from engine.results.factory import ResultsFactory  # noqa: PLC0415 - avoids an import cycle
+
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
     params = validate_parameters(
@@ -64,6 +73,27 @@ def run_simulation(
             recruitment=recruitment or Recruitment(),
         )
     )
+    if in_memory or (in_memory is None and ResultsFactory.tier(n_patients) == "memory"):
+        return run_in_memory(protocol, params, on_progress)
+    return ResultsFactory.create_results(
+        protocol,
+        n_patients,
+        years,
+        seed,
+        shard_size=shard_size,
+        recruitment=params.recruitment,
+        runs_dir=runs_dir,
+        on_progress=on_progress,
+    )
+
+
+def run_in_memory(
+    protocol: Protocol,
+    params: RunParameters,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> InMemoryResults:
+    """Simulate in this process; `params` must be validated."""
+    n_patients = params.n_patients
     tables = compile_protocol(protocol)
     started = time.perf_counter()
     outputs = []

@@ -40,7 +40,7 @@ from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
 from engine.run_dir import new_run_id
 from engine.runner import Progress as RunProgress
-from engine.runner import run_simulation
+from engine.runner import run_in_memory
 from engine.states import DISCONTINUATION_REASON_NAMES
 from engine.totals import SummaryStats
 from ipc.metrics import MetricsSubscriber
@@ -157,15 +157,7 @@ def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunPara
             bar.update(task, completed=progress.patients_done)
 
         started = time.perf_counter()
-        results = run_simulation(
-            protocol,
-            n_patients=params.n_patients,
-            years=params.years,
-            seed=params.seed,
-            shard_size=params.shard_size,
-            recruitment=params.recruitment,
-            on_progress=on_progress,
-        )
+        results = run_in_memory(protocol, params, on_progress)
         wall_s = time.perf_counter() - started
     if args.out is not None:
         results.save(args.out, args.format)

@@ -67,7 +67,7 @@ def test_run_json_matches_the_same_run_in_process():
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     expected = run_simulation(
-        "ranibizumab_prn_monthly", n_patients=1500, years=3, seed=11
+        "ranibizumab_prn_monthly", n_patients=1500, years=3, seed=11, in_memory=True
     ).summary_stats()
     assert document["summary"]["visits"] == expected.visits
     assert document["summary"]["mean_final_vision"] == pytest.approx(expected.mean_final_vision)
@@ -195,7 +195,7 @@ def test_a_large_run_streams_to_a_run_directory(tmp_path):
     assert document["summary"]["patients"] == 6000
     assert document["workers"] == 2
     assert document["peak_rss_bytes"] > 0
-    expected = run_simulation(n_patients=6000, years=2).summary_stats()
+    expected = run_simulation(n_patients=6000, years=2, in_memory=True).summary_stats()
     assert document["summary"]["visits"] == expected.visits
 
 

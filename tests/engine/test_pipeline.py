@@ -65,7 +65,9 @@ def assert_same(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> No
 
 @pytest.fixture(scope="module")
 def in_process():
-    results = run_simulation(load_protocol(), N_PATIENTS, YEARS, SEED, shard_size=SHARD_SIZE)
+    results = run_simulation(
+        load_protocol(), N_PATIENTS, YEARS, SEED, shard_size=SHARD_SIZE, in_memory=True
+    )
     patients = pa.Table.from_batches(list(results.iterate_patients()))
     visits = pa.Table.from_batches(list(results.iterate_visits()))
     return (
@@ -177,7 +179,9 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_output_is_unchanged(tmp_pat
     )
     watcher.thread.join(5)
     assert watcher.acted_at is not None and manifest.status == "completed"
-    expected = run_simulation(load_protocol(), big.n_patients, YEARS, SEED, shard_size=1_000)
+    expected = run_simulation(
+        load_protocol(), big.n_patients, YEARS, SEED, shard_size=1_000, in_memory=True
+    )
     patients, visits = read_run(tmp_path / "run")
     assert_same(
         visits,

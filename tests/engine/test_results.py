@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections import namedtuple
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,27 +19,54 @@ from engine.errors import (
     ResultsFormatError,
     RunNotFoundError,
 )
-from engine.parameters import DAYS_PER_YEAR
-from engine.results import InMemoryResults, SimulationResults
+from engine.parameters import DAYS_PER_YEAR, RunParameters
+from engine.pipeline import PipelineOptions, run_pipeline
+from engine.protocol_loader import load_protocol
+from engine.results import InMemoryResults, ParquetResults, ResultsFactory
 
 N_PATIENTS = 2_500
+TIERS = [
+    "memory",
+    "memory-pickled",
+    "memory-from-parquet",
+    "memory-from-arrow",
+    "parquet",
+    "parquet-via-factory",
+]
 
 
 @pytest.fixture(scope="module")
 def fresh() -> InMemoryResults:
-    return run_simulation(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000)
+    return run_simulation(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000, in_memory=True)
 
 
-@pytest.fixture(params=["memory", "memory-pickled", "memory-from-parquet", "memory-from-arrow"])
-def results(request, fresh, tmp_path) -> SimulationResults:
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """The same run, streamed to disk by two workers into several part files."""
+    folder = tmp_path_factory.mktemp("runs") / "run"
+    params = RunParameters(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000)
+    run_pipeline(load_protocol(), params, folder, PipelineOptions(workers=2, roll_bytes=60_000))
+    return folder
+
+
+@pytest.fixture(params=TIERS)
+def results(request, fresh, run_dir, tmp_path):
     """Every way of holding the same run."""
     if request.param == "memory":
-        return fresh
-    if request.param == "memory-pickled":
-        return pickle.loads(pickle.dumps(fresh))
-    table_format = request.param.rsplit("-", 1)[1]
-    fresh.save(tmp_path / "saved", table_format)
-    return InMemoryResults.load(tmp_path / "saved")
+        yield fresh
+    elif request.param == "memory-pickled":
+        yield pickle.loads(pickle.dumps(fresh))
+    elif request.param in ("parquet", "parquet-via-factory"):
+        opened = (
+            ParquetResults(run_dir) if request.param == "parquet" else ResultsFactory.open(run_dir)
+        )
+        assert isinstance(opened, ParquetResults)
+        yield opened
+        opened.close()
+    else:
+        table_format = request.param.rsplit("-", 1)[1]
+        fresh.save(tmp_path / "saved", table_format)
+        yield ResultsFactory.open(tmp_path / "saved")
 
 
 def _table(batches) -> pa.Table:
@@ -48,8 +76,8 @@ def _table(batches) -> pa.Table:
 def test_counts_match_the_run(results):
     assert results.patient_count == N_PATIENTS
     assert results.visit_count == sum(b.num_rows for b in results.iterate_visits())
-    assert results.storage == "memory"
-    assert results.memory_usage_mb > 0
+    assert results.storage == ("parquet" if isinstance(results, ParquetResults) else "memory")
+    assert results.memory_usage_mb >= 0
 
 
 def test_summary_equals_an_exact_recomputation_from_the_rows(results):
@@ -166,10 +194,28 @@ def test_close_is_idempotent_and_the_context_manager_closes(results):
     results.close()
 
 
-def test_protocol_and_parameters_survive_every_round_trip(results, fresh):
+def test_protocol_parameters_and_statistics_are_the_same_in_every_tier(results, fresh):
     assert results.protocol == fresh.protocol
     assert results.parameters == fresh.parameters
     assert results.summary_stats() == fresh.summary_stats()
+    assert results.statistics() == fresh.statistics()
+
+
+@pytest.mark.parametrize("patient_id", [0, 7, 999, 1_000, 1_999, N_PATIENTS - 1])
+def test_every_tier_returns_exactly_the_in_memory_rows_for_a_patient(results, fresh, patient_id):
+    ours = results.get_patient(patient_id)
+    theirs = fresh.get_patient(patient_id)
+    assert ours.patient == theirs.patient
+    assert ours.visits.to_pydict() == theirs.visits.to_pydict()
+
+
+def test_iteration_covers_every_patient_and_visit_once_with_the_same_rows(results, fresh):
+    ours = pa.Table.from_batches(list(results.iterate_visits(3_000)))
+    theirs = pa.Table.from_batches(list(fresh.iterate_visits(3_000)))
+    assert ours.num_rows == theirs.num_rows
+    assert ours.to_pydict() == theirs.to_pydict()
+    patients = pa.Table.from_batches(list(results.iterate_patients(333))).to_pydict()
+    assert patients == pa.Table.from_batches(list(fresh.iterate_patients(333))).to_pydict()
 
 
 def test_saved_tables_equal_the_original(fresh, tmp_path):
@@ -212,13 +258,17 @@ def test_loading_a_truncated_table_is_a_format_error(fresh, tmp_path):
         InMemoryResults.load(folder)
 
 
-def test_run_simulation_reports_progress_up_to_every_patient():
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streamed"])
+def test_run_simulation_reports_progress_up_to_every_patient(tmp_path, in_memory):
     seen = []
-    results = run_simulation(n_patients=70_000, years=1, on_progress=seen.append)
+    results = run_simulation(
+        n_patients=70_000, years=1, on_progress=seen.append, in_memory=in_memory, runs_dir=tmp_path
+    )
     done = [p.patients_done for p in seen]
     assert done == sorted(done) and done[-1] == 70_000 and len(done) >= 2
     assert seen[-1].visits_done == results.visit_count
     assert seen[-1].fraction == 1.0
+    results.close()
 
 
 def test_run_simulation_refuses_bad_inputs_before_simulating():
@@ -226,3 +276,53 @@ def test_run_simulation_refuses_bad_inputs_before_simulating():
         run_simulation("no_such_protocol")
     with pytest.raises(ParameterError):
         run_simulation(n_patients=-5)
+
+
+def test_the_patient_cache_counts_hits_and_misses(run_dir):
+    with ParquetResults(run_dir, patient_cache_size=2) as results:
+        for patient_id in (5, 5, 6, 5, 7, 8, 5):
+            results.get_patient(patient_id)
+        stats = results.cache_statistics()
+        assert (stats.hits, stats.misses) == (2, 5)  # 5 is evicted by 7 and 8 before its last read
+        assert stats.size == 2 and stats.hit_rate == pytest.approx(2 / 7)
+
+
+def test_opening_something_that_is_not_a_run_says_so(tmp_path):
+    with pytest.raises(RunNotFoundError, match="holds no results"):
+        ResultsFactory.open(tmp_path)
+    with pytest.raises(RunNotFoundError, match="is not a run directory"):
+        ParquetResults(tmp_path)
+
+
+def test_a_corrupt_checkpoint_or_newer_manifest_is_a_format_error(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "checkpoint.json").write_text("{")
+    with pytest.raises(ResultsFormatError, match=r"checkpoint\.json is not a valid checkpoint"):
+        ParquetResults(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResultsFormatError, match="format version 99; this amdsim reads up to 1"):
+        ParquetResults(copy)
+
+
+def test_results_refuse_to_read_after_close(run_dir):
+    results = ParquetResults(run_dir)
+    results.close()
+    with pytest.raises(ResultsFormatError, match="these results are closed"):
+        results.get_patient(3)
+
+
+def test_the_factory_picks_the_tier_by_size():
+    assert ResultsFactory.tier(1_000) == "memory"
+    assert ResultsFactory.tier(1_001) == "parquet"
+
+
+def test_run_simulation_streams_a_large_run_to_disk(tmp_path):
+    results = run_simulation(n_patients=3_000, years=1, runs_dir=tmp_path)
+    assert isinstance(results, ParquetResults) and results.patient_count == 3_000
+    assert results.paths.root.parent == tmp_path
+    results.close()

@@ -1,0 +1,346 @@
+"""`ParquetResults`: a streamed run read lazily from its run directory, at any size.
+
+Covers: the `SimulationResults` interface over part files, via `checkpoint.json` (where each
+shard's rows are) and `stats.json` (statistics, so summaries never scan rows). One patient
+is one row-group read per table (both read at once, on two threads: Arrow releases the GIL);
+decoded patients sit in an LRU cache whose hits and misses are counted, and the last few
+decoded row groups are kept because neighbouring patients share them. Iteration reads one
+row group at a time in id order, so memory stays at one row group plus one batch.
+Does not cover: writing (`engine.pipeline.writer`), choosing a tier (`engine.results.factory`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, numpy_view
+from engine.errors import ResultsFormatError, RunNotFoundError
+from engine.manifest import (
+    FORMAT_VERSION,
+    Checkpoint,
+    Manifest,
+    ShardLocation,
+    read_checkpoint,
+    read_manifest,
+)
+from engine.parameters import RunParameters
+from engine.protocol import Protocol
+from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
+from engine.run_dir import RunPaths
+from engine.stats.run_stats import RunStatistics, RunStatisticsState, StatsAccumulator
+from engine.totals import SummaryStats
+
+__all__ = ["CacheStatistics", "ParquetResults"]
+
+PATIENT_CACHE_SIZE = 1024
+ROW_GROUP_CACHE_SIZE = 4
+
+
+class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """How the patient cache has done: lookups served from memory and from disk."""
+
+    hits: int
+    misses: int
+    size: int
+    capacity: int
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of lookups served from the cache, 0..1 (0 before any lookup)."""
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else 0.0
+
+
+class _RowGroup:
+    """A shard part read from disk: its patients and visits, and where each patient starts."""
+
+    __slots__ = ("location", "patients", "starts", "visits")
+
+    def __init__(self, location: ShardLocation, patients: pa.Table, visits: pa.Table) -> None:
+        self.location = location
+        self.patients = patients
+        self.visits = visits
+        counts = numpy_view(patients.column("visits"), "int32")
+        self.starts = [0, *counts.cumsum().tolist()]
+
+    def patient(self, patient_id: int) -> PatientRecord:
+        row = patient_id - self.location.first_patient
+        start, stop = self.starts[row], self.starts[row + 1]
+        return PatientRecord(
+            patient=self.patients.slice(row, 1).to_pylist()[0],
+            visits=self.visits.slice(start, stop - start),
+        )
+
+
+class ParquetResults(SimulationResults):
+    """Read access to a run directory written by the streaming pipeline."""
+
+    storage: Literal["parquet"] = "parquet"
+
+    def __init__(self, run_dir: str | Path, patient_cache_size: int = PATIENT_CACHE_SIZE) -> None:
+        self.paths = RunPaths(Path(run_dir))
+        self._manifest = _read_manifest(self.paths)
+        self._checkpoint = _read_checkpoint(self.paths, self._manifest)
+        self._statistics: RunStatistics | None = None
+        self._locations = sorted(self._checkpoint.shards, key=lambda loc: loc.first_patient)
+        self._by_shard: dict[int, list[ShardLocation]] = {}
+        for location in self._locations:
+            self._by_shard.setdefault(location.shard, []).append(location)
+        self._files: dict[tuple[str, int], pq.ParquetFile] = {}
+        self._files_lock = threading.Lock()
+        self._patients: OrderedDict[int, PatientRecord] = OrderedDict()
+        self._row_groups: OrderedDict[tuple[int, int], _RowGroup] = OrderedDict()
+        self._cache_size = patient_cache_size
+        self._hits = 0
+        self._misses = 0
+        self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parquet-results")
+        self._closed = False
+
+    # -- what the run is ------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        """The run's manifest."""
+        return self._manifest
+
+    @property
+    def protocol(self) -> Protocol:
+        """The validated protocol the run used."""
+        return self._manifest.protocol
+
+    @property
+    def parameters(self) -> RunParameters:
+        """Cohort size, horizon, seed, sharding and recruitment of the run."""
+        return self._manifest.parameters
+
+    @property
+    def patient_count(self) -> int:
+        """Patients on disk (all of them once the run completed)."""
+        return sum(location.patients for location in self._locations)
+
+    @property
+    def visit_count(self) -> int:
+        """Visits on disk."""
+        return sum(location.visits for location in self._locations)
+
+    @property
+    def memory_usage_mb(self) -> float:
+        """Cached patients and row groups, in MiB (open file footers are small)."""
+        groups = sum(g.patients.nbytes + g.visits.nbytes for g in self._row_groups.values())
+        patients = sum(r.visits.nbytes for r in self._patients.values())
+        return (groups + patients) / 2**20
+
+    def cache_statistics(self) -> CacheStatistics:
+        """Hits and misses of the patient cache."""
+        return CacheStatistics(
+            hits=self._hits,
+            misses=self._misses,
+            size=len(self._patients),
+            capacity=self._cache_size,
+        )
+
+    def summary_stats(self) -> SummaryStats:
+        """Headline outcomes from the stored statistics (never a scan)."""
+        return self.statistics().totals().summary()
+
+    def statistics(self) -> RunStatistics:
+        """The run's statistics: stats.json once finished, else the checkpoint's."""
+        if self._statistics is None:
+            self._statistics = _read_statistics(self.paths, self._manifest, self._checkpoint)
+        return self._statistics
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def get_patient(self, patient_id: int) -> PatientRecord:
+        """One patient: a cache hit, or one row-group read per table."""
+        patient_id = int(patient_id)
+        cached = self._patients.get(patient_id)
+        if cached is not None:
+            self._patients.move_to_end(patient_id)
+            self._hits += 1
+            return cached
+        self._misses += 1
+        location = self._location_of(patient_id)
+        record = self._row_group(location).patient(patient_id)
+        self._patients[patient_id] = record
+        if len(self._patients) > self._cache_size:
+            self._patients.popitem(last=False)
+        return record
+
+    def get_patient_range(self, start: int, end: int) -> tuple[pa.Table, pa.Table]:
+        """Patients with ids in ``[start, end)`` and their visits (reads the row groups holding them)."""
+        start, end = max(0, int(start)), int(end)
+        patients, visits = [], []
+        for location in self._locations:
+            last = location.first_patient + location.patients
+            if last <= start or location.first_patient >= end:
+                continue
+            group = self._read(location)
+            lo = max(start, location.first_patient) - location.first_patient
+            hi = min(end, last) - location.first_patient
+            patients.append(group.patients.slice(lo, hi - lo))
+            visits.append(group.visits.slice(group.starts[lo], group.starts[hi] - group.starts[lo]))
+        return _concat(patients, PATIENTS_SCHEMA), _concat(visits, VISITS_SCHEMA)
+
+    def iterate_patients(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
+        """Patients in id order, at most `batch_size` rows a batch, one row group in memory."""
+        yield from self._iterate("patients", batch_size)
+
+    def iterate_visits(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
+        """Visits in (patient_id, visit) order, at most `batch_size` rows a batch."""
+        yield from self._iterate("visits", batch_size)
+
+    def _arrow_table(self, table: TableName) -> pa.Table:
+        schema = PATIENTS_SCHEMA if table == "patients" else VISITS_SCHEMA
+        return pa.Table.from_batches(list(self._iterate(table, DEFAULT_BATCH_SIZE)), schema=schema)
+
+    def _table_nbytes(self, table: TableName) -> int:
+        """Uncompressed size from the files' footers (no data read)."""
+        total = 0
+        for part in self._checkpoint.parts:
+            metadata = self._file(table, part.number).metadata
+            total += sum(
+                metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+            )
+        return total
+
+    def close(self) -> None:
+        """Close files and drop caches; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._reader.shutdown(wait=True)
+        with self._files_lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+        self._patients.clear()
+        self._row_groups.clear()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _location_of(self, patient_id: int) -> ShardLocation:
+        if not 0 <= patient_id < self.parameters.n_patients:
+            raise KeyError(
+                f"patient {patient_id} is not in this run (ids 0..{self.parameters.n_patients - 1})"
+            )
+        shard = patient_id // self.parameters.shard_size
+        for location in self._by_shard.get(shard, ()):
+            if location.first_patient <= patient_id < location.first_patient + location.patients:
+                return location
+        raise KeyError(f"patient {patient_id} is not on disk (its shard has not been written)")
+
+    def _row_group(self, location: ShardLocation) -> _RowGroup:
+        key = (location.shard, location.part)
+        group = self._row_groups.get(key)
+        if group is None:
+            group = self._read(location)
+            self._row_groups[key] = group
+            if len(self._row_groups) > ROW_GROUP_CACHE_SIZE:
+                self._row_groups.popitem(last=False)
+        else:
+            self._row_groups.move_to_end(key)
+        return group
+
+    def _read(self, location: ShardLocation) -> _RowGroup:
+        if self._closed:
+            raise ResultsFormatError(f"{self.paths.root}: these results are closed")
+        visits = self._reader.submit(
+            self._read_table, "visits", location.file, location.visits_row_group
+        )
+        patients = self._read_table("patients", location.file, location.patients_row_group)
+        return _RowGroup(location, patients, visits.result())
+
+    def _read_table(self, table: str, number: int, row_group: int) -> pa.Table:
+        return self._file(table, number).read_row_group(row_group)
+
+    def _file(self, table: str, number: int) -> pq.ParquetFile:
+        key = (table, number)
+        with self._files_lock:
+            handle = self._files.get(key)
+            if handle is None:
+                path = self.paths.part_file(table, number)
+                try:
+                    handle = pq.ParquetFile(path)
+                except (OSError, pa.ArrowInvalid) as exc:
+                    raise ResultsFormatError(f"{path} cannot be read: {exc}") from exc
+                self._files[key] = handle
+            return handle
+
+    def _iterate(self, table: TableName, batch_size: int) -> Iterator[pa.RecordBatch]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        row_group_of = "patients_row_group" if table == "patients" else "visits_row_group"
+        carried: list[pa.RecordBatch] = []
+        carried_rows = 0
+        for location in self._locations:
+            data = self._read_table(table, location.file, getattr(location, row_group_of))
+            for whole in data.to_batches():
+                rest = whole
+                while rest.num_rows:
+                    take = min(batch_size - carried_rows, rest.num_rows)
+                    carried.append(rest.slice(0, take))
+                    carried_rows += take
+                    rest = rest.slice(take)
+                    if carried_rows == batch_size:
+                        yield _combine(carried)
+                        carried, carried_rows = [], 0
+            del data
+        if carried:
+            yield _combine(carried)
+
+
+def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _read_manifest(paths: RunPaths) -> Manifest:
+    if not paths.manifest.is_file():
+        raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
+    try:
+        manifest = read_manifest(paths.manifest)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ResultsFormatError(f"{paths.manifest} is not a valid manifest: {exc}") from exc
+    if manifest.format_version > FORMAT_VERSION:
+        raise ResultsFormatError(
+            f"{paths.manifest} has format version {manifest.format_version}; this amdsim reads "
+            f"up to {FORMAT_VERSION}. Upgrade amdsim to open it."
+        )
+    return manifest
+
+
+def _read_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
+    if not paths.checkpoint.is_file():
+        return Checkpoint(run_id=manifest.run_id)  # nothing is on disk yet
+    try:
+        return read_checkpoint(paths.checkpoint)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ResultsFormatError(f"{paths.checkpoint} is not a valid checkpoint: {exc}") from exc
+
+
+def _read_statistics(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> RunStatistics:
+    if paths.stats.is_file():
+        try:
+            state = msgspec.json.decode(paths.stats.read_bytes(), type=RunStatisticsState)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ResultsFormatError(f"{paths.stats} is not valid statistics: {exc}") from exc
+        return RunStatistics.from_state(state)
+    if checkpoint.stats is not None:
+        return StatsAccumulator.from_state(checkpoint.stats).result()
+    params = manifest.parameters
+    return StatsAccumulator(params.shard_count, params.horizon_days).result()
