@@ -38,7 +38,8 @@ from engine.pipeline.processes import CONTEXT, start_process, stop_processes
 from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.pipeline.writer import WriterConfig, writer_main
 from engine.protocol import Protocol
-from engine.run_dir import RunPaths
+from engine.registry import Registry
+from engine.run_dir import RUN_ID_PATTERN, RunPaths
 from engine.shards import plan_blocks
 from ipc.channel import Channel, ChannelSender
 from ipc.messages import (
@@ -220,6 +221,7 @@ class Supervisor:
             metrics_address=str(self._metrics_path),
         )
         write_manifest(self.paths.manifest, self.manifest)
+        self._record_in_registry(self.manifest, register=True)
         for block in plan_blocks(self.params):
             self._pending.append((list(block), 0))
         self._start_writer()
@@ -238,6 +240,8 @@ class Supervisor:
         finally:
             restore()
             self._shutdown()
+            with contextlib.suppress(Exception):
+                self._record_in_registry(read_manifest(self.paths.manifest))
         if self._failure is WorkerCrashedError:
             raise WorkerCrashedError(self._error, self._error_traceback)
         if self._failure is not None:
@@ -499,6 +503,22 @@ class Supervisor:
             self._wake_write.close()
         if self._started and not self._writer_finished:
             self._record_abnormal_end()
+
+    def _record_in_registry(self, manifest: Manifest, register: bool = False) -> None:
+        """List the run in the registry of its runs root; a registry problem never fails a run.
+
+        Only directories named like run ids are listed (``--out some/name`` is not).
+        """
+        if not RUN_ID_PATTERN.match(self.paths.root.name):
+            return
+        try:
+            registry = Registry(self.paths.root.parent)
+            if register:
+                registry.register(manifest)
+            else:
+                registry.update(manifest)
+        except (AmdsimError, OSError) as exc:
+            log.warning("could not record run %s in the registry: %s", self.run_id, exc)
 
     def _record_abnormal_end(self) -> None:
         """The writer did not finish: remove its temporaries and mark the run failed."""

@@ -1,0 +1,330 @@
+"""The run registry: one JSON file under the runs root listing every run, safe across processes.
+
+Every change is read-modify-write under an exclusive `flock` on ``registry.lock`` and lands
+with an atomic rename of ``registry.json``, so concurrent CLI runs and dashboard sessions
+never lose an update and a reader never sees a half-written file. A `Registry` object keeps
+the entries it last read; `refresh()` picks up other processes' changes.
+
+A run marked ``running`` whose supervisor is gone (its pid is not alive, or is now another
+process) is reported as ``interrupted``: that is how a crash or a kill -9 shows up.
+Does not cover: what is inside a run directory (`engine.manifest`), resuming (`engine.resume`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import psutil
+
+from engine.errors import AmdsimError, RunNotFoundError
+from engine.manifest import Manifest
+from engine.run_dir import RUN_ID_PATTERN, validate_run_id, write_atomically
+
+__all__ = ["REGISTRY_FILE", "Registry", "RegistryEntry", "RegistryLockedError", "supervisor_alive"]
+
+REGISTRY_FILE = "registry.json"
+LOCK_FILE = "registry.lock"
+REGISTRY_FORMAT_VERSION = 1
+LOCK_TIMEOUT_S = 30.0
+
+Status = Literal["running", "completed", "failed", "cancelled", "interrupted", "missing"]
+
+
+class RegistryLockedError(AmdsimError):
+    """Another process held the registry lock for too long (raised after `LOCK_TIMEOUT_S`).
+
+    Usually a process hung while holding it; if none is running, delete ``registry.lock``.
+    """
+
+
+class RegistryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One run as the registry lists it."""
+
+    run_id: str
+    name: str = ""
+    protocol: str
+    status: Status
+    storage: Literal["memory", "parquet"] = "parquet"
+    created: datetime.datetime
+    finished: datetime.datetime | None = None
+    n_patients: int
+    years: float
+    seed: int
+    patients: int = 0
+    visits: int = 0
+    bytes_on_disk: int = 0
+    supervisor_pid: int = 0
+    supervisor_started: float = 0.0
+    last_accessed: float = 0.0
+    marked_for_cleanup: bool = False
+    error: str = ""
+
+
+class _RegistryFile(msgspec.Struct, kw_only=True):
+    format_version: int = REGISTRY_FORMAT_VERSION
+    runs: dict[str, RegistryEntry] = {}
+
+
+_DECODER = msgspec.json.Decoder(_RegistryFile)
+
+
+def supervisor_alive(pid: int, started: float) -> bool:
+    """True if `pid` runs and is the process that started at `started` (not a reused pid)."""
+    if pid <= 0:
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1.0
+    except psutil.Error:
+        return False
+
+
+class Registry:
+    """The runs under one root directory."""
+
+    def __init__(self, root: str | os.PathLike[str], max_runs: int | None = None) -> None:
+        self.root = Path(root)
+        self.max_runs = max_runs
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._entries: dict[str, RegistryEntry] = {}
+        self.refresh()
+
+    @property
+    def path(self) -> Path:
+        """The registry file."""
+        return self.root / REGISTRY_FILE
+
+    # -- reading --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read the file, seeing every other process's changes."""
+        self._entries = self._read().runs
+
+    def get(self, run_id: str) -> RegistryEntry:
+        """One run (as last read), with its status as it stands now."""
+        entry = self._entries.get(run_id)
+        if entry is None:
+            self.refresh()
+            entry = self._entries.get(run_id)
+        if entry is None:
+            raise RunNotFoundError(f"no run {run_id!r} under {self.root} (see 'amdsim list')")
+        return self._live(entry)
+
+    def list(self) -> list[RegistryEntry]:
+        """Every run, newest first, statuses as they stand now."""
+        self.refresh()
+        return sorted(
+            (self._live(e) for e in self._entries.values()), key=lambda e: e.created, reverse=True
+        )
+
+    def search(
+        self,
+        text: str = "",
+        status: str | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        min_bytes: int | None = None,
+        max_bytes: int | None = None,
+    ) -> list[RegistryEntry]:
+        """Runs whose id, name or protocol contains `text` (any case) and that match the rest."""
+        needle = text.lower()
+        found = []
+        for entry in self.list():
+            haystack = f"{entry.run_id} {entry.name} {entry.protocol}".lower()
+            if needle and needle not in haystack:
+                continue
+            if status is not None and entry.status != status:
+                continue
+            if since is not None and entry.created < since:
+                continue
+            if until is not None and entry.created > until:
+                continue
+            if min_bytes is not None and entry.bytes_on_disk < min_bytes:
+                continue
+            if max_bytes is not None and entry.bytes_on_disk > max_bytes:
+                continue
+            found.append(entry)
+        return found
+
+    def run_dir(self, run_id: str) -> Path:
+        """Where run `run_id` lives (the id is validated, so this is never outside the root)."""
+        return self.root / validate_run_id(run_id)
+
+    # -- changing -------------------------------------------------------------------------
+
+    def register(self, manifest: Manifest, name: str = "") -> RegistryEntry:
+        """Add a run (or replace its entry) from its manifest; evicts over `max_runs`."""
+        entry = _entry_from_manifest(manifest, name, time.time())
+        with self._change() as runs:
+            runs[entry.run_id] = entry
+            if self.max_runs is not None:
+                self._evict(runs)
+        return entry
+
+    def update(self, manifest: Manifest) -> RegistryEntry:
+        """Record a run's new status and sizes from its manifest (registering it if needed)."""
+        with self._change() as runs:
+            old = runs.get(manifest.run_id)
+            entry = _entry_from_manifest(
+                manifest,
+                old.name if old else "",
+                old.last_accessed if old else time.time(),
+                marked=old.marked_for_cleanup if old else False,
+            )
+            runs[entry.run_id] = entry
+        return entry
+
+    def touch(self, run_id: str) -> None:
+        """Note that a run was used now (for least-recently-used eviction)."""
+        with self._change() as runs:
+            if run_id in runs:
+                runs[run_id] = msgspec.structs.replace(runs[run_id], last_accessed=time.time())
+
+    def rename(self, run_id: str, name: str) -> None:
+        """Give a run a name to find it by."""
+        with self._change() as runs:
+            runs[run_id] = msgspec.structs.replace(self._require(runs, run_id), name=name)
+
+    def mark_for_cleanup(self, run_id: str, marked: bool = True) -> None:
+        """Mark (or unmark) a run to be removed by the next `cleanup()`."""
+        with self._change() as runs:
+            runs[run_id] = msgspec.structs.replace(
+                self._require(runs, run_id), marked_for_cleanup=marked
+            )
+
+    def delete(self, run_id: str, force: bool = False) -> None:
+        """Remove a run's directory and entry; a running run only with `force`."""
+        with self._change() as runs:
+            entry = self._live(self._require(runs, run_id))
+            if entry.status == "running" and not force:
+                raise AmdsimError(f"run {run_id} is still running; cancel it first (or force)")
+            self._remove_directory(run_id)
+            del runs[run_id]
+
+    def cleanup(self) -> dict[str, list[str]]:
+        """Remove marked runs and orphan run directories; mark vanished runs ``missing``.
+
+        Returns what was done: ``removed`` (marked runs), ``orphans`` (directories no entry
+        owns) and ``missing`` (entries whose directory is gone).
+        """
+        report: dict[str, list[str]] = {"removed": [], "orphans": [], "missing": []}
+        with self._change() as runs:
+            for run_id, entry in list(runs.items()):
+                if entry.marked_for_cleanup and self._live(entry).status != "running":
+                    self._remove_directory(run_id)
+                    del runs[run_id]
+                    report["removed"].append(run_id)
+                elif not self.run_dir(run_id).is_dir() and entry.status != "missing":
+                    runs[run_id] = msgspec.structs.replace(entry, status="missing")
+                    report["missing"].append(run_id)
+            for child in sorted(self.root.iterdir()):
+                if child.is_dir() and RUN_ID_PATTERN.match(child.name) and child.name not in runs:
+                    shutil.rmtree(child, ignore_errors=True)
+                    report["orphans"].append(child.name)
+        return report
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _live(self, entry: RegistryEntry) -> RegistryEntry:
+        if entry.status == "running" and not supervisor_alive(
+            entry.supervisor_pid, entry.supervisor_started
+        ):
+            return msgspec.structs.replace(entry, status="interrupted")
+        return entry
+
+    def _require(self, runs: dict[str, RegistryEntry], run_id: str) -> RegistryEntry:
+        if run_id not in runs:
+            raise RunNotFoundError(f"no run {run_id!r} under {self.root} (see 'amdsim list')")
+        return runs[run_id]
+
+    def _remove_directory(self, run_id: str) -> None:
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def _evict(self, runs: dict[str, RegistryEntry]) -> None:
+        """Drop least recently used finished runs until at most `max_runs` remain."""
+        assert self.max_runs is not None
+        candidates = sorted(
+            (e for e in runs.values() if self._live(e).status != "running"),
+            key=lambda e: e.last_accessed,
+        )
+        while len(runs) > self.max_runs and candidates:
+            victim = candidates.pop(0)
+            self._remove_directory(victim.run_id)
+            del runs[victim.run_id]
+
+    def _read(self) -> _RegistryFile:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return _RegistryFile()
+        try:
+            return _DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise AmdsimError(f"{self.path} is not a valid run registry: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[dict[str, RegistryEntry]]:
+        """Lock, read the latest file, let the caller change the runs, write, unlock."""
+        with _locked(self.root / LOCK_FILE):
+            current = self._read()
+            runs = dict(current.runs)
+            yield runs
+            write_atomically(
+                self.path, msgspec.json.format(msgspec.json.encode(_RegistryFile(runs=runs)))
+            )
+        self._entries = runs
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+b") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise RegistryLockedError(
+                        f"{path} stayed locked for {timeout_s:.0f} s; if no amdsim process is running, delete it"
+                    ) from exc
+                time.sleep(0.005)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _entry_from_manifest(
+    manifest: Manifest, name: str, accessed: float, marked: bool = False
+) -> RegistryEntry:
+    return RegistryEntry(
+        run_id=manifest.run_id,
+        name=name,
+        protocol=manifest.protocol.name,
+        status=manifest.status,
+        created=manifest.created,
+        finished=manifest.finished,
+        n_patients=manifest.parameters.n_patients,
+        years=manifest.parameters.years,
+        seed=manifest.parameters.seed,
+        patients=manifest.totals.patients,
+        visits=manifest.totals.visits,
+        bytes_on_disk=manifest.bytes_on_disk,
+        supervisor_pid=manifest.supervisor_pid,
+        supervisor_started=manifest.supervisor_started,
+        last_accessed=accessed,
+        marked_for_cleanup=marked,
+        error=manifest.error,
+    )

@@ -1,0 +1,254 @@
+"""The run registry: listing, searching, cleanup, eviction, and many processes at once."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+import time
+
+import msgspec
+import psutil
+import pytest
+
+from engine.errors import AmdsimError, RunNotFoundError
+from engine.manifest import Manifest
+from engine.parameters import RunParameters
+from engine.pipeline.processes import CONTEXT
+from engine.protocol_loader import load_protocol
+from engine.registry import Registry, RegistryLockedError, _locked
+from engine.run_dir import new_run_id
+
+
+def manifest(
+    run_id: str,
+    status: str = "completed",
+    alive: bool = False,
+    name: str = "Aflibercept",
+    **changes,
+) -> Manifest:
+    me = psutil.Process()
+    protocol = msgspec.structs.replace(load_protocol(), name=name)
+    return Manifest(
+        run_id=run_id,
+        status=status,
+        protocol=protocol,
+        parameters=RunParameters(n_patients=5000, years=5, seed=1),
+        shard_count=2,
+        compression="zstd",
+        workers=1,
+        created=changes.pop("created", datetime.datetime.now(datetime.UTC)),
+        package_version="test",
+        supervisor_pid=me.pid if alive else 999_999_999,
+        supervisor_started=me.create_time() if alive else 0.0,
+        **changes,
+    )
+
+
+def run_id(i: int) -> str:
+    return f"20261129-1200{i:02d}-{i:04x}"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(tmp_path)
+
+
+def test_registered_runs_are_listed_newest_first_and_found_by_id(registry):
+    base = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+    for i in range(3):
+        registry.register(manifest(run_id(i), created=base + datetime.timedelta(days=i)))
+    assert [e.run_id for e in registry.list()] == [run_id(2), run_id(1), run_id(0)]
+    assert registry.get(run_id(1)).status == "completed"
+    with pytest.raises(RunNotFoundError, match="no run 'nope'"):
+        registry.get("nope")
+
+
+def test_a_running_run_whose_supervisor_is_gone_shows_as_interrupted(registry):
+    registry.register(manifest(run_id(1), status="running", alive=False))
+    registry.register(manifest(run_id(2), status="running", alive=True))
+    assert registry.get(run_id(1)).status == "interrupted"
+    assert registry.get(run_id(2)).status == "running"
+
+
+def test_updates_keep_the_name_and_cleanup_mark(registry):
+    registry.register(manifest(run_id(1), status="running", alive=True))
+    registry.rename(run_id(1), "baseline scenario")
+    registry.mark_for_cleanup(run_id(1))
+    registry.update(manifest(run_id(1), status="completed", bytes_on_disk=1234))
+    entry = registry.get(run_id(1))
+    assert (entry.name, entry.marked_for_cleanup, entry.status, entry.bytes_on_disk) == (
+        "baseline scenario",
+        True,
+        "completed",
+        1234,
+    )
+
+
+def test_search_by_text_status_date_and_size(registry):
+    base = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+    registry.register(manifest(run_id(1), name="Aflibercept T&E", created=base, bytes_on_disk=10))
+    registry.register(
+        manifest(
+            run_id(2),
+            name="Ranibizumab PRN",
+            created=base + datetime.timedelta(days=5),
+            bytes_on_disk=500,
+        )
+    )
+    registry.register(
+        manifest(
+            run_id(3),
+            name="Ranibizumab PRN",
+            status="failed",
+            created=base + datetime.timedelta(days=9),
+            bytes_on_disk=50,
+        )
+    )
+    registry.rename(run_id(1), "first try")
+    assert [e.run_id for e in registry.search("ranibizumab")] == [run_id(3), run_id(2)]
+    assert [e.run_id for e in registry.search("FIRST")] == [run_id(1)]
+    assert [e.run_id for e in registry.search(status="failed")] == [run_id(3)]
+    assert [
+        e.run_id
+        for e in registry.search(
+            since=base + datetime.timedelta(days=1), until=base + datetime.timedelta(days=6)
+        )
+    ] == [run_id(2)]
+    assert [e.run_id for e in registry.search(min_bytes=40, max_bytes=100)] == [run_id(3)]
+
+
+def test_delete_removes_the_directory_and_refuses_a_running_run(registry):
+    for i, status in ((1, "completed"), (2, "running")):
+        registry.register(manifest(run_id(i), status=status, alive=True))
+        registry.run_dir(run_id(i)).mkdir()
+    registry.delete(run_id(1))
+    assert not registry.run_dir(run_id(1)).exists()
+    assert [e.run_id for e in registry.list()] == [run_id(2)]
+    with pytest.raises(AmdsimError, match="is still running; cancel it first"):
+        registry.delete(run_id(2))
+    registry.delete(run_id(2), force=True)
+    assert registry.list() == []
+
+
+def test_cleanup_removes_marked_runs_and_orphans_and_marks_vanished_runs_missing(
+    registry, tmp_path
+):
+    for i in range(1, 4):
+        registry.register(manifest(run_id(i)))
+        registry.run_dir(run_id(i)).mkdir()
+    registry.mark_for_cleanup(run_id(1))
+    registry.run_dir(run_id(2)).rmdir()  # vanished behind the registry's back
+    orphan = tmp_path / run_id(9)
+    orphan.mkdir()
+    (tmp_path / "not-a-run").mkdir()  # never touched: not named like a run
+    report = registry.cleanup()
+    assert report == {"removed": [run_id(1)], "orphans": [run_id(9)], "missing": [run_id(2)]}
+    assert not orphan.exists() and (tmp_path / "not-a-run").exists()
+    assert {e.run_id: e.status for e in registry.list()} == {
+        run_id(2): "missing",
+        run_id(3): "completed",
+    }
+
+
+def test_a_cap_on_runs_evicts_the_least_recently_used_finished_run(tmp_path):
+    registry = Registry(tmp_path, max_runs=2)
+    registry.register(manifest(run_id(1)))
+    registry.run_dir(run_id(1)).mkdir()
+    time.sleep(0.01)
+    registry.register(manifest(run_id(2), status="running", alive=True))
+    time.sleep(0.01)
+    registry.register(manifest(run_id(3)))
+    assert {e.run_id for e in registry.list()} == {run_id(2), run_id(3)}
+    assert not registry.run_dir(run_id(1)).exists()
+    registry.touch(run_id(3))
+    registry.register(manifest(run_id(4)))  # run 2 is running, so run 3 goes despite the touch
+    assert {e.run_id for e in registry.list()} == {run_id(2), run_id(4)}
+
+
+def test_refresh_sees_changes_made_by_another_registry_object(tmp_path):
+    mine, theirs = Registry(tmp_path), Registry(tmp_path)
+    theirs.register(manifest(run_id(7)))
+    assert run_id(7) in {e.run_id for e in mine.list()}  # list() refreshes
+    mine.refresh()
+    assert mine.get(run_id(7)).run_id == run_id(7)
+
+
+def test_a_lock_held_too_long_is_reported(tmp_path):
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with _locked(tmp_path / "registry.lock"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    with (
+        pytest.raises(RegistryLockedError, match="stayed locked for 0 s"),
+        _locked(tmp_path / "registry.lock", timeout_s=0.2),
+    ):
+        pass
+    release.set()
+    thread.join()
+
+
+def test_a_corrupt_registry_file_is_reported_not_overwritten(tmp_path):
+    (tmp_path / "registry.json").write_text("{broken")
+    with pytest.raises(AmdsimError, match="is not a valid run registry"):
+        Registry(tmp_path)
+    assert (tmp_path / "registry.json").read_text() == "{broken"
+
+
+def _hammer(root: str, worker: int, operations: int) -> None:
+    registry = Registry(root)
+    for i in range(operations):
+        rid = f"20261129-{worker:02d}{i:04d}-{worker:04x}"
+        registry.register(manifest(rid, status="running", alive=False))
+        registry.update(manifest(rid, status="completed", bytes_on_disk=i))
+        if i % 5 == 0:
+            registry.rename(rid, f"worker {worker} run {i}")
+
+
+def _watch(root: str, stop, problems) -> None:
+    path = os.path.join(root, "registry.json")
+    while not stop.is_set():
+        try:
+            with open(path, "rb") as handle:
+                json.loads(handle.read())
+        except FileNotFoundError:
+            pass
+        except ValueError as exc:
+            problems.append(str(exc))
+
+
+def test_eight_processes_times_fifty_operations_lose_nothing_and_the_file_is_always_valid(tmp_path):
+    # A thread parses the file continuously while eight processes change it.
+    watcher_problems: list[str] = []
+    watcher_stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(str(tmp_path), watcher_stop, watcher_problems))
+    watcher.start()
+    workers = [CONTEXT.Process(target=_hammer, args=(str(tmp_path), w, 50)) for w in range(8)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+    watcher_stop.set()
+    watcher.join()
+    assert all(p.exitcode == 0 for p in workers)
+    assert watcher_problems == []
+    entries = {e.run_id: e for e in Registry(tmp_path).list()}
+    assert len(entries) == 8 * 50
+    assert all(e.status == "completed" for e in entries.values())
+    renamed = [e for e in entries.values() if e.name]
+    assert len(renamed) == 8 * 10
+
+
+def test_new_run_ids_are_valid_and_distinct():
+    from engine.run_dir import validate_run_id
+
+    ids = {validate_run_id(new_run_id()) for _ in range(50)}
+    assert len(ids) > 40
