@@ -55,6 +55,15 @@ class RunNotFoundError(AmdsimError):
     """
 
 
+class RunStateError(AmdsimError):
+    """A run is not in a state that allows the operation asked for.
+
+    Raised when resuming a run that is complete or still running, deleting a running run, or
+    starting a second supervisor on a run directory another process holds. The message says
+    the run's status and what to do instead.
+    """
+
+
 class ResultsFormatError(AmdsimError):
     """Saved results cannot be read: a file is missing, truncated or of an unknown format.
 

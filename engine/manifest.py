@@ -98,6 +98,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     uncompressed_bytes: int = 0
     compression_ratio: float = 0.0
     error: str = ""
+    # Added after format 1's first files; defaults keep those loading.
+    slot_bytes: int = 4 << 20  # how shards were cut into parts: a resume must cut the same way
+    checkpoint_every: int = 0  # patients between checkpoints (0: only when part files roll)
+    resumes: int = 0  # how many times the run was resumed after an interruption
 
     @property
     def patients(self) -> int:

@@ -26,9 +26,9 @@ from typing import Literal
 import msgspec
 import psutil
 
-from engine.errors import AmdsimError, RunNotFoundError
+from engine.errors import AmdsimError, RunNotFoundError, RunStateError
 from engine.manifest import Manifest
-from engine.run_dir import RUN_ID_PATTERN, validate_run_id, write_atomically
+from engine.run_dir import RUN_ID_PATTERN, RunLock, RunPaths, validate_run_id, write_atomically
 
 __all__ = ["REGISTRY_FILE", "Registry", "RegistryEntry", "RegistryLockedError", "supervisor_alive"]
 
@@ -36,6 +36,7 @@ REGISTRY_FILE = "registry.json"
 LOCK_FILE = "registry.lock"
 REGISTRY_FORMAT_VERSION = 1
 LOCK_TIMEOUT_S = 30.0
+ORPHAN_GRACE_S = 60.0  # a run directory this new may be starting up: not an orphan yet
 
 Status = Literal["running", "completed", "failed", "cancelled", "interrupted", "missing"]
 
@@ -210,26 +211,35 @@ class Registry:
             self._remove_directory(run_id)
             del runs[run_id]
 
-    def cleanup(self) -> dict[str, list[str]]:
+    def cleanup(self, dry_run: bool = False) -> dict[str, list[str]]:
         """Remove marked runs and orphan run directories; mark vanished runs ``missing``.
 
-        Returns what was done: ``removed`` (marked runs), ``orphans`` (directories no entry
-        owns) and ``missing`` (entries whose directory is gone).
+        Returns what was done (or, with `dry_run`, what would be): ``removed`` (marked
+        runs), ``orphans`` (directories no entry owns) and ``missing`` (entries whose
+        directory is gone).
         """
         report: dict[str, list[str]] = {"removed": [], "orphans": [], "missing": []}
         with self._change() as runs:
             for run_id, entry in list(runs.items()):
                 if entry.marked_for_cleanup and self._live(entry).status != "running":
-                    self._remove_directory(run_id)
-                    del runs[run_id]
                     report["removed"].append(run_id)
+                    if not dry_run:
+                        self._remove_directory(run_id)
+                        del runs[run_id]
                 elif not self.run_dir(run_id).is_dir() and entry.status != "missing":
-                    runs[run_id] = msgspec.structs.replace(entry, status="missing")
                     report["missing"].append(run_id)
+                    if not dry_run:
+                        runs[run_id] = msgspec.structs.replace(entry, status="missing")
             for child in sorted(self.root.iterdir()):
-                if child.is_dir() and RUN_ID_PATTERN.match(child.name) and child.name not in runs:
-                    shutil.rmtree(child, ignore_errors=True)
+                if (
+                    child.is_dir()
+                    and RUN_ID_PATTERN.match(child.name)
+                    and child.name not in runs
+                    and not _being_started(child)
+                ):
                     report["orphans"].append(child.name)
+                    if not dry_run:
+                        shutil.rmtree(child, ignore_errors=True)
         return report
 
     # -- internals ------------------------------------------------------------------------
@@ -282,6 +292,22 @@ class Registry:
                 self.path, msgspec.json.format(msgspec.json.encode(_RegistryFile(runs=runs)))
             )
         self._entries = runs
+
+
+def _being_started(run_dir: Path) -> bool:
+    """True for a directory a supervisor holds or has just created (not yet registered)."""
+    try:
+        if time.time() - run_dir.stat().st_mtime < ORPHAN_GRACE_S:
+            return True
+        lock = RunPaths(run_dir).lock
+        if not lock.is_file():
+            return False
+        RunLock(RunPaths(run_dir)).release()
+    except RunStateError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 @contextlib.contextmanager

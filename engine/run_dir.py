@@ -2,6 +2,7 @@
 
     <runs root>/<run_id>/
         manifest.json          status, protocol, parameters, totals, sizes (engine.manifest)
+        run.lock               held (flock) by the supervisor while the run is going
         checkpoint.json        closed part files, shard -> (file, row group), statistics so far
         stats.json             the run's statistics, once it has finished
         patients/part-00000.parquet ...
@@ -13,16 +14,19 @@ never leaves a file that looks complete but is not (readers skip names starting 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import fcntl
 import os
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ParameterError
+from engine.errors import ParameterError, RunStateError
 
-__all__ = ["RunPaths", "new_run_id", "validate_run_id", "write_atomically"]
+__all__ = ["RunLock", "RunPaths", "new_run_id", "validate_run_id", "write_atomically"]
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 TEMPORARY_PREFIX = "."
@@ -54,6 +58,11 @@ class RunPaths:
         return self.root / "manifest.json"
 
     @property
+    def lock(self) -> Path:
+        """Locked by the process supervising the run; the kernel frees it when that dies."""
+        return self.root / "run.lock"
+
+    @property
     def checkpoint(self) -> Path:
         """What is safely on disk: part files, where each shard is, and the statistics so far."""
         return self.root / "checkpoint.json"
@@ -70,6 +79,10 @@ class RunPaths:
     def part_file(self, table: str, number: int) -> Path:
         """The final name of part file `number` of `table`."""
         return self.table_dir(table) / f"part-{number:05d}.parquet"
+
+    def part_files(self, table: str) -> list[Path]:
+        """The finished part files of `table` in the directory (listed or not in a checkpoint)."""
+        return sorted(self.table_dir(table).glob("part-*.parquet"))
 
     def temporary_files(self) -> list[Path]:
         """Files left under temporary names (by a crash) anywhere in the run."""
@@ -101,3 +114,32 @@ def write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+class RunLock:
+    """An exclusive `flock` on a run's ``run.lock``: one supervisor per run directory.
+
+    Taken by a supervisor before it touches a run and held until it ends; a killed process
+    loses it at once (the kernel drops the lock), so the next resume never waits for it.
+    """
+
+    def __init__(self, paths: RunPaths) -> None:
+        """Take the lock or raise `RunStateError` if another process holds it."""
+        self.path = paths.lock
+        self._handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._handle.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunStateError(
+                    f"run {paths.root.name} is in use by another amdsim process"
+                ) from exc
+            raise
+
+    def release(self) -> None:
+        """Let go of the lock (idempotent)."""
+        if not self._handle.closed:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()

@@ -41,6 +41,8 @@ from typing import Any
 
 import msgspec
 
+from ipc.segments import segment_name
+
 __all__ = [
     "INLINE_BYTES",
     "Channel",
@@ -116,14 +118,16 @@ class Channel:
         slot_bytes: int,
         credits_per_sender: int = 2,
         owner_sender: int | None = None,
+        tag: str = "channel",
     ) -> None:
         """Create the segment. With `owner_sender`, the channel stays open until that sender
         has connected and closed, so other senders may start before the owner connects.
+        `tag` goes into the segment's name (a run id), so a crash's leftovers can be found.
         """
         if slot_count < 1 or slot_bytes < 1024 or credits_per_sender < 1:
             raise ValueError("a channel needs at least one slot of at least 1 KiB and 1 credit")
         self._segment = shared_memory.SharedMemory(
-            create=True, size=HEADER_BYTES + slot_count * slot_bytes
+            name=segment_name(tag), create=True, size=HEADER_BYTES + slot_count * slot_bytes
         )
         self._segment.buf[:HEADER_BYTES] = bytes(HEADER_BYTES)
         self.spec = ChannelSpec(

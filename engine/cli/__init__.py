@@ -11,7 +11,13 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from engine.cli import protocol_commands, run_command
+from engine.cli import (
+    inspect_commands,
+    protocol_commands,
+    registry_commands,
+    resume_command,
+    run_command,
+)
 from engine.cli.console import print_error
 from engine.errors import AmdsimError, ParameterError, ProtocolError
 
@@ -31,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_command.register(commands)
+    resume_command.register(commands)
+    registry_commands.register(commands)
+    inspect_commands.register(commands)
     protocol_commands.register(commands)
     return parser
 

@@ -1,32 +1,28 @@
 """`amdsim run`: simulate a cohort, show progress, print a summary table.
 
 Runs of up to `MEMORY_THRESHOLD_PATIENTS` patients stay in this process (saved with --out);
-larger ones stream through worker processes into a run directory, and the progress bar is
-a subscriber of the run's metrics stream, like any dashboard.
+larger ones stream through worker processes into a run directory under the runs root,
+checkpointing as they go. ``--restart RUN`` discards a run's results and runs it again.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+from engine.cli.console import call_with_warnings, out_console
+from engine.cli.run_display import (
+    ProgressWatcher,
+    print_summary,
+    print_summary_json,
+    progress_bar,
+    report_streaming_run,
 )
-from rich.table import Table
-
-from engine.cli.console import call_with_warnings, err_console, human_count, out_console
+from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
+from engine.errors import ParameterError
 from engine.manifest import Manifest
 from engine.parameters import (
     DEFAULT_SHARD_SIZE,
@@ -36,23 +32,28 @@ from engine.parameters import (
     validate_parameters,
 )
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
+from engine.pipeline.supervisor import DEFAULT_CHECKPOINT_EVERY
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
+from engine.resume import restart_run
 from engine.run_dir import new_run_id
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory
-from engine.states import DISCONTINUATION_REASON_NAMES
-from engine.totals import SummaryStats
-from ipc.metrics import MetricsSubscriber
 
-__all__ = ["EXIT_CANCELLED", "default_runs_dir", "register"]
+__all__ = ["add_execution_arguments", "register", "stream_run"]
 
-EXIT_CANCELLED = 130
-
-
-def default_runs_dir() -> Path:
-    """``$AMDSIM_RUNS_DIR``, or ``runs`` under the current directory."""
-    return Path(os.environ.get("AMDSIM_RUNS_DIR", "runs"))
+# What the run simulates. Their argparse default is None, so --restart can tell whether one
+# was given (a restart reruns the run's own protocol and parameters).
+MODEL_DEFAULTS: dict[str, Any] = {
+    "protocol": DEFAULT_PROTOCOL,
+    "patients": 1000,
+    "years": 5.0,
+    "seed": 0,
+    "shard_size": DEFAULT_SHARD_SIZE,
+    "recruitment": "cohort",
+    "recruitment_days": 0,
+    "patients_per_week": 0.0,
+}
 
 
 def register(commands: Any) -> None:
@@ -62,55 +63,38 @@ def register(commands: Any) -> None:
         help="simulate a cohort and print a summary",
         description="Simulate a cohort under a protocol and print a summary table. Runs of "
         f"more than {MEMORY_THRESHOLD_PATIENTS} patients stream to a run directory through "
-        "worker processes.",
+        "worker processes, checkpointing as they go ('amdsim resume' finishes one that was "
+        "interrupted).",
     )
+    d = MODEL_DEFAULTS
     parser.add_argument(
         "--protocol",
-        default=DEFAULT_PROTOCOL,
-        help="protocol YAML file or bundled protocol name (default: %(default)s)",
+        help=f"protocol YAML file or bundled protocol name (default: {d['protocol']})",
     )
-    parser.add_argument(
-        "--patients", type=int, default=1000, help="cohort size (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--years", type=float, default=5.0, help="time horizon (default: %(default)s)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--patients", type=int, help=f"cohort size (default: {d['patients']})")
+    parser.add_argument("--years", type=float, help=f"time horizon (default: {d['years']:g})")
+    parser.add_argument("--seed", type=int, help=f"random seed (default: {d['seed']})")
     parser.add_argument(
         "--shard-size",
         type=int,
-        default=DEFAULT_SHARD_SIZE,
-        help="patients per shard, the unit of determinism (default: %(default)s)",
+        help=f"patients per shard, the unit of determinism (default: {d['shard_size']})",
     )
     parser.add_argument(
         "--recruitment",
         choices=("cohort", "period", "rate"),
-        default="cohort",
         help="cohort: all enrol on day 0; period: Poisson arrivals over --recruitment-days; "
-        "rate: Poisson arrivals at --patients-per-week (default: %(default)s)",
+        "rate: Poisson arrivals at --patients-per-week (default: cohort)",
     )
-    parser.add_argument(
-        "--recruitment-days", type=int, default=0, help="length of the recruitment period"
-    )
-    parser.add_argument("--patients-per-week", type=float, default=0.0, help="recruitment rate")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="worker processes for large runs (default: one fewer than the CPUs, at least 1)",
-    )
+    parser.add_argument("--recruitment-days", type=int, help="length of the recruitment period")
+    parser.add_argument("--patients-per-week", type=float, help="recruitment rate")
+    add_execution_arguments(parser)
     parser.add_argument(
         "--compression",
         choices=("zstd", "snappy", "gzip", "none"),
         default="zstd",
         help="Parquet compression of large runs (default: %(default)s)",
     )
-    parser.add_argument(
-        "--runs-dir",
-        type=Path,
-        default=None,
-        help="where large runs get their directory (default: $AMDSIM_RUNS_DIR or ./runs)",
-    )
+    add_runs_dir_argument(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -123,34 +107,121 @@ def register(commands: Any) -> None:
         help="file format of small runs saved with --out (default: %(default)s)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print the summary as JSON instead of a table"
+        "--restart",
+        metavar="RUN",
+        help="discard the results of run RUN (id, id prefix or directory) and run it again "
+        "from the start with its own protocol and parameters",
     )
     parser.set_defaults(handler=run)
 
 
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of how a streaming run executes (shared with `resume`); none change results."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="worker processes for large runs (default: one fewer than the CPUs, at least 1)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="PATIENTS",
+        help="large runs: close part files and checkpoint every PATIENTS patients, so a crash "
+        f"loses at most that much work (default: {DEFAULT_CHECKPOINT_EVERY:,}; a resumed run "
+        "keeps its own; 0: only when part files reach their size)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON instead of a table"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of `amdsim run`."""
-    protocol = call_with_warnings(lambda: load_protocol(args.protocol))
+    if args.restart is not None:
+        return _restart(args)
+    values = {name: _given(args, name) for name in MODEL_DEFAULTS}
+    protocol = call_with_warnings(lambda: load_protocol(values["protocol"]))
     params = validate_parameters(
         RunParameters(
-            n_patients=args.patients,
-            years=args.years,
-            seed=args.seed,
-            shard_size=args.shard_size,
+            n_patients=values["patients"],
+            years=values["years"],
+            seed=values["seed"],
+            shard_size=values["shard_size"],
             recruitment=Recruitment(
-                mode=args.recruitment,
-                period_days=args.recruitment_days,
-                patients_per_week=args.patients_per_week,
+                mode=values["recruitment"],
+                period_days=values["recruitment_days"],
+                patients_per_week=values["patients_per_week"],
             ),
         )
     )
     if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
         return _run_in_memory(args, protocol, params)
-    return _run_streaming(args, protocol, params)
+    run_dir = args.out or runs_root(args) / new_run_id()
+    options = _options(args)
+    return stream_run(
+        lambda on_started: run_pipeline(protocol, params, run_dir, options, on_started),
+        params.n_patients,
+        run_dir,
+        args.json,
+    )
+
+
+def stream_run(
+    launch: Callable[[Callable[[Supervisor], None]], Manifest],
+    total: int,
+    run_dir: Path,
+    as_json: bool,
+) -> int:
+    """Run `launch(on_started)` with a progress bar, then print its summary; the exit code."""
+    watcher = ProgressWatcher(total)
+    started = time.perf_counter()
+    try:
+        manifest = launch(watcher.attach)
+    finally:
+        watcher.stop()
+    return report_streaming_run(manifest, run_dir, watcher, time.perf_counter() - started, as_json)
+
+
+def _restart(args: argparse.Namespace) -> int:
+    given = [name for name in MODEL_DEFAULTS if getattr(args, name) is not None]
+    if given or args.out is not None:
+        flags = ", ".join(
+            "--" + name.replace("_", "-") for name in given + ["out"] * bool(args.out)
+        )
+        raise ParameterError(
+            f"--restart reruns the run with its own protocol and parameters; drop {flags}"
+        )
+    run_dir = resolve_run(args.restart, runs_root(args))
+    from engine.resume import read_run_manifest  # noqa: PLC0415
+    from engine.run_dir import RunPaths  # noqa: PLC0415
+
+    manifest = read_run_manifest(RunPaths(run_dir))
+    options = _options(args)
+    return stream_run(
+        lambda on_started: restart_run(run_dir, options, on_started),
+        manifest.parameters.n_patients,
+        run_dir,
+        args.json,
+    )
+
+
+def _options(args: argparse.Namespace) -> PipelineOptions:
+    return PipelineOptions(
+        workers=args.workers,
+        compression=args.compression,
+        checkpoint_every=args.checkpoint_every,
+    )
+
+
+def _given(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name)
+    return MODEL_DEFAULTS[name] if value is None else value
 
 
 def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunParameters) -> int:
-    with _progress_bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("simulating", total=params.n_patients)
 
         def on_progress(progress: RunProgress) -> None:
@@ -163,165 +234,9 @@ def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunPara
         results.save(args.out, args.format)
     stats = results.summary_stats()
     if args.json:
-        _print_json(protocol, params, stats, wall_s, {"storage": "memory"})
+        print_summary_json(protocol.name, params, stats, wall_s, {"storage": "memory"})
     else:
-        _print_table(protocol, params, stats, wall_s, [])
+        print_summary(protocol.name, params, stats, wall_s, [])
         if args.out is not None:
             out_console.print(f"Saved to {args.out} ({args.format})", soft_wrap=True)
     return 0
-
-
-def _run_streaming(args: argparse.Namespace, protocol: Protocol, params: RunParameters) -> int:
-    run_dir = args.out or (args.runs_dir or default_runs_dir()) / new_run_id()
-    options = PipelineOptions(workers=args.workers, compression=args.compression)
-    watcher = _ProgressWatcher(params.n_patients)
-    started = time.perf_counter()
-    try:
-        manifest = run_pipeline(protocol, params, run_dir, options, on_started=watcher.attach)
-    finally:
-        watcher.stop()
-    wall_s = time.perf_counter() - started
-    stats = manifest.totals.summary()
-    storage = [
-        ("Run directory", str(run_dir)),
-        ("Status", manifest.status),
-        ("Bytes on disk", f"{manifest.bytes_on_disk / 2**20:,.1f} MiB"),
-        ("Bytes per visit", f"{manifest.bytes_on_disk / max(stats.visits, 1):.2f}"),
-        ("Compression ratio", f"{manifest.compression_ratio:.1f}x ({manifest.compression})"),
-        ("Workers", str(manifest.workers)),
-        ("Peak memory (all processes)", f"{watcher.peak_rss_bytes / 2**20:,.0f} MiB"),
-    ]
-    if args.json:
-        _print_json(
-            protocol, params, stats, wall_s, _streaming_document(manifest, run_dir, watcher)
-        )
-    else:
-        _print_table(protocol, params, stats, wall_s, storage)
-    if manifest.status == "cancelled":
-        err_console.print(f"cancelled: {manifest.error or 'stopped'}; partial results in {run_dir}")
-        return EXIT_CANCELLED
-    return 0
-
-
-class _ProgressWatcher:
-    """Drives the progress bar from the run's metrics stream, in a background thread."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.peak_rss_bytes = 0
-        self._thread: threading.Thread | None = None
-        self._subscriber: MetricsSubscriber | None = None
-        self._bar = _progress_bar()
-
-    def attach(self, supervisor: Supervisor) -> None:
-        try:
-            self._subscriber = MetricsSubscriber(supervisor.metrics_address)
-        except OSError as exc:  # the run goes on without a bar
-            err_console.print(f"[yellow]warning:[/] no progress display ({exc})")
-            return
-        self._thread = threading.Thread(target=self._follow, name="progress", daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        assert self._subscriber is not None
-        with self._bar as bar:
-            task = bar.add_task("simulating", total=self.total)
-            for sample in self._subscriber:
-                self.peak_rss_bytes = max(self.peak_rss_bytes, sample.rss_total_bytes)
-                bar.update(
-                    task,
-                    completed=sample.patients_done,
-                    description=f"{human_count(sample.visits_per_s)} visits/s, "
-                    f"{sample.rss_total_bytes / 2**20:,.0f} MiB",
-                )
-
-    def stop(self) -> None:
-        if self._subscriber is not None:
-            self._subscriber.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-
-
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        MofNCompleteColumn(),
-        TextColumn("patients"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
-
-
-def _streaming_document(
-    manifest: Manifest, run_dir: Path, watcher: _ProgressWatcher
-) -> dict[str, Any]:
-    return {
-        "storage": "parquet",
-        "run_id": manifest.run_id,
-        "run_dir": str(run_dir),
-        "status": manifest.status,
-        "bytes_on_disk": manifest.bytes_on_disk,
-        "compression_ratio": manifest.compression_ratio,
-        "workers": manifest.workers,
-        "peak_rss_bytes": watcher.peak_rss_bytes,
-    }
-
-
-def _print_json(
-    protocol: Protocol,
-    params: RunParameters,
-    stats: SummaryStats,
-    wall_s: float,
-    extra: dict[str, Any],
-) -> None:
-    document = {
-        "protocol": protocol.name,
-        "parameters": params,
-        "summary": stats,
-        "wall_time_s": wall_s,
-        "patients_per_s": stats.patients / wall_s,
-        "visits_per_s": stats.visits / wall_s,
-        **extra,
-    }
-    out_console.print_json(msgspec.json.encode(document).decode())
-
-
-def _print_table(
-    protocol: Protocol,
-    params: RunParameters,
-    stats: SummaryStats,
-    wall_s: float,
-    extra_rows: list[tuple[str, str]],
-) -> None:
-    out_console.print(
-        f"[bold]{protocol.name}[/]: {params.n_patients:,} patients x {params.years:g} years, "
-        f"seed {params.seed}",
-        soft_wrap=True,
-    )
-    table = Table(show_header=False)
-    table.add_column("measure", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_row("Patients", f"{stats.patients:,}")
-    table.add_row("Visits", f"{stats.visits:,}")
-    table.add_row("Injections per patient-year", f"{stats.injections_per_patient_year:.2f}")
-    table.add_row("Mean baseline VA (letters)", f"{stats.mean_baseline_vision:.1f}")
-    table.add_row(
-        "Mean final VA (letters)",
-        f"{stats.mean_final_vision:.1f} ({stats.mean_vision_change:+.1f})",
-    )
-    table.add_row("Discontinued", f"{stats.discontinuation_rate:.1%}")
-    for reason in DISCONTINUATION_REASON_NAMES:
-        table.add_row(
-            f"  {reason.replace('_', ' ')}", f"{stats.discontinuation_rate_by_reason[reason]:.1%}"
-        )
-    table.add_row("Wall time", f"{wall_s:.2f} s")
-    table.add_row("Patients/s", human_count(stats.patients / wall_s))
-    table.add_row("Visits/s", human_count(stats.visits / wall_s))
-    for label, value in extra_rows:
-        table.add_row(label, value)
-    out_console.print(table)

@@ -27,19 +27,26 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import psutil
 
-from engine.errors import AmdsimError, ParameterError, WorkerCrashedError, WriterFailedError
-from engine.manifest import Compression, Manifest, read_manifest, write_manifest
+from engine.errors import (
+    AmdsimError,
+    ParameterError,
+    RunStateError,
+    WorkerCrashedError,
+    WriterFailedError,
+)
+from engine.manifest import Checkpoint, Compression, Manifest, read_manifest, write_manifest
 from engine.parameters import RunParameters
 from engine.pipeline.processes import CONTEXT, start_process, stop_processes
 from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.pipeline.writer import WriterConfig, writer_main
 from engine.protocol import Protocol
 from engine.registry import Registry
-from engine.run_dir import RUN_ID_PATTERN, RunPaths
+from engine.run_dir import RUN_ID_PATTERN, RunLock, RunPaths
 from engine.shards import plan_blocks
 from ipc.channel import Channel, ChannelSender
 from ipc.messages import (
@@ -65,6 +72,7 @@ __all__ = ["PipelineOptions", "Supervisor", "default_workers", "default_writer_l
 
 log = logging.getLogger(__name__)
 OWNER_SENDER = 0
+DEFAULT_CHECKPOINT_EVERY = 1_000_000  # patients: at most a few seconds of work lost to a crash
 FINISH_TIMEOUT_S = 3.0  # after stopping: how long the writer may take to close its files
 
 
@@ -97,6 +105,9 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
         Part files are closed and a new pair started once the open pair reaches this size.
     max_attempts
         Tries per shard before the run fails; also bounds worker restarts.
+    checkpoint_every
+        Patients between checkpoints (part files are closed and listed); None: the run's
+        own setting when resuming, else `DEFAULT_CHECKPOINT_EVERY`; 0: only when files roll.
     """
 
     workers: int = 0  # 0: default_workers()
@@ -106,6 +117,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     slots_per_worker: int = 0  # 0: one block of shards plus one, so a block never waits
     roll_bytes: int = 128 << 20
     max_attempts: int = 3
+    checkpoint_every: int | None = None
     metrics_interval_s: float = 0.5
     # Fault injection, for tests only.
     writer_fail_after_bytes: int | None = None
@@ -135,7 +147,11 @@ class _Progress:
 
 
 class Supervisor:
-    """One streaming run. Call `start()`, then `run()`; `cancel()` may come from any thread."""
+    """One streaming run. Call `start()`, then `run()`; `cancel()` may come from any thread.
+
+    `mode` is ``new`` (an empty or absent directory), ``resume`` (carry on from the run's
+    checkpoint, see `engine.resume`) or ``restart`` (discard the run's files, start over).
+    """
 
     def __init__(
         self,
@@ -143,6 +159,7 @@ class Supervisor:
         params: RunParameters,
         run_dir: Path,
         options: PipelineOptions | None = None,
+        mode: Literal["new", "resume", "restart"] = "new",
     ) -> None:
         options = options or PipelineOptions()
         if options.workers == 0:
@@ -154,9 +171,19 @@ class Supervisor:
         if options.slots_per_worker == 0:
             shards_per_block = len(plan_blocks(params)[0])
             options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
+        if options.checkpoint_every is not None and options.checkpoint_every < 0:
+            raise ParameterError(
+                f"checkpoint_every must be 0 (off) or a number of patients, got "
+                f"{options.checkpoint_every}"
+            )
         self.protocol = protocol
         self.params = params
         self.options = options
+        self.mode = mode
+        self._lock: RunLock | None = None
+        self._resumed_patients = 0
+        self._resumed_visits = 0
+        self.discarded: list[str] = []  # what a resume removed (files the crash left)
         self.paths = RunPaths(Path(run_dir))
         self.run_id = self.paths.root.name
         self.started_at = time.monotonic()
@@ -180,9 +207,18 @@ class Supervisor:
         self._cancel_reason: str | None = None
         self._wake_read, self._wake_write = socket.socketpair()
         self._psutil: dict[int, psutil.Process] = {}
-        self._started = False
 
     # -- public -------------------------------------------------------------------------
+
+    @property
+    def resumed_patients(self) -> int:
+        """Patients already on disk when this (resumed) run started."""
+        return self._resumed_patients
+
+    @property
+    def resumed_visits(self) -> int:
+        """Visits already on disk when this (resumed) run started."""
+        return self._resumed_visits
 
     @property
     def metrics_address(self) -> str:
@@ -190,11 +226,27 @@ class Supervisor:
         return str(self._metrics_path)
 
     def start(self) -> None:
-        """Create the run directory, manifest, channel and metrics stream; start processes."""
-        if self.paths.root.exists() and any(self.paths.root.iterdir()):
-            raise ParameterError(f"run directory {self.paths.root} already exists and is not empty")
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        self._started = True
+        """Take the run directory, write the manifest, open the channel and metrics stream,
+        start the processes. On failure everything started is stopped again."""
+        if self.mode == "new":
+            if self.paths.root.exists() and any(self.paths.root.iterdir()):
+                raise ParameterError(
+                    f"run directory {self.paths.root} already exists and is not empty"
+                )
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+        elif not self.paths.manifest.is_file():
+            raise RunStateError(f"{self.paths.root} is not a run directory (no manifest.json)")
+        self._lock = RunLock(self.paths)
+        try:
+            self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._shutdown()
+            self._lock.release()
+            raise
+
+    def _start(self) -> None:
+        previous, checkpoint = self._take_over()
         self._metrics_path = metrics_socket_path(self.paths.root)
         options = self.options
         self.channel = Channel(
@@ -202,6 +254,7 @@ class Supervisor:
             slot_bytes=options.slot_bytes,
             credits_per_sender=options.slots_per_worker,
             owner_sender=OWNER_SENDER,
+            tag=self.run_id,
         )
         self.publisher = MetricsPublisher(
             self._metrics_path, on_request=lambda _: self.cancel("cancel requested")
@@ -219,9 +272,17 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             supervisor_started=psutil.Process().create_time(),
             metrics_address=str(self._metrics_path),
+            slot_bytes=options.slot_bytes,
+            checkpoint_every=self._checkpoint_every(previous),
         )
+        if previous is not None and self.mode == "resume":
+            self.manifest = msgspec.structs.replace(
+                self.manifest, created=previous.created, resumes=previous.resumes + 1
+            )
         write_manifest(self.paths.manifest, self.manifest)
-        self._record_in_registry(self.manifest, register=True)
+        self._record_in_registry(self.manifest, register=self.mode != "resume")
+        if checkpoint is not None:
+            self._restore_progress(checkpoint)
         for block in plan_blocks(self.params):
             self._pending.append((list(block), 0))
         self._start_writer()
@@ -242,6 +303,8 @@ class Supervisor:
             self._shutdown()
             with contextlib.suppress(Exception):
                 self._record_in_registry(read_manifest(self.paths.manifest))
+            if self._lock is not None:
+                self._lock.release()
         if self._failure is WorkerCrashedError:
             raise WorkerCrashedError(self._error, self._error_traceback)
         if self._failure is not None:
@@ -255,6 +318,56 @@ class Supervisor:
         with contextlib.suppress(OSError):
             self._wake_write.send(b"\0")
 
+    def _take_over(self) -> tuple[Manifest | None, Checkpoint | None]:
+        """Under the run's lock: prepare a resume or a restart (nothing to do for a new run).
+
+        Returns the run's previous manifest and, when resuming, the checkpoint to go on from.
+        A resume keeps the run's compression and slot size: shards must be cut as before.
+        """
+        from engine import resume  # noqa: PLC0415 - only resumes and restarts need it
+
+        if self.mode == "new":
+            return None, None
+        previous = resume.read_run_manifest(self.paths)
+        if self.mode == "restart":
+            resume.wipe_run_directory(self.paths)
+            return previous, None
+        resume.check_resumable(previous)
+        checkpoint = resume.load_checkpoint(self.paths, previous)
+        self.discarded = resume.discard_unlisted_files(self.paths, checkpoint)
+        if self.discarded:
+            log.info("discarded what the interruption left: %s", ", ".join(self.discarded))
+        self.options = msgspec.structs.replace(
+            self.options, compression=previous.compression, slot_bytes=previous.slot_bytes
+        )
+        return previous, checkpoint
+
+    def _checkpoint_every(self, previous: Manifest | None) -> int:
+        if self.options.checkpoint_every is not None:
+            return self.options.checkpoint_every
+        if previous is not None and self.mode == "resume":
+            return previous.checkpoint_every
+        return DEFAULT_CHECKPOINT_EVERY
+
+    def _restore_progress(self, checkpoint: Checkpoint) -> None:
+        """Count the shard parts the checkpoint holds as written; only the rest are assigned."""
+        for location in checkpoint.shards:
+            self._shard_written(
+                ShardWritten(
+                    shard=location.shard,
+                    part=location.part,
+                    part_count=location.part_count,
+                    patients=location.patients,
+                    visits=location.visits,
+                    bytes_written=0,
+                )
+            )
+        self._resumed_patients = self._progress.patients
+        self._resumed_visits = self._progress.visits
+        self._progress.bytes_written = sum(
+            part.patients_bytes + part.visits_bytes for part in checkpoint.parts
+        )
+
     # -- processes ----------------------------------------------------------------------
 
     def _start_writer(self) -> None:
@@ -265,6 +378,8 @@ class Supervisor:
             compression=self.options.compression,
             roll_bytes=self.options.roll_bytes,
             lanes=self.options.writer_lanes,
+            checkpoint_every=self.manifest.checkpoint_every,
+            resume=self.mode == "resume",
             fail_after_bytes=self.options.writer_fail_after_bytes,
         )
         ours, theirs = CONTEXT.Pipe()
@@ -485,23 +600,31 @@ class Supervisor:
             owner.send(FinishRun(status=status, error=error), timeout_s=1.0)
 
     def _shutdown(self) -> None:
-        """Every exit path: children stopped, segment unlinked, socket closed."""
+        """Every exit path: children stopped, segment unlinked, socket closed.
+
+        Also after a start that failed half-way, so it checks what exists.
+        """
         processes = [w.process for w in self._workers.values()]
-        if self._started:
-            processes.append(self.writer)
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            processes.append(writer)
         try:
             with contextlib.suppress(Exception):
                 self._publish_sample()
             stop_processes(processes, grace_s=1.0, term_s=0.5)
         finally:
-            if self._started:
-                self.channel.close()
-                self.publisher.close()
-                for conn in [w.conn for w in self._workers.values()] + [self.writer_conn]:
+            for name in ("channel", "publisher"):
+                resource = getattr(self, name, None)
+                if resource is not None:
+                    resource.close()
+            conns = [w.conn for w in self._workers.values()]
+            conns += [getattr(self, "writer_conn", None)]
+            for conn in conns:
+                if conn is not None:
                     conn.close()
             self._wake_read.close()
             self._wake_write.close()
-        if self._started and not self._writer_finished:
+        if hasattr(self, "manifest") and not self._writer_finished:
             self._record_abnormal_end()
 
     def _record_in_registry(self, manifest: Manifest, register: bool = False) -> None:
@@ -562,8 +685,9 @@ class Supervisor:
     def _publish_sample(self) -> None:
         elapsed = time.monotonic() - self.started_at
         progress = self._progress
-        patients_per_s = progress.patients / elapsed if elapsed > 0 else 0.0
-        visits_per_s = progress.visits / elapsed if elapsed > 0 else 0.0
+        patients_now = progress.patients - self._resumed_patients  # simulated by this process
+        patients_per_s = patients_now / elapsed if elapsed > 0 else 0.0
+        visits_per_s = (progress.visits - self._resumed_visits) / elapsed if elapsed > 0 else 0.0
         remaining = self.params.n_patients - progress.patients
         channel = None if self.channel.closed else self.channel.statistics()
         sample = MetricsSample(

@@ -52,6 +52,7 @@ __all__ = ["WriterConfig", "writer_main"]
 
 _ENCODER = msgspec.msgpack.Encoder()
 _FAILURE_CHECK_S = 0.25  # how often the receiving thread looks for a failed lane
+_ROLL = "roll"  # a lane job: close the open part files now, so a checkpoint covers them
 
 
 class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +64,8 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     compression: str
     roll_bytes: int
     lanes: int = 1
+    checkpoint_every: int = 0  # patients; 0: checkpoint only when part files roll by size
+    resume: bool = False  # carry on from checkpoint.json (its files and statistics)
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
 
 
@@ -98,7 +101,7 @@ class _Lane(threading.Thread):
         super().__init__(name=f"writer-lane-{number}", daemon=True)
         self.writer = writer
         self.parts = parts
-        self.jobs: queue.SimpleQueue[tuple[Received, Any] | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[Received, Any] | str | None] = queue.SimpleQueue()
         self.dispatched = 0  # written by the receiving thread only
         self.done = 0  # written by this lane only
         self.write_s = 0.0
@@ -110,7 +113,10 @@ class _Lane(threading.Thread):
     def run(self) -> None:
         try:
             while (job := self.jobs.get()) is not None:
-                received, decoded = job
+                if job == _ROLL:
+                    self.writer.roll(self)
+                    continue
+                received, decoded = job  # type: ignore[misc]
                 started = time.perf_counter()
                 location = self.parts.write(decoded)
                 self.write_s += time.perf_counter() - started
@@ -137,7 +143,7 @@ class _Lane(threading.Thread):
                 job = self.jobs.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
+            if isinstance(job, tuple):
                 job[0].release()
 
 
@@ -164,6 +170,11 @@ class _Writer:
             "amdsim.parameters": msgspec.json.encode(self.manifest.parameters).decode(),
         }
         disk = None if config.fail_after_bytes is None else DiskBudget(config.fail_after_bytes)
+        params = self.manifest.parameters
+        checkpoint = self._resumed_checkpoint() if config.resume else None
+        first_number = (
+            1 + max((p.number for p in checkpoint.parts), default=-1) if checkpoint else 0
+        )
         self.lanes = [
             _Lane(
                 self,
@@ -173,7 +184,7 @@ class _Writer:
                     config.compression,  # type: ignore[arg-type]
                     config.roll_bytes,
                     metadata,
-                    first_number=number,
+                    first_number=first_number + number,
                     number_step=config.lanes,
                     disk=disk,
                 ),
@@ -185,12 +196,31 @@ class _Writer:
         self.open_locations: dict[int, list] = {id(lane): [] for lane in self.lanes}
         self.closed_locations: list = []
         self.closed_parts: list = []
-        params = self.manifest.parameters
         self.stats = StatsAccumulator(params.shard_count, params.horizon_days)
         self.uncompressed_bytes = 0
         self.bytes_written = {id(lane): 0 for lane in self.lanes}
+        self.resumed_bytes = 0
+        self.part_counts: dict[int, int] = {}  # shards already (partly) on disk: their cut
+        if checkpoint is not None:
+            self.written = {(loc.shard, loc.part) for loc in checkpoint.shards}
+            self.part_counts = {loc.shard: loc.part_count for loc in checkpoint.shards}
+            self.closed_locations = list(checkpoint.shards)
+            self.closed_parts = list(checkpoint.parts)
+            if checkpoint.stats is not None:
+                self.stats = StatsAccumulator.from_state(checkpoint.stats)
+            self.uncompressed_bytes = checkpoint.uncompressed_bytes
+            self.resumed_bytes = sum(p.patients_bytes + p.visits_bytes for p in checkpoint.parts)
+        self.patients_since_checkpoint = 0
         self.finish: FinishRun | None = None
         self.timings = {"wait": 0.0, "decode": 0.0, "write": 0.0}
+
+    def _resumed_checkpoint(self) -> Any:
+        """The checkpoint a resumed run carries on from (empty if none was written)."""
+        from engine.manifest import Checkpoint, read_checkpoint  # noqa: PLC0415
+
+        if not self.paths.checkpoint.is_file():
+            return Checkpoint(run_id=self.manifest.run_id)
+        return read_checkpoint(self.paths.checkpoint)
 
     def run(self, receiver: ChannelReceiver) -> None:
         from engine.pipeline.batches import decode_batch  # noqa: PLC0415 - already loaded
@@ -220,6 +250,7 @@ class _Writer:
                 if key in self.written:  # a retried shard's copy
                     received.release()
                     continue
+                self._check_cut(message)
                 self.written.add(key)
                 started = time.perf_counter()
                 decoded = decode_batch(message)
@@ -227,6 +258,7 @@ class _Writer:
                 lane = min(self.lanes, key=lambda candidate: candidate.queued)
                 lane.dispatched += 1
                 lane.jobs.put((received, decoded))
+                self._maybe_checkpoint(message.patients.length)
             for lane in self.lanes:
                 lane.jobs.put(None)
             for lane in self.lanes:
@@ -235,6 +267,26 @@ class _Writer:
         finally:
             receiver.close()
         self._close()
+
+    def _check_cut(self, batch: PatientBatch) -> None:
+        """A shard partly on disk before a resume must be cut into the same parts again."""
+        expected = self.part_counts.get(batch.shard)
+        if expected is not None and expected != batch.part_count:
+            raise RuntimeError(
+                f"shard {batch.shard} arrived in {batch.part_count} parts but {expected} are on "
+                "disk; a resumed run must use the slot size the run started with"
+            )
+
+    def _maybe_checkpoint(self, patients: int) -> None:
+        """Every `checkpoint_every` patients, have every lane close its files (a checkpoint)."""
+        every = self.config.checkpoint_every
+        if every <= 0:
+            return
+        self.patients_since_checkpoint += patients
+        if self.patients_since_checkpoint >= every:
+            self.patients_since_checkpoint = 0
+            for lane in self.lanes:
+                lane.jobs.put(_ROLL)
 
     def _raise_lane_failure(self) -> None:
         for lane in self.lanes:
@@ -260,7 +312,7 @@ class _Writer:
                     part_count=batch.part_count,
                     patients=batch.patients.length,
                     visits=batch.visits.length,
-                    bytes_written=sum(self.bytes_written.values()),
+                    bytes_written=self.resumed_bytes + sum(self.bytes_written.values()),
                 ),
             )
 

@@ -133,6 +133,21 @@ class ParquetResults(SimulationResults):
         return sum(location.visits for location in self._locations)
 
     @property
+    def part_file_count(self) -> int:
+        """Finished part files per table."""
+        return len(self._checkpoint.parts)
+
+    @property
+    def bytes_on_disk(self) -> int:
+        """Size of the part files holding the rows (both tables)."""
+        return sum(part.patients_bytes + part.visits_bytes for part in self._checkpoint.parts)
+
+    @property
+    def uncompressed_bytes(self) -> int:
+        """Size of the same rows as Arrow buffers in memory."""
+        return self._checkpoint.uncompressed_bytes
+
+    @property
     def memory_usage_mb(self) -> float:
         """Cached patients and row groups, in MiB (open file footers are small)."""
         groups = sum(g.patients.nbytes + g.visits.nbytes for g in self._row_groups.values())

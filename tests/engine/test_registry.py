@@ -18,7 +18,7 @@ from engine.parameters import RunParameters
 from engine.pipeline.processes import CONTEXT
 from engine.protocol_loader import load_protocol
 from engine.registry import Registry, RegistryLockedError, _locked
-from engine.run_dir import new_run_id
+from engine.run_dir import RunLock, RunPaths, new_run_id
 
 
 def manifest(
@@ -142,14 +142,36 @@ def test_cleanup_removes_marked_runs_and_orphans_and_marks_vanished_runs_missing
     registry.run_dir(run_id(2)).rmdir()  # vanished behind the registry's back
     orphan = tmp_path / run_id(9)
     orphan.mkdir()
+    an_hour_ago = time.time() - 3600
+    os.utime(orphan, (an_hour_ago, an_hour_ago))
+    starting = tmp_path / run_id(8)  # just created by a supervisor, not yet registered
+    starting.mkdir()
     (tmp_path / "not-a-run").mkdir()  # never touched: not named like a run
-    report = registry.cleanup()
-    assert report == {"removed": [run_id(1)], "orphans": [run_id(9)], "missing": [run_id(2)]}
-    assert not orphan.exists() and (tmp_path / "not-a-run").exists()
+    expected = {"removed": [run_id(1)], "orphans": [run_id(9)], "missing": [run_id(2)]}
+    assert registry.cleanup(dry_run=True) == expected
+    assert orphan.exists() and registry.run_dir(run_id(1)).exists()
+    assert registry.get(run_id(2)).status == "completed"
+    assert registry.cleanup() == expected
+    assert not orphan.exists() and (tmp_path / "not-a-run").exists() and starting.exists()
     assert {e.run_id: e.status for e in registry.list()} == {
         run_id(2): "missing",
         run_id(3): "completed",
     }
+
+
+def test_cleanup_leaves_an_unregistered_directory_whose_supervisor_holds_its_lock(registry):
+    run_dir = registry.run_dir(run_id(5))
+    run_dir.mkdir()
+    lock = RunLock(RunPaths(run_dir))
+    an_hour_ago = time.time() - 3600
+    os.utime(run_dir, (an_hour_ago, an_hour_ago))
+    try:
+        assert registry.cleanup()["orphans"] == []
+        assert run_dir.exists()
+    finally:
+        lock.release()
+    os.utime(run_dir, (an_hour_ago, an_hour_ago))
+    assert registry.cleanup()["orphans"] == [run_id(5)]
 
 
 def test_a_cap_on_runs_evicts_the_least_recently_used_finished_run(tmp_path):

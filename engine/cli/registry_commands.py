@@ -1,0 +1,196 @@
+"""`amdsim list`, `delete` and `cleanup`: the runs under a runs root, through its registry."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+from typing import Any
+
+import msgspec
+from rich import box
+from rich.table import Table
+
+from engine.cli.console import out_console
+from engine.cli.run_lookup import add_runs_dir_argument, open_registry, resolve_run, runs_root
+from engine.errors import RunNotFoundError
+from engine.registry import RegistryEntry
+from ipc.segments import remove_stale_segments, stale_segments
+
+__all__ = ["format_bytes", "parse_size", "register"]
+
+STATUSES = ("running", "completed", "failed", "cancelled", "interrupted", "missing")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def register(commands: Any) -> None:
+    """Add `list`, `delete` and `cleanup` to the CLI."""
+    listing = commands.add_parser(
+        "list",
+        help="list runs",
+        description="List the runs under the runs root, newest first. A run whose status is "
+        "'running' but whose supervisor is gone shows as 'interrupted' (resume it).",
+    )
+    listing.add_argument(
+        "text", nargs="?", default="", help="only runs whose id, name or protocol contains this"
+    )
+    listing.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    listing.add_argument("--since", type=_date, help="only runs created on or after YYYY-MM-DD")
+    listing.add_argument("--until", type=_date, help="only runs created before YYYY-MM-DD")
+    listing.add_argument("--min-size", type=parse_size, help="only runs at least this big (10M)")
+    listing.add_argument("--max-size", type=parse_size, help="only runs at most this big (2G)")
+    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
+    add_runs_dir_argument(listing)
+    listing.set_defaults(handler=list_runs)
+
+    delete = commands.add_parser(
+        "delete",
+        help="delete runs",
+        description="Delete runs: their directories and registry entries.",
+    )
+    delete.add_argument("runs", nargs="+", metavar="RUN", help="run id or unique id prefix")
+    delete.add_argument(
+        "--later", action="store_true", help="only mark them; the next 'amdsim cleanup' deletes"
+    )
+    delete.add_argument("--force", action="store_true", help="delete even a running run")
+    add_runs_dir_argument(delete)
+    delete.set_defaults(handler=delete_runs)
+
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="remove marked runs, orphans and leftovers of crashes",
+        description="Remove runs marked with 'delete --later', run directories no registry "
+        "entry owns, and shared memory left by killed runs; mark entries whose directory is "
+        "gone as missing.",
+    )
+    cleanup.add_argument(
+        "--dry-run", action="store_true", help="say what would be removed; remove nothing"
+    )
+    add_runs_dir_argument(cleanup)
+    cleanup.set_defaults(handler=cleanup_runs)
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """Handler of `amdsim list`."""
+    if not runs_root(args).is_dir():
+        entries: list[RegistryEntry] = []
+    else:
+        entries = open_registry(args).search(
+            args.text,
+            status=args.status,
+            since=args.since,
+            until=args.until + datetime.timedelta(days=1) if args.until else None,
+            min_bytes=args.min_size,
+            max_bytes=args.max_size,
+        )
+    if args.json:
+        out_console.print_json(msgspec.json.encode(entries).decode())
+        return 0
+    if not entries:
+        out_console.print(f"no runs under {runs_root(args)} match", soft_wrap=True)
+        return 0
+    named = any(entry.name for entry in entries)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ["Run", "Name", "Protocol", "Status", "Cohort", "Created", "Size"]
+    for column in columns if named else [c for c in columns if c != "Name"]:
+        table.add_column(column, no_wrap=column not in ("Protocol", "Name"))
+    for entry in entries:
+        row = [
+            entry.run_id,
+            entry.name,
+            entry.protocol,
+            _status_text(entry),
+            f"{entry.n_patients:,} x {entry.years:g}y",
+            entry.created.astimezone().strftime("%m-%d %H:%M"),
+            format_bytes(entry.bytes_on_disk),
+        ]
+        if not named:
+            del row[1]
+        table.add_row(*row)
+    out_console.print(table)
+    return 0
+
+
+def delete_runs(args: argparse.Namespace) -> int:
+    """Handler of `amdsim delete`."""
+    registry = open_registry(args)
+    root = runs_root(args)
+    for spec in args.runs:
+        run_dir = resolve_run(spec, root)
+        if run_dir.parent.resolve() != root.resolve():
+            raise RunNotFoundError(
+                f"{run_dir} is not a run under {root}; delete a directory of your own yourself"
+            )
+        if args.later:
+            registry.mark_for_cleanup(run_dir.name)
+            out_console.print(f"marked {run_dir.name} for cleanup")
+        else:
+            registry.delete(run_dir.name, force=args.force)
+            out_console.print(f"deleted {run_dir.name}")
+    return 0
+
+
+def cleanup_runs(args: argparse.Namespace) -> int:
+    """Handler of `amdsim cleanup`."""
+    root = runs_root(args)
+    report = open_registry(args).cleanup(dry_run=args.dry_run) if root.is_dir() else {}
+    segments = stale_segments() if args.dry_run else remove_stale_segments()
+    verb = "would remove" if args.dry_run else "removed"
+    lines = [
+        (f"{verb} marked run", report.get("removed", [])),
+        (f"{verb} orphan directory", report.get("orphans", [])),
+        (
+            "missing (directory gone)" if args.dry_run else "marked missing",
+            report.get("missing", []),
+        ),
+        (f"{verb} stale shared memory", segments),
+    ]
+    printed = False
+    for label, names in lines:
+        for name in names:
+            out_console.print(f"{label}: {name}", soft_wrap=True)
+            printed = True
+    if not printed:
+        out_console.print("nothing to clean up")
+    return 0
+
+
+def parse_size(text: str) -> int:
+    """``'10M'`` -> 10485760 bytes; plain numbers are bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 500K, 10M, 2G)")
+    power = " KMGT".index(match[2].upper() or " ")
+    return int(float(match[1]) * 1024**power)
+
+
+def format_bytes(count: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _date(text: str) -> datetime.datetime:
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+    return datetime.datetime.combine(
+        day, datetime.time(), tzinfo=datetime.datetime.now().astimezone().tzinfo
+    )
+
+
+def _status_text(entry: RegistryEntry) -> str:
+    colour = {
+        "completed": "green",
+        "running": "cyan",
+        "interrupted": "yellow",
+        "cancelled": "yellow",
+        "failed": "red",
+        "missing": "red",
+    }[entry.status]
+    return f"[{colour}]{entry.status}[/]"

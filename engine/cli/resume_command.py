@@ -1,0 +1,42 @@
+"""`amdsim resume RUN`: finish an interrupted, cancelled or failed run from its checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.cli.run_command import add_execution_arguments, stream_run
+from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
+from engine.pipeline import PipelineOptions
+from engine.resume import read_run_manifest, resume_run
+from engine.run_dir import RunPaths
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add the `resume` subcommand to the CLI."""
+    parser = commands.add_parser(
+        "resume",
+        help="finish an interrupted run",
+        description="Finish a run that was interrupted (killed, crashed), cancelled or failed: "
+        "keep what its last checkpoint lists, discard partial files, simulate only the missing "
+        "shards. The finished run equals one that was never interrupted.",
+    )
+    parser.add_argument("run", metavar="RUN", help="run id, unique id prefix or run directory")
+    add_execution_arguments(parser)
+    add_runs_dir_argument(parser)
+    parser.set_defaults(handler=resume)
+
+
+def resume(args: argparse.Namespace) -> int:
+    """Handler of `amdsim resume`."""
+    run_dir = resolve_run(args.run, runs_root(args))
+    manifest = read_run_manifest(RunPaths(run_dir))
+    options = PipelineOptions(workers=args.workers, checkpoint_every=args.checkpoint_every)
+    return stream_run(
+        lambda on_started: resume_run(run_dir, options, on_started),
+        manifest.parameters.n_patients,
+        run_dir,
+        args.json,
+    )

@@ -1,0 +1,165 @@
+"""Resuming an interrupted run, and restarting one from nothing.
+
+A run whose supervisor died (kill -9, a power cut, the OOM killer), or that was cancelled or
+failed, keeps what its last checkpoint lists: closed part files, where each shard is, and
+the statistics of exactly those shards. Resuming discards everything else the crash left
+(hidden temporaries, part files renamed after the last checkpoint was written, shared memory
+of the dead processes) and simulates only the shards the checkpoint does not hold in full.
+Shards are deterministic, so the finished run equals one that was never interrupted.
+
+Covers: deciding whether a run may be resumed and cleaning it up for that (called by the
+supervisor while it holds the run's lock), and the entry points `resume_run`/`restart_run`.
+Does not cover: running (`engine.pipeline.supervisor`), the registry (`engine.registry`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from engine.errors import ResultsFormatError, RunNotFoundError, RunStateError
+from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint, read_manifest
+from engine.registry import supervisor_alive
+from engine.run_dir import RunPaths
+from ipc.segments import remove_stale_segments
+
+if TYPE_CHECKING:
+    from engine.pipeline.supervisor import PipelineOptions, Supervisor
+
+__all__ = [
+    "discard_unlisted_files",
+    "load_checkpoint",
+    "read_run_manifest",
+    "restart_run",
+    "resume_run",
+    "wipe_run_directory",
+]
+
+
+def read_run_manifest(paths: RunPaths) -> Manifest:
+    """The run's manifest, or `RunNotFoundError`/`ResultsFormatError` saying what is wrong."""
+    if not paths.manifest.is_file():
+        raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
+    try:
+        manifest = read_manifest(paths.manifest)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ResultsFormatError(f"{paths.manifest} is not a valid manifest: {exc}") from exc
+    return manifest
+
+
+def check_resumable(manifest: Manifest) -> None:
+    """Raise `RunStateError` unless the run stopped before finishing and nothing runs it."""
+    run_id = manifest.run_id
+    if manifest.format_version != FORMAT_VERSION:
+        raise RunStateError(
+            f"run {run_id} was written in format {manifest.format_version}; this amdsim "
+            f"resumes format {FORMAT_VERSION} only (restart it with 'amdsim run --restart')"
+        )
+    if manifest.status == "completed":
+        raise RunStateError(f"run {run_id} is already complete; there is nothing to resume")
+    if manifest.status == "running" and supervisor_alive(
+        manifest.supervisor_pid, manifest.supervisor_started
+    ):
+        raise RunStateError(
+            f"run {run_id} is still running (supervisor pid {manifest.supervisor_pid})"
+        )
+
+
+def load_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
+    """The run's checkpoint (empty if none was written), checked against the files on disk."""
+    if not paths.checkpoint.is_file():
+        return Checkpoint(run_id=manifest.run_id)
+    try:
+        checkpoint = read_checkpoint(paths.checkpoint)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ResultsFormatError(f"{paths.checkpoint} is not a valid checkpoint: {exc}") from exc
+    for part in checkpoint.parts:
+        for table, name in (("patients", part.patients_file), ("visits", part.visits_file)):
+            if not (paths.table_dir(table) / name).is_file():
+                raise ResultsFormatError(
+                    f"the checkpoint lists {table}/{name} but it is missing; the run cannot be "
+                    "resumed (start it again with 'amdsim run --restart')"
+                )
+    return checkpoint
+
+
+def discard_unlisted_files(paths: RunPaths, checkpoint: Checkpoint) -> list[str]:
+    """Delete what a crash left that `checkpoint` does not list; returns what went.
+
+    Hidden temporaries, part files renamed after the checkpoint was written (their shards
+    are simulated again), statistics of an earlier end, and this run's orphaned shared memory.
+    """
+    listed = {name for part in checkpoint.parts for name in (part.patients_file, part.visits_file)}
+    doomed = list(paths.temporary_files())
+    for table in ("patients", "visits"):
+        doomed += [path for path in paths.part_files(table) if path.name not in listed]
+    if paths.stats.is_file():
+        doomed.append(paths.stats)
+    removed = []
+    for path in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(str(path.relative_to(paths.root)))
+    removed += [f"/dev/shm/{name}" for name in remove_stale_segments(paths.root.name)]
+    return removed
+
+
+def wipe_run_directory(paths: RunPaths) -> None:
+    """Delete everything in the run directory but its lock (for a restart)."""
+    for child in paths.root.iterdir():
+        if child == paths.lock:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    remove_stale_segments(paths.root.name)
+
+
+def resume_run(
+    run_dir: str | Path,
+    options: PipelineOptions | None = None,
+    on_started: Callable[[Supervisor], None] | None = None,
+) -> Manifest:
+    """Finish an interrupted, cancelled or failed run: simulate only its missing shards.
+
+    Compression and the slot size come from the run (shards must be cut as before); workers
+    and the other options may differ. Returns the final manifest.
+    """
+    return _supervise(Path(run_dir), "resume", options, on_started)
+
+
+def restart_run(
+    run_dir: str | Path,
+    options: PipelineOptions | None = None,
+    on_started: Callable[[Supervisor], None] | None = None,
+) -> Manifest:
+    """Discard a run's results and run it again from the start (same id, protocol, params)."""
+    return _supervise(Path(run_dir), "restart", options, on_started)
+
+
+def _supervise(
+    run_dir: Path,
+    mode: str,
+    options: PipelineOptions | None,
+    on_started: Callable[[Supervisor], None] | None,
+) -> Manifest:
+    from engine.pipeline.supervisor import Supervisor  # noqa: PLC0415 - heavy
+
+    manifest = read_run_manifest(RunPaths(run_dir))
+    supervisor = Supervisor(
+        manifest.protocol,
+        manifest.parameters,
+        run_dir,
+        options,
+        mode=mode,  # type: ignore[arg-type]
+    )
+    supervisor.start()
+    if on_started is not None:
+        on_started(supervisor)
+    return supervisor.run()

@@ -1,0 +1,57 @@
+"""Shared-memory segment names carry run and owner; a crash's leftovers are found and removed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ipc.channel import Channel
+from ipc.segments import SHM_DIR, remove_stale_segments, segment_name, stale_segments
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux names only")
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_channel_segment_is_named_after_its_run_and_owner():
+    channel = Channel(slot_count=2, slot_bytes=4096, tag="20261129-120000-abcd")
+    try:
+        name = channel.spec.segment
+        assert name.startswith(f"amdsim-20261129-120000-abcd-{os.getpid()}-")
+        assert (SHM_DIR / name).exists()
+        assert name not in stale_segments(), "a live owner's segment is not stale"
+    finally:
+        channel.close()
+    assert not (SHM_DIR / name).exists()
+
+
+def test_only_segments_of_dead_owners_are_removed_and_only_for_the_run_asked(tmp_path):
+    dead = dead_pid()
+    ours = SHM_DIR / f"amdsim-run-a-{dead}-0000abcd"
+    other_run = SHM_DIR / f"amdsim-run-b-{dead}-0000abcd"
+    alive = SHM_DIR / f"amdsim-run-a-{os.getpid()}-0000abcd"
+    foreign = SHM_DIR / f"psm_{dead}"
+    created = [ours, other_run, alive, foreign]
+    for path in created:
+        path.write_bytes(bytes(16))
+    try:
+        assert stale_segments("run-a") == [ours.name]
+        assert remove_stale_segments("run-a") == [ours.name]
+        assert not ours.exists() and other_run.exists() and alive.exists() and foreign.exists()
+        assert remove_stale_segments() == [other_run.name]
+        assert alive.exists() and foreign.exists()
+    finally:
+        for path in created:
+            path.unlink(missing_ok=True)
+
+
+def test_tags_are_made_safe_for_a_segment_name():
+    name = segment_name("my run/../x")
+    assert name is not None and "/" not in name and name.startswith("amdsim-my-run----x-")
