@@ -16,6 +16,7 @@ _EXPORTS = {
     "ProtocolError": "engine.errors",
     "ResultsFormatError": "engine.errors",
     "RunNotFoundError": "engine.errors",
+    "RunStateError": "engine.errors",
     "WorkerCrashedError": "engine.errors",
     "WriterFailedError": "engine.errors",
     "Recruitment": "engine.parameters",
@@ -29,6 +30,9 @@ _EXPORTS = {
     "ResultsFactory": "engine.results",
     "PatientRecord": "engine.results",
     "SimulationResults": "engine.results",
+    "Registry": "engine.registry",
+    "restart_run": "engine.resume",
+    "resume_run": "engine.resume",
     "Progress": "engine.runner",
     "run_simulation": "engine.runner",
     "RunTotals": "engine.totals",
@@ -46,10 +50,12 @@ __all__ = [
     "Protocol",
     "ProtocolError",
     "Recruitment",
+    "Registry",
     "ResultsFactory",
     "ResultsFormatError",
     "RunNotFoundError",
     "RunParameters",
+    "RunStateError",
     "RunTotals",
     "SimulationResults",
     "SummaryStats",
@@ -58,6 +64,8 @@ __all__ = [
     "bundled_protocol_names",
     "load_protocol",
     "load_protocol_text",
+    "restart_run",
+    "resume_run",
     "run_simulation",
 ]
 
@@ -83,12 +91,14 @@ if TYPE_CHECKING:
         ProtocolError,
         ResultsFormatError,
         RunNotFoundError,
+        RunStateError,
         WorkerCrashedError,
         WriterFailedError,
     )
     from engine.parameters import Recruitment, RunParameters
     from engine.protocol import Protocol
     from engine.protocol_loader import bundled_protocol_names, load_protocol, load_protocol_text
+    from engine.registry import Registry
     from engine.results import (
         InMemoryResults,
         ParquetResults,
@@ -96,5 +106,6 @@ if TYPE_CHECKING:
         ResultsFactory,
         SimulationResults,
     )
+    from engine.resume import restart_run, resume_run
     from engine.runner import Progress, run_simulation
     from engine.totals import RunTotals, SummaryStats

@@ -15,6 +15,7 @@ from typing import Literal
 
 import msgspec
 
+from engine.formats import Upgrades, decode_versioned
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.run_dir import write_atomically
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+# Steps bringing older files up to date (engine.formats): version n -> n + 1, as JSON data.
+MANIFEST_UPGRADES: Upgrades = {}
+CHECKPOINT_UPGRADES: Upgrades = {}
 RunStatus = Literal["running", "completed", "failed", "cancelled"]
 Compression = Literal["zstd", "snappy", "gzip", "none"]
 
@@ -114,19 +118,16 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         return self.totals.visits
 
 
-_MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
-_CHECKPOINT_DECODER = msgspec.json.Decoder(Checkpoint)
-
-
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically."""
     write_atomically(path, msgspec.json.format(msgspec.json.encode(manifest)))
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Load a manifest; `msgspec.DecodeError`/`ValidationError` if it is not one."""
-    with open(path, "rb") as handle:
-        return _MANIFEST_DECODER.decode(handle.read())
+    """Load a manifest of any format version; `ResultsFormatError` if it is not one."""
+    return decode_versioned(
+        path.read_bytes(), Manifest, FORMAT_VERSION, MANIFEST_UPGRADES, str(path), "manifest"
+    )
 
 
 def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -135,6 +136,7 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
-    """Load a checkpoint."""
-    with open(path, "rb") as handle:
-        return _CHECKPOINT_DECODER.decode(handle.read())
+    """Load a checkpoint of any format version; `ResultsFormatError` if it is not one."""
+    return decode_versioned(
+        path.read_bytes(), Checkpoint, FORMAT_VERSION, CHECKPOINT_UPGRADES, str(path), "checkpoint"
+    )

@@ -20,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from engine.errors import ResultsFormatError, RunNotFoundError, RunStateError
+from engine.formats import stored_version
 from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint, read_manifest
 from engine.registry import supervisor_alive
 from engine.run_dir import RunPaths
@@ -45,20 +44,17 @@ def read_run_manifest(paths: RunPaths) -> Manifest:
     """The run's manifest, or `RunNotFoundError`/`ResultsFormatError` saying what is wrong."""
     if not paths.manifest.is_file():
         raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
-    try:
-        manifest = read_manifest(paths.manifest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ResultsFormatError(f"{paths.manifest} is not a valid manifest: {exc}") from exc
-    return manifest
+    return read_manifest(paths.manifest)
 
 
-def check_resumable(manifest: Manifest) -> None:
+def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
     """Raise `RunStateError` unless the run stopped before finishing and nothing runs it."""
     run_id = manifest.run_id
-    if manifest.format_version != FORMAT_VERSION:
+    written_in = stored_version(paths.manifest.read_bytes())
+    if written_in != FORMAT_VERSION:
         raise RunStateError(
-            f"run {run_id} was written in format {manifest.format_version}; this amdsim "
-            f"resumes format {FORMAT_VERSION} only (restart it with 'amdsim run --restart')"
+            f"run {run_id} was written in format {written_in}; this amdsim resumes format "
+            f"{FORMAT_VERSION} only (start it again with 'amdsim run --restart')"
         )
     if manifest.status == "completed":
         raise RunStateError(f"run {run_id} is already complete; there is nothing to resume")
@@ -74,10 +70,7 @@ def load_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
     """The run's checkpoint (empty if none was written), checked against the files on disk."""
     if not paths.checkpoint.is_file():
         return Checkpoint(run_id=manifest.run_id)
-    try:
-        checkpoint = read_checkpoint(paths.checkpoint)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ResultsFormatError(f"{paths.checkpoint} is not a valid checkpoint: {exc}") from exc
+    checkpoint = read_checkpoint(paths.checkpoint)
     for part in checkpoint.parts:
         for table, name in (("patients", part.patients_file), ("visits", part.visits_file)):
             if not (paths.table_dir(table) / name).is_file():

@@ -332,7 +332,7 @@ class Supervisor:
         if self.mode == "restart":
             resume.wipe_run_directory(self.paths)
             return previous, None
-        resume.check_resumable(previous)
+        resume.check_resumable(self.paths, previous)
         checkpoint = resume.load_checkpoint(self.paths, previous)
         self.discarded = resume.discard_unlisted_files(self.paths, checkpoint)
         if self.discarded:

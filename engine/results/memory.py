@@ -21,15 +21,18 @@ from pyarrow import feather
 
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, ShardOutput, numpy_view
 from engine.errors import ResultsFormatError, RunNotFoundError
+from engine.formats import decode_versioned
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
+from engine.run_dir import write_atomically
 from engine.stats.run_stats import RunStatistics, RunStatisticsState
 from engine.totals import RunTotals, SummaryStats
 
 __all__ = ["InMemoryResults", "SavedResultsHeader"]
 
 FORMAT_VERSION = 1
+UPGRADES: dict = {}  # version n -> n + 1 as JSON data (engine.formats)
 HEADER_FILE = "results.json"
 TableFormat = Literal["parquet", "arrow"]
 _SUFFIX: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow"}
@@ -179,7 +182,7 @@ class InMemoryResults(SimulationResults):
             parameters=self._parameters,
             stats=self._statistics.state(),
         )
-        _write_atomically(folder / HEADER_FILE, msgspec.json.format(msgspec.json.encode(header)))
+        write_atomically(folder / HEADER_FILE, msgspec.json.format(msgspec.json.encode(header)))
         return folder
 
     @classmethod
@@ -189,15 +192,14 @@ class InMemoryResults(SimulationResults):
         header_path = folder / HEADER_FILE
         if not header_path.is_file():
             raise RunNotFoundError(f"{folder} holds no saved results ({HEADER_FILE} is missing)")
-        try:
-            header = msgspec.json.decode(header_path.read_bytes(), type=SavedResultsHeader)
-        except msgspec.DecodeError as exc:
-            raise ResultsFormatError(f"{header_path} is not a valid results header: {exc}") from exc
-        if header.format_version > FORMAT_VERSION:
-            raise ResultsFormatError(
-                f"{header_path} has format version {header.format_version}; this amdsim reads "
-                f"up to {FORMAT_VERSION}. Upgrade amdsim to open it."
-            )
+        header = decode_versioned(
+            header_path.read_bytes(),
+            SavedResultsHeader,
+            FORMAT_VERSION,
+            UPGRADES,
+            str(header_path),
+            "results header",
+        )
         suffix = _SUFFIX[header.table_format]
         tables = []
         for name, schema in (("patients", PATIENTS_SCHEMA), ("visits", VISITS_SCHEMA)):
@@ -220,9 +222,3 @@ def _positive(batch_size: int) -> int:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return batch_size
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

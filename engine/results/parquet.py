@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, numpy_view
 from engine.errors import ResultsFormatError, RunNotFoundError
+from engine.formats import decode_versioned
 from engine.manifest import (
-    FORMAT_VERSION,
     Checkpoint,
     Manifest,
     ShardLocation,
@@ -36,7 +36,13 @@ from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
 from engine.run_dir import RunPaths
-from engine.stats.run_stats import RunStatistics, RunStatisticsState, StatsAccumulator
+from engine.stats.run_stats import (
+    STATS_FORMAT_VERSION,
+    STATS_UPGRADES,
+    RunStatistics,
+    RunStatisticsState,
+    StatsAccumulator,
+)
 from engine.totals import SummaryStats
 
 __all__ = ["CacheStatistics", "ParquetResults"]
@@ -327,33 +333,25 @@ def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
 def _read_manifest(paths: RunPaths) -> Manifest:
     if not paths.manifest.is_file():
         raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
-    try:
-        manifest = read_manifest(paths.manifest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ResultsFormatError(f"{paths.manifest} is not a valid manifest: {exc}") from exc
-    if manifest.format_version > FORMAT_VERSION:
-        raise ResultsFormatError(
-            f"{paths.manifest} has format version {manifest.format_version}; this amdsim reads "
-            f"up to {FORMAT_VERSION}. Upgrade amdsim to open it."
-        )
-    return manifest
+    return read_manifest(paths.manifest)
 
 
 def _read_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
     if not paths.checkpoint.is_file():
         return Checkpoint(run_id=manifest.run_id)  # nothing is on disk yet
-    try:
-        return read_checkpoint(paths.checkpoint)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ResultsFormatError(f"{paths.checkpoint} is not a valid checkpoint: {exc}") from exc
+    return read_checkpoint(paths.checkpoint)
 
 
 def _read_statistics(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> RunStatistics:
     if paths.stats.is_file():
-        try:
-            state = msgspec.json.decode(paths.stats.read_bytes(), type=RunStatisticsState)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ResultsFormatError(f"{paths.stats} is not valid statistics: {exc}") from exc
+        state = decode_versioned(
+            paths.stats.read_bytes(),
+            RunStatisticsState,
+            STATS_FORMAT_VERSION,
+            STATS_UPGRADES,
+            str(paths.stats),
+            "statistics file",
+        )
         return RunStatistics.from_state(state)
     if checkpoint.stats is not None:
         return StatsAccumulator.from_state(checkpoint.stats).result()

@@ -31,6 +31,7 @@ from engine.totals import RunTotals
 
 __all__ = [
     "STATS_FORMAT_VERSION",
+    "STATS_UPGRADES",
     "AccumulatorState",
     "MonthlyVision",
     "RunStatistics",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 STATS_FORMAT_VERSION = 1
+STATS_UPGRADES: dict = {}  # version n -> n + 1 as JSON data (engine.formats)
 DEFAULT_BANDS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
