@@ -18,10 +18,12 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.manifest import Compression, PartFile, ShardLocation
+from engine.columns import numpy_view
+from engine.manifest import ROW_GROUP_PATIENTS, Compression, PartFile, ShardLocation
 from engine.pipeline.batches import DecodedBatch
 from engine.run_dir import RunPaths, temporary_name
 
@@ -80,6 +82,7 @@ class PartFiles:
         first_number: int = 0,
         number_step: int = 1,
         disk: DiskBudget | None = None,
+        row_group_patients: int = ROW_GROUP_PATIENTS,
     ) -> None:
         """Write part files numbered `first_number`, `first_number + number_step`, ...
 
@@ -92,6 +95,7 @@ class PartFiles:
         self.metadata = metadata
         self.number = first_number
         self.number_step = number_step
+        self.row_group_patients = row_group_patients
         self.closed_bytes = 0
         self._disk = disk
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -107,11 +111,25 @@ class PartFiles:
         return self.closed_bytes + sum(_tell(sink) for sink in self._sinks.values())
 
     def write(self, decoded: DecodedBatch) -> ShardLocation:
-        """Append the batch as one row group to each table; roll if the pair is big enough."""
+        """Append the batch to each table as row groups of whole patients, in step."""
         if not self._writers:
             self._open(decoded)
-        self._writers["patients"].write_batch(decoded.patients)
-        self._writers["visits"].write_batch(decoded.visits)
+        patients, visits = decoded.patients, decoded.visits
+        size = self.row_group_patients
+        if patients.num_rows <= size:
+            self._writers["patients"].write_batch(patients)
+            self._writers["visits"].write_batch(visits)
+            row_groups = 1
+        else:
+            counts = numpy_view(patients.column("visits"), "int32")
+            starts = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
+            row_groups = 0
+            for first in range(0, patients.num_rows, size):
+                last = min(first + size, patients.num_rows)
+                self._writers["patients"].write_batch(patients.slice(first, last - first))
+                begin, end = int(starts[first]), int(starts[last])
+                self._writers["visits"].write_batch(visits.slice(begin, end - begin))
+                row_groups += 1
         batch = decoded.batch
         location = ShardLocation(
             shard=batch.shard,
@@ -123,8 +141,9 @@ class PartFiles:
             first_patient=batch.first_patient,
             patients=batch.patients.length,
             visits=batch.visits.length,
+            row_group_patients=size if row_groups > 1 else 0,
         )
-        self._row_groups += 1
+        self._row_groups += row_groups
         self._shards.append([batch.shard, batch.part])
         return location
 

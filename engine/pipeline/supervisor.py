@@ -39,7 +39,14 @@ from engine.errors import (
     WorkerCrashedError,
     WriterFailedError,
 )
-from engine.manifest import Checkpoint, Compression, Manifest, read_manifest, write_manifest
+from engine.manifest import (
+    ROW_GROUP_PATIENTS,
+    Checkpoint,
+    Compression,
+    Manifest,
+    read_manifest,
+    write_manifest,
+)
 from engine.parameters import RunParameters
 from engine.pipeline.processes import CONTEXT, start_process, stop_processes
 from engine.pipeline.worker import WorkerConfig, worker_main
@@ -105,6 +112,8 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
         Part files are closed and a new pair started once the open pair reaches this size.
     max_attempts
         Tries per shard before the run fails; also bounds worker restarts.
+    row_group_patients
+        Patients per Parquet row group: what one patient lookup reads (at least 1).
     checkpoint_every
         Patients between checkpoints (part files are closed and listed); None: the run's
         own setting when resuming, else `DEFAULT_CHECKPOINT_EVERY`; 0: only when files roll.
@@ -118,6 +127,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     roll_bytes: int = 128 << 20
     max_attempts: int = 3
     checkpoint_every: int | None = None
+    row_group_patients: int = ROW_GROUP_PATIENTS
     metrics_interval_s: float = 0.5
     # Fault injection, for tests only.
     writer_fail_after_bytes: int | None = None
@@ -171,6 +181,10 @@ class Supervisor:
         if options.slots_per_worker == 0:
             shards_per_block = len(plan_blocks(params)[0])
             options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
+        if options.row_group_patients < 1:
+            raise ParameterError(
+                f"row_group_patients must be at least 1, got {options.row_group_patients}"
+            )
         if options.checkpoint_every is not None and options.checkpoint_every < 0:
             raise ParameterError(
                 f"checkpoint_every must be 0 (off) or a number of patients, got "
@@ -379,6 +393,7 @@ class Supervisor:
             roll_bytes=self.options.roll_bytes,
             lanes=self.options.writer_lanes,
             checkpoint_every=self.manifest.checkpoint_every,
+            row_group_patients=self.options.row_group_patients,
             resume=self.mode == "resume",
             fail_after_bytes=self.options.writer_fail_after_bytes,
         )

@@ -65,6 +65,7 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     roll_bytes: int
     lanes: int = 1
     checkpoint_every: int = 0  # patients; 0: checkpoint only when part files roll by size
+    row_group_patients: int = 1024  # see engine.manifest.ROW_GROUP_PATIENTS
     resume: bool = False  # carry on from checkpoint.json (its files and statistics)
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
 
@@ -187,6 +188,7 @@ class _Writer:
                     first_number=first_number + number,
                     number_step=config.lanes,
                     disk=disk,
+                    row_group_patients=config.row_group_patients,
                 ),
             )
             for number in range(config.lanes)

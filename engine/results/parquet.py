@@ -67,19 +67,20 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _RowGroup:
-    """A shard part read from disk: its patients and visits, and where each patient starts."""
+    """Rows read from disk (one row group or more, whole patients from `first_patient` on):
+    their patients and visits, and where each patient's visits start."""
 
-    __slots__ = ("location", "patients", "starts", "visits")
+    __slots__ = ("first_patient", "patients", "starts", "visits")
 
-    def __init__(self, location: ShardLocation, patients: pa.Table, visits: pa.Table) -> None:
-        self.location = location
+    def __init__(self, first_patient: int, patients: pa.Table, visits: pa.Table) -> None:
+        self.first_patient = first_patient
         self.patients = patients
         self.visits = visits
         counts = numpy_view(patients.column("visits"), "int32")
         self.starts = [0, *counts.cumsum().tolist()]
 
     def patient(self, patient_id: int) -> PatientRecord:
-        row = patient_id - self.location.first_patient
+        row = patient_id - self.first_patient
         start, stop = self.starts[row], self.starts[row + 1]
         return PatientRecord(
             patient=self.patients.slice(row, 1).to_pylist()[0],
@@ -191,7 +192,7 @@ class ParquetResults(SimulationResults):
             return cached
         self._misses += 1
         location = self._location_of(patient_id)
-        record = self._row_group(location).patient(patient_id)
+        record = self._row_group(location, location.row_group_of(patient_id)).patient(patient_id)
         self._patients[patient_id] = record
         if len(self._patients) > self._cache_size:
             self._patients.popitem(last=False)
@@ -205,9 +206,10 @@ class ParquetResults(SimulationResults):
             last = location.first_patient + location.patients
             if last <= start or location.first_patient >= end:
                 continue
-            group = self._read(location)
-            lo = max(start, location.first_patient) - location.first_patient
-            hi = min(end, last) - location.first_patient
+            first = location.row_group_of(max(start, location.first_patient))
+            group = self._read(location, first, location.row_group_of(min(end, last) - 1) + 1)
+            lo = max(start, location.first_patient) - group.first_patient
+            hi = min(end, last) - group.first_patient
             patients.append(group.patients.slice(lo, hi - lo))
             visits.append(group.visits.slice(group.starts[lo], group.starts[hi] - group.starts[lo]))
         return _concat(patients, PATIENTS_SCHEMA), _concat(visits, VISITS_SCHEMA)
@@ -260,11 +262,11 @@ class ParquetResults(SimulationResults):
                 return location
         raise KeyError(f"patient {patient_id} is not on disk (its shard has not been written)")
 
-    def _row_group(self, location: ShardLocation) -> _RowGroup:
-        key = (location.shard, location.part)
+    def _row_group(self, location: ShardLocation, offset: int) -> _RowGroup:
+        key = (location.shard, location.part, offset)
         group = self._row_groups.get(key)
         if group is None:
-            group = self._read(location)
+            group = self._read(location, offset, offset + 1)
             self._row_groups[key] = group
             if len(self._row_groups) > ROW_GROUP_CACHE_SIZE:
                 self._row_groups.popitem(last=False)
@@ -272,17 +274,28 @@ class ParquetResults(SimulationResults):
             self._row_groups.move_to_end(key)
         return group
 
-    def _read(self, location: ShardLocation) -> _RowGroup:
+    def _read(self, location: ShardLocation, first: int, stop: int) -> _RowGroup:
+        """Row groups ``first .. stop - 1`` of the part (offsets), both tables at once."""
         if self._closed:
             raise ResultsFormatError(f"{self.paths.root}: these results are closed")
+        offsets = range(first, stop)
         visits = self._reader.submit(
-            self._read_table, "visits", location.file, location.visits_row_group
+            self._read_table,
+            "visits",
+            location.file,
+            [location.visits_row_group + o for o in offsets],
         )
-        patients = self._read_table("patients", location.file, location.patients_row_group)
-        return _RowGroup(location, patients, visits.result())
+        patients = self._read_table(
+            "patients", location.file, [location.patients_row_group + o for o in offsets]
+        )
+        first_patient = location.first_patient + first * location.row_group_patients
+        return _RowGroup(first_patient, patients, visits.result())
 
-    def _read_table(self, table: str, number: int, row_group: int) -> pa.Table:
-        return self._file(table, number).read_row_group(row_group)
+    def _read_table(self, table: str, number: int, row_groups: list[int]) -> pa.Table:
+        handle = self._file(table, number)
+        if len(row_groups) == 1:
+            return handle.read_row_group(row_groups[0])
+        return handle.read_row_groups(row_groups)
 
     def _file(self, table: str, number: int) -> pq.ParquetFile:
         key = (table, number)
@@ -304,7 +317,9 @@ class ParquetResults(SimulationResults):
         carried: list[pa.RecordBatch] = []
         carried_rows = 0
         for location in self._locations:
-            data = self._read_table(table, location.file, getattr(location, row_group_of))
+            base = getattr(location, row_group_of)
+            row_groups = list(range(base, base + location.row_group_count))
+            data = self._read_table(table, location.file, row_groups)
             for whole in data.to_batches():
                 rest = whole
                 while rest.num_rows:

@@ -10,16 +10,19 @@ depends only on the multiset of centroids given, so re-clustering is determinist
 
 Quantiles interpolate linearly between centroid centres (the classic t-digest estimate, best
 for continuous data), except that a centroid holding one repeated value is a point mass: it
-keeps its value over its whole rank range. Singletons are the usual special case; on tied
-data (days, counts, ratios of small integers) estimates are then values that occur, not
-points between them.
+keeps exactly its value over its whole rank range. Point masses of one value always join,
+and a heavy one (at least half the weight one centroid may hold at its rank) never joins
+another value. On tied data (days, counts, ratios of small integers) quantiles are then
+values that occur, at the right rank: perf/bench_results.py measures rank error 0 on all
+three sketched quantities of a large run.
 
 Rank error, with the default compression (about 1000 centroids): on continuous data at most
-1e-4 at p1-p99 (perf/bench_tdigest.py measures <= 5e-6 on 10M values; it also compares the
-libraries we considered: fastdigest, crick, datasketches). On data with many near-ties an
-estimate may fall between two neighbouring values, off by up to half a centroid's weight:
-`tie_rank_error_bound()`, pi / (2 * compression) at the median, 8e-4 by default. No digest
-gives the same answer whatever the merge order; `engine.stats.tree` fixes the order.
+1e-4 at p1-p99 (perf/bench_tdigest.py measures <= 3e-5 on 3M values; it also compares the
+libraries we considered: fastdigest, crick, datasketches). Ties lighter than half a centroid
+may still blend with a neighbouring value, and an estimate between the two is off by up to
+half a centroid's weight: `tie_rank_error_bound()`, pi / (2 * compression) at the median,
+8e-4 by default. No digest gives the same answer whatever the merge order;
+`engine.stats.tree` fixes the order.
 """
 
 from __future__ import annotations
@@ -186,12 +189,32 @@ class TDigest:
         midpoint = (np.cumsum(weights) - weights / 2) / total
         scale = self.compression / (2 * math.pi)
         cluster = np.floor(scale * np.arcsin(np.clip(2 * midpoint - 1, -1.0, 1.0)))
-        starts = np.flatnonzero(np.diff(cluster, prepend=-math.inf))
+        # Point masses of one value always join (the centroid stays a point mass, exact), and
+        # a heavy one never joins another value, so a quantile landing on it is that value,
+        # not a blend with its neighbours. A heavy one spans at least half a unit of k, so at
+        # most `compression` of them exist and the digest stays bounded.
+        point = lows == highs
+        same_value = point[1:] & point[:-1] & (means[1:] == means[:-1])
+        run_starts = np.flatnonzero(np.concatenate(([True], ~same_value)))
+        run_weights = np.add.reduceat(weights, run_starts)
+        run_of = np.cumsum(np.concatenate(([True], ~same_value))) - 1
+        # "Heavy": at least half the weight the k1 scale lets one centroid hold there.
+        run_end = np.cumsum(run_weights)
+        run_mid = (run_end - run_weights / 2) / total
+        allowed = total * (2 * math.pi / self.compression) * np.sqrt(run_mid * (1 - run_mid))
+        heavy = point & (run_weights >= allowed / 2)[run_of]
+        boundary = np.diff(cluster, prepend=-math.inf) != 0
+        boundary[1:] |= (heavy[1:] | heavy[:-1]) & ~same_value
+        boundary[1:] &= ~same_value
+        starts = np.flatnonzero(boundary)
         merged_weights = np.add.reduceat(weights, starts)
-        self.means = np.add.reduceat(means * weights, starts) / merged_weights
         self.weights = merged_weights
         self.lows = np.minimum.reduceat(lows, starts)
         self.highs = np.maximum.reduceat(highs, starts)
+        # A point mass's mean is its value exactly (a weighted average may be off by an ulp,
+        # and an estimate a hair off a tied value is a whole tie's rank away from it).
+        means = np.add.reduceat(means * weights, starts) / merged_weights
+        self.means = np.where(self.lows == self.highs, self.lows, means)
         self.count = total
 
     def _knots(self) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +228,8 @@ class TDigest:
         point = self.lows == self.highs
         first = np.where(point, starts, starts + self.weights / 2)
         last = np.where(point, ends, starts + self.weights / 2)
-        values = np.concatenate(([self.min], np.repeat(self.means, 2), [self.max]))
+        centres = np.where(point, self.lows, self.means)
+        values = np.concatenate(([self.min], np.repeat(centres, 2), [self.max]))
         ranks = np.concatenate(([0.0], np.column_stack((first, last)).ravel(), [self.count]))
         return values, ranks
 

@@ -19,6 +19,7 @@ from engine.errors import (
     ResultsFormatError,
     RunNotFoundError,
 )
+from engine.manifest import read_checkpoint
 from engine.parameters import DAYS_PER_YEAR, RunParameters
 from engine.pipeline import PipelineOptions, run_pipeline
 from engine.protocol_loader import load_protocol
@@ -32,6 +33,7 @@ TIERS = [
     "memory-from-arrow",
     "parquet",
     "parquet-via-factory",
+    "parquet-small-row-groups",
 ]
 
 
@@ -49,13 +51,29 @@ def run_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def cut_run_dir(tmp_path_factory) -> Path:
+    """The same run with shards cut into parts (small slots) and rows into row groups of 150."""
+    folder = tmp_path_factory.mktemp("runs") / "run"
+    params = RunParameters(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000)
+    options = PipelineOptions(workers=1, slot_bytes=128 << 10, row_group_patients=150)
+    run_pipeline(load_protocol(), params, folder, options)
+    return folder
+
+
 @pytest.fixture(params=TIERS)
-def results(request, fresh, run_dir, tmp_path):
+def results(request, fresh, run_dir, cut_run_dir, tmp_path):
     """Every way of holding the same run."""
     if request.param == "memory":
         yield fresh
     elif request.param == "memory-pickled":
         yield pickle.loads(pickle.dumps(fresh))
+    elif request.param == "parquet-small-row-groups":
+        checkpoint = read_checkpoint(cut_run_dir / "checkpoint.json")
+        assert max(loc.part_count for loc in checkpoint.shards) > 1, "shards should be cut"
+        assert max(loc.row_group_count for loc in checkpoint.shards) > 1, "parts span row groups"
+        with ParquetResults(cut_run_dir) as opened:
+            yield opened
     elif request.param in ("parquet", "parquet-via-factory"):
         opened = (
             ParquetResults(run_dir) if request.param == "parquet" else ResultsFactory.open(run_dir)

@@ -93,6 +93,36 @@ def test_digest_of_counts_equals_digest_of_repeated_values_and_extremes_are_exac
     assert cdf == sorted(cdf)
 
 
+def test_a_tied_value_merged_from_many_shards_is_returned_exactly_not_an_ulp_off():
+    value = 1 / 0.3 * 0.06  # a ratio, like injections per year: not exact in binary
+    rng = np.random.default_rng(4)
+    shards = [TDigest.from_counts([value, 7.0], [int(w), 1]) for w in rng.integers(50, 500, 300)]
+    merged = shards[0].merge(shards[1:])
+    estimates = merged.quantile(np.array(QS))
+    assert (estimates[:-1] == value).all(), "a tie's quantile must be the tied value itself"
+    assert merged.cdf(value) == pytest.approx(1 - 300 / merged.count)
+
+
+def test_heavily_tied_values_spread_over_many_shards_give_exact_quantiles():
+    # Whole days, as days between injections are: few distinct values, each tied many times,
+    # each shard holding a few copies of most of them. Merged like a run merges shards.
+    rng = np.random.default_rng(11)
+    shards = [rng.geometric(0.05, size=3000) * 14 for _ in range(256)]
+    digests = []
+    for values in shards:
+        counts = np.bincount(values)
+        distinct = np.flatnonzero(counts)
+        digests.append(TDigest.from_counts(distinct, counts[distinct]))
+    tree = ShardTree(len(digests), lambda parts: parts[0].merge(parts[1:]))
+    for index in rng.permutation(len(digests)):
+        tree.add(int(index), digests[index])
+    merged = tree.result()
+    everything = np.concatenate(shards)
+    assert merged.centroid_count <= 2 * merged.compression
+    for q in QS:
+        assert rank_error(everything, merged.quantile(q), q) == 0.0, q
+
+
 def test_digest_survives_serialisation_and_merging_leaves_inputs_unchanged():
     first = TDigest.from_values(np.arange(1000.0))
     second = TDigest.from_values(np.arange(1000.0, 3000.0))
