@@ -117,6 +117,7 @@ def measure_lookups(run_dir: Path, lookups: int) -> dict:
         "cached": cached,
         "hits": cache.hits,
         "misses": cache.misses,
+        "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
@@ -241,6 +242,7 @@ def main() -> None:
     )
     print(f"  cached                       {percentiles(lookups['cached'])}  (target <= 50 us)")
     print(f"  cache hits / misses          {lookups['hits']:,} / {lookups['misses']:,}")
+    print(f"  reader peak RSS              {lookups['peak'] / 2**20:,.0f} MiB")
 
     summary = in_fresh_process("summary", run_dir)
     print("summary_stats()")

@@ -107,20 +107,26 @@ class SimulationResults(abc.ABC):
     def _table_nbytes(self, table: TableName) -> int:
         """Bytes the table takes in Arrow form (uncompressed)."""
 
-    def to_dataframe(self, table: TableName = "visits") -> pd.DataFrame:
+    def to_dataframe(
+        self, table: TableName = "visits", max_bytes: int | None = None
+    ) -> pd.DataFrame:
         """The whole `table` as a pandas DataFrame.
 
         Raises `MemoryBudgetError` instead of allocating when the frame would take more
-        than half of the memory currently available.
+        than `max_bytes`, by default half of the memory currently available.
         """
         if table not in ("patients", "visits"):
             raise ValueError(f"table must be 'patients' or 'visits', got {table!r}")
         estimate = int(self._table_nbytes(table) * DATAFRAME_BYTES_PER_ARROW_BYTE)
-        budget = int(psutil.virtual_memory().available * DATAFRAME_MEMORY_FRACTION)
+        if max_bytes is None:
+            budget = int(psutil.virtual_memory().available * DATAFRAME_MEMORY_FRACTION)
+        else:
+            budget = max_bytes
         if estimate > budget:
             raise MemoryBudgetError(
                 f"the {table} table as a DataFrame needs about {estimate / 2**20:,.0f} MiB, "
-                f"more than the {budget / 2**20:,.0f} MiB budget (half of available memory); "
+                f"more than the {budget / 2**20:,.0f} MiB budget"
+                f"{' (half of available memory)' if max_bytes is None else ''}; "
                 f"read it in batches with iterate_{table}() or select patients with "
                 "get_patient_range()"
             )

@@ -49,6 +49,12 @@ __all__ = ["CacheStatistics", "ParquetResults"]
 
 PATIENT_CACHE_SIZE = 1024
 ROW_GROUP_CACHE_SIZE = 4
+# Part files kept open for lookups (each table's file counts once). The footers of a pair
+# holding ~1M patients take ~6 MB in memory, so this bounds a reader at ~75 MB of footers
+# however many files a run has; iteration keeps a few open (writer lanes interleave shards
+# between files) and closes them as it moves on.
+OPEN_FILES = 24
+ITERATION_OPEN_FILES = 4
 
 
 class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,7 +90,7 @@ class _RowGroup:
         start, stop = self.starts[row], self.starts[row + 1]
         return PatientRecord(
             patient=self.patients.slice(row, 1).to_pylist()[0],
-            visits=self.visits.slice(start, stop - start),
+            visits=_compact(self.visits.slice(start, stop - start)),
         )
 
 
@@ -102,7 +108,7 @@ class ParquetResults(SimulationResults):
         self._by_shard: dict[int, list[ShardLocation]] = {}
         for location in self._locations:
             self._by_shard.setdefault(location.shard, []).append(location)
-        self._files: dict[tuple[str, int], pq.ParquetFile] = {}
+        self._files: OrderedDict[tuple[str, int], pq.ParquetFile] = OrderedDict()
         self._files_lock = threading.Lock()
         self._patients: OrderedDict[int, PatientRecord] = OrderedDict()
         self._row_groups: OrderedDict[tuple[int, int], _RowGroup] = OrderedDict()
@@ -298,17 +304,26 @@ class ParquetResults(SimulationResults):
         return handle.read_row_groups(row_groups)
 
     def _file(self, table: str, number: int) -> pq.ParquetFile:
+        """An open part file, from the least-recently-used set of `OPEN_FILES`."""
         key = (table, number)
         with self._files_lock:
             handle = self._files.get(key)
             if handle is None:
-                path = self.paths.part_file(table, number)
-                try:
-                    handle = pq.ParquetFile(path)
-                except (OSError, pa.ArrowInvalid) as exc:
-                    raise ResultsFormatError(f"{path} cannot be read: {exc}") from exc
+                handle = self._open_file(table, number)
                 self._files[key] = handle
+                if len(self._files) > OPEN_FILES:
+                    # Dropped, not closed: a reader thread may still be using it.
+                    self._files.popitem(last=False)
+            else:
+                self._files.move_to_end(key)
             return handle
+
+    def _open_file(self, table: str, number: int) -> pq.ParquetFile:
+        path = self.paths.part_file(table, number)
+        try:
+            return pq.ParquetFile(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ResultsFormatError(f"{path} cannot be read: {exc}") from exc
 
     def _iterate(self, table: TableName, batch_size: int) -> Iterator[pa.RecordBatch]:
         if batch_size < 1:
@@ -316,10 +331,21 @@ class ParquetResults(SimulationResults):
         row_group_of = "patients_row_group" if table == "patients" else "visits_row_group"
         carried: list[pa.RecordBatch] = []
         carried_rows = 0
+        # A few files open at a time (writer lanes interleave shards between files), closed
+        # as iteration moves on, so footers do not pile up over a long pass.
+        handles: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         for location in self._locations:
+            if self._closed:
+                raise ResultsFormatError(f"{self.paths.root}: these results are closed")
+            handle = handles.get(location.file)
+            if handle is None:
+                handle = handles[location.file] = self._open_file(table, location.file)
+                if len(handles) > ITERATION_OPEN_FILES:
+                    handles.popitem(last=False)[1].close()
+            else:
+                handles.move_to_end(location.file)
             base = getattr(location, row_group_of)
-            row_groups = list(range(base, base + location.row_group_count))
-            data = self._read_table(table, location.file, row_groups)
+            data = handle.read_row_groups(list(range(base, base + location.row_group_count)))
             for whole in data.to_batches():
                 rest = whole
                 while rest.num_rows:
@@ -331,8 +357,17 @@ class ParquetResults(SimulationResults):
                         yield _combine(carried)
                         carried, carried_rows = [], 0
             del data
+        for handle in handles.values():
+            handle.close()
         if carried:
             yield _combine(carried)
+
+
+def _compact(table: pa.Table) -> pa.Table:
+    """A copy of a slice in its own buffers: a cached patient must not keep a whole row group
+    alive. (`concat_arrays` copies without importing pandas, unlike `take`.)"""
+    columns = [pa.concat_arrays(column.chunks) for column in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
