@@ -53,10 +53,10 @@ ROW_GROUP_PATIENTS = 1024
 class ShardLocation(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """Where one part of one shard is: part file number and row groups in each table.
 
-    The part's rows are in row groups ``patients_row_group ...`` (and ``visits_row_group
-    ...``) of its file, `row_group_patients` patients each (the last may hold fewer), whole
-    patients only, so one patient is always one row group of each table. 0 means the part
-    is one row group (files written before row groups were cut).
+    The part's patients are row group `patients_row_group` of its patients file. Its visits
+    are row groups ``visits_row_group ...`` of its visits file, the visits of
+    `row_group_patients` whole patients each (the last may hold fewer), so one patient's
+    visits are always in one row group; 0 means the visits are one row group.
     """
 
     shard: int
@@ -72,13 +72,13 @@ class ShardLocation(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
     @property
     def row_group_count(self) -> int:
-        """Row groups the part spans in each table."""
+        """Row groups the part's visits span."""
         if self.row_group_patients <= 0:
             return 1
         return -(-self.patients // self.row_group_patients)
 
     def row_group_of(self, patient_id: int) -> int:
-        """Offset (from the part's first row group) of the row group holding `patient_id`."""
+        """Offset (from the part's first visits row group) of the one holding `patient_id`."""
         if self.row_group_patients <= 0:
             return 0
         return (patient_id - self.first_patient) // self.row_group_patients
@@ -90,7 +90,7 @@ class PartFile(msgspec.Struct, frozen=True, kw_only=True):
     number: int
     patients_file: str
     visits_file: str
-    row_groups: int
+    row_groups: int  # in the patients file: one per shard part
     patients_bytes: int
     visits_bytes: int
 

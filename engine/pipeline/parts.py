@@ -100,7 +100,8 @@ class PartFiles:
         self._disk = disk
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._sinks: dict[str, object] = {}
-        self._row_groups = 0
+        self._row_groups = 0  # in the open patients file: one per shard part
+        self._visit_row_groups = 0  # in the open visits file
         self._shards: list[list[int]] = []
         for table in ("patients", "visits"):
             paths.table_dir(table).mkdir(parents=True, exist_ok=True)
@@ -111,25 +112,29 @@ class PartFiles:
         return self.closed_bytes + sum(_tell(sink) for sink in self._sinks.values())
 
     def write(self, decoded: DecodedBatch) -> ShardLocation:
-        """Append the batch to each table as row groups of whole patients, in step."""
+        """Append the batch: one patients row group, visits in row groups of whole patients.
+
+        Only visits are cut (they are ~20 times the rows): a lookup reads a small visits row
+        group, and the patients footer stays small (footers stay in memory while files are
+        open, ~1 kB per column chunk).
+        """
         if not self._writers:
             self._open(decoded)
         patients, visits = decoded.patients, decoded.visits
         size = self.row_group_patients
+        self._writers["patients"].write_batch(patients)
         if patients.num_rows <= size:
-            self._writers["patients"].write_batch(patients)
             self._writers["visits"].write_batch(visits)
-            row_groups = 1
+            visit_row_groups = 1
         else:
             counts = numpy_view(patients.column("visits"), "int32")
             starts = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
-            row_groups = 0
+            visit_row_groups = 0
             for first in range(0, patients.num_rows, size):
                 last = min(first + size, patients.num_rows)
-                self._writers["patients"].write_batch(patients.slice(first, last - first))
                 begin, end = int(starts[first]), int(starts[last])
                 self._writers["visits"].write_batch(visits.slice(begin, end - begin))
-                row_groups += 1
+                visit_row_groups += 1
         batch = decoded.batch
         location = ShardLocation(
             shard=batch.shard,
@@ -137,13 +142,14 @@ class PartFiles:
             part_count=batch.part_count,
             file=self.number,
             patients_row_group=self._row_groups,
-            visits_row_group=self._row_groups,
+            visits_row_group=self._visit_row_groups,
             first_patient=batch.first_patient,
             patients=batch.patients.length,
             visits=batch.visits.length,
-            row_group_patients=size if row_groups > 1 else 0,
+            row_group_patients=size if visit_row_groups > 1 else 0,
         )
-        self._row_groups += row_groups
+        self._row_groups += 1
+        self._visit_row_groups += visit_row_groups
         self._shards.append([batch.shard, batch.part])
         return location
 
@@ -189,6 +195,7 @@ class PartFiles:
         self.closed_bytes += sizes["patients"] + sizes["visits"]
         self._sinks.clear()
         self._row_groups = 0
+        self._visit_row_groups = 0
         self._shards = []
         self.number += self.number_step
         return part

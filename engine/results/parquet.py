@@ -281,21 +281,21 @@ class ParquetResults(SimulationResults):
         return group
 
     def _read(self, location: ShardLocation, first: int, stop: int) -> _RowGroup:
-        """Row groups ``first .. stop - 1`` of the part (offsets), both tables at once."""
+        """The patients of visits row groups ``first .. stop - 1`` of the part (offsets from
+        its first) and their visits; both tables are read at once."""
         if self._closed:
             raise ResultsFormatError(f"{self.paths.root}: these results are closed")
-        offsets = range(first, stop)
         visits = self._reader.submit(
             self._read_table,
             "visits",
             location.file,
-            [location.visits_row_group + o for o in offsets],
+            [location.visits_row_group + offset for offset in range(first, stop)],
         )
-        patients = self._read_table(
-            "patients", location.file, [location.patients_row_group + o for o in offsets]
-        )
-        first_patient = location.first_patient + first * location.row_group_patients
-        return _RowGroup(first_patient, patients, visits.result())
+        patients = self._read_table("patients", location.file, [location.patients_row_group])
+        size = location.row_group_patients
+        if size:  # the part's patients are one row group: keep those of the visits read
+            patients = patients.slice(first * size, (stop - first) * size)
+        return _RowGroup(location.first_patient + first * size, patients, visits.result())
 
     def _read_table(self, table: str, number: int, row_groups: list[int]) -> pa.Table:
         handle = self._file(table, number)
@@ -345,7 +345,8 @@ class ParquetResults(SimulationResults):
             else:
                 handles.move_to_end(location.file)
             base = getattr(location, row_group_of)
-            data = handle.read_row_groups(list(range(base, base + location.row_group_count)))
+            count = location.row_group_count if table == "visits" else 1
+            data = handle.read_row_groups(list(range(base, base + count)))
             for whole in data.to_batches():
                 rest = whole
                 while rest.num_rows:
