@@ -27,7 +27,7 @@ import msgspec
 import psutil
 
 from engine.errors import AmdsimError, RunNotFoundError, RunStateError
-from engine.manifest import Manifest
+from engine.manifest import Manifest, read_manifest
 from engine.run_dir import RUN_ID_PATTERN, RunLock, RunPaths, validate_run_id, write_atomically
 
 __all__ = ["REGISTRY_FILE", "Registry", "RegistryEntry", "RegistryLockedError", "supervisor_alive"]
@@ -123,6 +123,9 @@ class Registry:
     def list(self) -> list[RegistryEntry]:
         """Every run, newest first, statuses as they stand now."""
         self.refresh()
+        if any((child / "manifest.json").is_file() for child in self._unlisted()):
+            with self._change() as runs:
+                self._adopt(runs)
         return sorted(
             (self._live(e) for e in self._entries.values()), key=lambda e: e.created, reverse=True
         )
@@ -215,11 +218,13 @@ class Registry:
         """Remove marked runs and orphan run directories; mark vanished runs ``missing``.
 
         Returns what was done (or, with `dry_run`, what would be): ``removed`` (marked
-        runs), ``orphans`` (directories no entry owns) and ``missing`` (entries whose
-        directory is gone).
+        runs), ``orphans`` (run directories without an entry or a readable manifest) and
+        ``missing`` (entries whose directory is gone). A directory with a manifest but no
+        entry is a run killed before it registered: it is listed, not removed.
         """
         report: dict[str, list[str]] = {"removed": [], "orphans": [], "missing": []}
         with self._change() as runs:
+            self._adopt(runs)
             for run_id, entry in list(runs.items()):
                 if entry.marked_for_cleanup and self._live(entry).status != "running":
                     report["removed"].append(run_id)
@@ -230,19 +235,34 @@ class Registry:
                     report["missing"].append(run_id)
                     if not dry_run:
                         runs[run_id] = msgspec.structs.replace(entry, status="missing")
-            for child in sorted(self.root.iterdir()):
-                if (
-                    child.is_dir()
-                    and RUN_ID_PATTERN.match(child.name)
-                    and child.name not in runs
-                    and not _being_started(child)
-                ):
+            for child in self._unlisted(runs):
+                if not _being_started(child):
                     report["orphans"].append(child.name)
                     if not dry_run:
                         shutil.rmtree(child, ignore_errors=True)
         return report
 
     # -- internals ------------------------------------------------------------------------
+
+    def _unlisted(self, runs: dict[str, RegistryEntry] | None = None) -> list[Path]:
+        """Run directories under the root that no entry owns."""
+        owned = self._entries if runs is None else runs
+        return [
+            child
+            for child in sorted(self.root.iterdir())
+            if child.is_dir() and RUN_ID_PATTERN.match(child.name) and child.name not in owned
+        ]
+
+    def _adopt(self, runs: dict[str, RegistryEntry]) -> None:
+        """Register unlisted directories that hold a readable manifest: runs killed between
+        writing their manifest and registering (the registry is an index of the manifests)."""
+        for child in self._unlisted(runs):
+            try:
+                manifest = read_manifest(child / "manifest.json")
+            except (AmdsimError, OSError):
+                continue
+            if manifest.run_id == child.name:
+                runs[child.name] = _entry_from_manifest(manifest, "", time.time())
 
     def _live(self, entry: RegistryEntry) -> RegistryEntry:
         if entry.status == "running" and not supervisor_alive(

@@ -223,7 +223,7 @@ def _print_overview(overview: dict[str, Any]) -> None:
 
     storage = Table(title="Storage", show_header=False)
     storage.add_column("what", no_wrap=True)
-    storage.add_column("value", justify="right", no_wrap=True)
+    storage.add_column("value", justify="right", overflow="fold")
     storage.add_row("Held in", "memory" if overview["storage"] == "memory" else "Parquet on disk")
     storage.add_row("Location", overview["location"])
     storage.add_row("Patients stored", f"{overview['patients_stored']:,}")

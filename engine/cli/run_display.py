@@ -146,7 +146,7 @@ def print_summary(
     )
     table = Table(show_header=False)
     table.add_column("measure", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")  # long paths wrap, labels stay
     for label, value in summary_rows(stats):
         table.add_row(label, value)
     table.add_row("Wall time", f"{wall_s:.2f} s")

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from engine.errors import AmdsimError, RunNotFoundError
-from engine.manifest import Manifest
+from engine.manifest import Manifest, write_manifest
 from engine.parameters import RunParameters
 from engine.pipeline.processes import CONTEXT
 from engine.protocol_loader import load_protocol
@@ -157,6 +157,19 @@ def test_cleanup_removes_marked_runs_and_orphans_and_marks_vanished_runs_missing
         run_id(2): "missing",
         run_id(3): "completed",
     }
+
+
+def test_a_run_killed_before_it_registered_is_listed_from_its_manifest_not_removed(
+    registry,
+):
+    run_dir = registry.run_dir(run_id(6))
+    run_dir.mkdir()
+    write_manifest(run_dir / "manifest.json", manifest(run_id(6), status="running"))
+    an_hour_ago = time.time() - 3600
+    os.utime(run_dir, (an_hour_ago, an_hour_ago))
+    assert [(e.run_id, e.status) for e in registry.list()] == [(run_id(6), "interrupted")]
+    assert registry.cleanup()["orphans"] == []
+    assert run_dir.exists()
 
 
 def test_cleanup_leaves_an_unregistered_directory_whose_supervisor_holds_its_lock(registry):

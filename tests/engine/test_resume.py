@@ -279,13 +279,24 @@ def _start(command: list[str], run_dir: Path | None, runs: Path) -> tuple[subpro
     pytest.fail(f"{command} did not start within 60 s")
 
 
-def _kill_group_after(process: subprocess.Popen, delay_s: float) -> None:
-    """SIGKILL the process's whole group (supervisor, workers, writer) after `delay_s`."""
-    try:
-        process.wait(timeout=delay_s)
-        pytest.fail(f"the run ended before the kill at {delay_s:.2f} s; lengthen the run")
-    except subprocess.TimeoutExpired:
-        pass
+def _patients_on_disk(run_dir: Path) -> int:
+    checkpoint = run_dir / "checkpoint.json"
+    if not checkpoint.is_file():
+        return 0
+    return sum(location.patients for location in read_checkpoint(checkpoint).shards)
+
+
+def _kill_group_when(process: subprocess.Popen, run_dir: Path, patients: int, jitter_s: float):
+    """SIGKILL the process's whole group (supervisor, workers, writer) `jitter_s` after its
+    checkpoint first lists at least `patients` patients: a point set by progress, not by a
+    clock, so a faster or slower machine kills at the same stage of the run."""
+    while _patients_on_disk(run_dir) < patients:
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before {patients:,} patients were on disk")
+        time.sleep(0.002)
+    time.sleep(jitter_s)
+    if process.poll() is not None:
+        pytest.fail("the run ended before the kill; lengthen the run")
     group = [process.pid, *(c.pid for c in psutil.Process(process.pid).children(recursive=True))]
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
@@ -302,37 +313,35 @@ def _process(pid: int) -> psutil.Process | None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_cli_run(tmp_path_factory) -> tuple[tuple[pa.Table, pa.Table, bytes], float]:
-    """The run never interrupted, and how long it simulated (manifest running to finished)."""
+def uninterrupted(tmp_path_factory) -> tuple[pa.Table, pa.Table, bytes]:
+    """The same run, never interrupted."""
     runs = tmp_path_factory.mktemp("uninterrupted")
     process, run_dir = _start(_cli(runs, *_run_args()), None, runs)
-    started = time.monotonic()
-    while read_manifest(run_dir / "manifest.json").status == "running":
-        time.sleep(0.005)
-    simulating_s = time.monotonic() - started
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
-    return contents(run_dir), simulating_s
+    return contents(run_dir)
 
 
-def _kill_delays(duration_s: float) -> list[float]:
-    """Seeded random points, one in each fifth of the run from start-up to 85% done."""
+def _kill_points() -> list[tuple[int, float]]:
+    """Seeded random points: one in each fifth of the run (patients on disk, up to 85%), each
+    a random 0-40 ms later, between checkpoints, while files are being written."""
     rng = np.random.default_rng(KILL_SEED)
-    low, high = 0.02, 0.85
-    width = (high - low) / KILL_POINTS
-    return [(low + (i + rng.uniform()) * width) * duration_s for i in range(KILL_POINTS)]
+    width = 0.85 / KILL_POINTS
+    return [
+        (int((i + rng.uniform()) * width * KILL_PATIENTS), rng.uniform(0.0, 0.04))
+        for i in range(KILL_POINTS)
+    ] + [(0, 0.0)]  # and during start-up, before anything is on disk
 
 
-@pytest.mark.parametrize("point", range(KILL_POINTS))
+@pytest.mark.parametrize("point", range(KILL_POINTS + 1))
 def test_kill_9_of_the_whole_run_at_a_random_point_then_resume_equals_an_uninterrupted_run(
-    tmp_path, uninterrupted_cli_run, point
+    tmp_path, uninterrupted, point
 ):
-    expected, duration_s = uninterrupted_cli_run
-    delay_s = _kill_delays(duration_s)[point]
+    patients, jitter_s = _kill_points()[point]
     runs = tmp_path / "runs"
     runs.mkdir()
     process, run_dir = _start(_cli(runs, *_run_args()), None, runs)
-    _kill_group_after(process, delay_s)
+    _kill_group_when(process, run_dir, patients, jitter_s)
     assert read_manifest(run_dir / "manifest.json").status == "running"
     listing = subprocess.run(
         _cli(runs, "list", "--json"), check=True, capture_output=True, text=True
@@ -340,7 +349,8 @@ def test_kill_9_of_the_whole_run_at_a_random_point_then_resume_equals_an_uninter
     assert [entry["status"] for entry in json.loads(listing.stdout)] == ["interrupted"]
     if point == 0:  # kill the resume too, part-way: resuming twice must work as well
         process, _ = _start(_cli(runs, "resume", run_dir.name), run_dir, runs)
-        _kill_group_after(process, 0.3 * duration_s)
+        halfway = (_patients_on_disk(run_dir) + KILL_PATIENTS) // 2
+        _kill_group_when(process, run_dir, halfway, jitter_s)
     resumed = subprocess.run(
         _cli(runs, "resume", run_dir.name, "--json"),
         check=False,
@@ -353,7 +363,7 @@ def test_kill_9_of_the_whole_run_at_a_random_point_then_resume_equals_an_uninter
     assert document["status"] == "completed"
     assert document["summary"]["patients"] == KILL_PATIENTS
     assert document["resumes"] == (2 if point == 0 else 1)
-    assert_same_run(run_dir, expected)
+    assert_same_run(run_dir, uninterrupted)
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
     assert not [p for p in SHM_DIR.iterdir() if p.name.startswith(f"amdsim-{run_dir.name}")]
 
