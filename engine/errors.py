@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmdsimError",
+    "DiskSpaceError",
     "MemoryBudgetError",
     "ParameterError",
     "ProtocolError",
@@ -99,4 +100,12 @@ class WriterFailedError(AmdsimError):
 
     Raised by the supervisor after it has stopped the run and marked it failed; no part file
     of the failed write is left under a final name. Free space or fix the directory, re-run.
+    """
+
+
+class DiskSpaceError(AmdsimError):
+    """A run would not fit in the free space of its file system.
+
+    Raised by the supervisor before it starts anything; the message gives the estimate and
+    the free space. Free space, write elsewhere (``--runs-dir``), or simulate less.
     """

@@ -131,6 +131,8 @@ class TaskDone(_Message, frozen=True, kw_only=True):
     simulate_s: float = 0.0
     encode_s: float = 0.0
     send_s: float = 0.0
+    memory_errors: int = 0  # MemoryErrors met; each halved the shards simulated at once
+    batch_shards: int = 0  # shards simulated at once when the task ended
 
 
 class WorkerFailed(_Message, frozen=True, kw_only=True):
@@ -227,6 +229,13 @@ class MetricsSample(msgspec.Struct, frozen=True, kw_only=True):
     channel_in_use: int
     channel_peak: int
     bytes_written: int
+    # The whole process tree against the real limit (engine.memory); defaults for old senders.
+    memory_used_bytes: int = 0
+    memory_limit_bytes: int = 0
+    memory_limit_source: str = ""
+    memory_level: Literal["green", "yellow", "red"] = "green"
+    paused: bool = False  # no new shards handed out until memory drops (yellow or red)
+    batch_shards: int = 0  # most shards handed to a worker at once (lowered at red)
 
     @property
     def rss_total_bytes(self) -> int:

@@ -51,6 +51,8 @@ class ProgressWatcher:
     def __init__(self, total: int) -> None:
         self.total = total
         self.peak_rss_bytes = 0
+        self.memory_limit_bytes = 0
+        self.memory_limit_source = ""
         self.resumed_patients = 0
         self.resumed_visits = 0
         self._thread: threading.Thread | None = None
@@ -75,6 +77,8 @@ class ProgressWatcher:
             task = bar.add_task("simulating", total=self.total, completed=self.resumed_patients)
             for sample in self._subscriber:
                 self.peak_rss_bytes = max(self.peak_rss_bytes, sample.rss_total_bytes)
+                self.memory_limit_bytes = sample.memory_limit_bytes
+                self.memory_limit_source = sample.memory_limit_source
                 bar.update(
                     task,
                     completed=sample.patients_done,
@@ -205,6 +209,8 @@ def report_streaming_run(
                 "resumes": manifest.resumes,
                 "patients_resumed": watcher.resumed_patients,
                 "peak_rss_bytes": watcher.peak_rss_bytes,
+                "memory_limit_bytes": watcher.memory_limit_bytes,
+                "memory_limit_source": watcher.memory_limit_source,
             },
             simulated,
         )
@@ -218,6 +224,9 @@ def report_streaming_run(
             ("Workers", str(manifest.workers)),
             ("Peak memory (all processes)", f"{watcher.peak_rss_bytes / 2**20:,.0f} MiB"),
         ]
+        if watcher.memory_limit_bytes:
+            limit = f"{watcher.memory_limit_bytes / 2**30:,.1f} GiB ({watcher.memory_limit_source})"
+            storage.append(("Memory limit", limit))
         if watcher.resumed_patients:
             storage.insert(2, ("Patients already on disk", f"{watcher.resumed_patients:,}"))
         print_summary(

@@ -14,6 +14,7 @@ the transport (`ipc.channel`, `ipc.metrics`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -47,6 +48,8 @@ from engine.manifest import (
     read_manifest,
     write_manifest,
 )
+from engine.memory.estimate import RunEstimate, check_run_fits, estimate_run
+from engine.memory.monitor import MemoryLevel, MemoryMonitor, MemorySnapshot
 from engine.parameters import RunParameters
 from engine.pipeline.processes import CONTEXT, start_process, stop_processes
 from engine.pipeline.worker import WorkerConfig, worker_main
@@ -129,7 +132,10 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every: int | None = None
     row_group_patients: int = ROW_GROUP_PATIENTS
     metrics_interval_s: float = 0.5
+    check_resources: bool = True  # estimate memory and disk first; refuse what does not fit
     # Fault injection, for tests only.
+    free_disk_bytes: int | None = None  # pretend the run's file system has this much free
+    worker_memory_error_above_shards: int | None = None  # MemoryError on bigger batches
     writer_fail_after_bytes: int | None = None
     worker_fail_shard: int | None = None
     worker_fail_attempts: int = 0
@@ -170,6 +176,7 @@ class Supervisor:
         run_dir: Path,
         options: PipelineOptions | None = None,
         mode: Literal["new", "resume", "restart"] = "new",
+        monitor: MemoryMonitor | None = None,
     ) -> None:
         options = options or PipelineOptions()
         if options.workers == 0:
@@ -203,6 +210,7 @@ class Supervisor:
         self.started_at = time.monotonic()
         self.latest_sample: MetricsSample | None = None
         self.peak_rss_total = 0
+        self.peak_rss_by_role: dict[str, int] = {}
         self._progress = _Progress()
         self.worker_timings = {"simulate": 0.0, "encode": 0.0, "send": 0.0}
         self.writer_timings: dict[str, float] = {}
@@ -220,7 +228,11 @@ class Supervisor:
         self._writer_failed = False
         self._cancel_reason: str | None = None
         self._wake_read, self._wake_write = socket.socketpair()
-        self._psutil: dict[int, psutil.Process] = {}
+        self.monitor = monitor or MemoryMonitor(root_pid=os.getpid())
+        self.estimate: RunEstimate | None = None
+        self._memory_level = MemoryLevel.GREEN
+        self._batch_limit = len(plan_blocks(params)[0])  # most shards per task; halved at red
+        self.memory_events = {"pauses": 0, "batch_reductions": 0, "worker_memory_errors": 0}
 
     # -- public -------------------------------------------------------------------------
 
@@ -241,7 +253,13 @@ class Supervisor:
 
     def start(self) -> None:
         """Take the run directory, write the manifest, open the channel and metrics stream,
-        start the processes. On failure everything started is stopped again."""
+        start the processes. On failure everything started is stopped again.
+
+        Raises `MemoryBudgetError` or `DiskSpaceError` first, touching nothing, when the
+        run's estimate does not fit (unless `PipelineOptions.check_resources` is off).
+        """
+        if self.options.check_resources:
+            self._check_resources()
         if self.mode == "new":
             if self.paths.root.exists() and any(self.paths.root.iterdir()):
                 raise ParameterError(
@@ -332,6 +350,21 @@ class Supervisor:
         with contextlib.suppress(OSError):
             self._wake_write.send(b"\0")
 
+    def _check_resources(self) -> None:
+        """Estimate the run's peak memory and disk use; refuse it when either does not fit.
+
+        A resume needs disk only for what is not written yet.
+        """
+        self.estimate = estimate_run(self.protocol, self.params, self.options)
+        estimate = self.estimate
+        if self.mode == "resume" and self.paths.root.is_dir():
+            already = self.paths.bytes_on_disk()
+            estimate = dataclasses.replace(
+                estimate, disk_bytes=max(0, estimate.disk_bytes - already)
+            )
+        check_run_fits(estimate, self.monitor, self.paths.root, self.options.free_disk_bytes)
+        log.info("run estimate: %s", estimate.describe())
+
     def _take_over(self) -> tuple[Manifest | None, Checkpoint | None]:
         """Under the run's lock: prepare a resume or a restart (nothing to do for a new run).
 
@@ -414,6 +447,7 @@ class Supervisor:
             parameters=self.params,
             fail_shard=self.options.worker_fail_shard,
             fail_attempts=self.options.worker_fail_attempts,
+            memory_error_above_shards=self.options.worker_memory_error_above_shards,
         )
         ours, theirs = CONTEXT.Pipe()
         process = CONTEXT.Process(
@@ -486,6 +520,7 @@ class Supervisor:
                 self.worker_timings["simulate"] += message.simulate_s
                 self.worker_timings["encode"] += message.encode_s
                 self.worker_timings["send"] += message.send_s
+                self.memory_events["worker_memory_errors"] += message.memory_errors
                 self._assign(worker)
             elif isinstance(message, WorkerFailed):
                 task = worker.task
@@ -530,13 +565,43 @@ class Supervisor:
     def _assign(self, worker: _Worker) -> None:
         if self._status != "running" or worker.stopping or worker.task is not None:
             return
+        if self._paused and self._tasks_in_flight() > 0:
+            return  # memory is high: wait for it to drop; one task always runs, so no stall
         while self._pending:
             shards, attempt = self._pending.popleft()
             shards = [s for s in shards if s not in self._progress.complete]
+            if len(shards) > self._batch_limit:
+                self._pending.appendleft((shards[self._batch_limit :], attempt))
+                shards = shards[: self._batch_limit]
             if shards:
                 worker.task = Assign(task=next(self._task_ids), shards=shards, attempt=attempt)
                 self._send(worker, worker.task)
                 return
+
+    @property
+    def _paused(self) -> bool:
+        return self._memory_level is not MemoryLevel.GREEN
+
+    def _tasks_in_flight(self) -> int:
+        return sum(1 for w in self._workers.values() if w.task is not None and not w.exited)
+
+    def _react_to_memory(self, level: MemoryLevel) -> None:
+        """Yellow or red: hand out no new shards while any are in hand. Red: also halve the
+        shards per task. Back to green: hand out work to every idle worker again."""
+        was_paused = self._paused
+        self._memory_level = level
+        if level is MemoryLevel.RED and self._batch_limit > 1:
+            self._batch_limit //= 2
+            self.memory_events["batch_reductions"] += 1
+            log.warning("memory is red: at most %d shards per task from now on", self._batch_limit)
+        if self._paused and not was_paused:
+            self.memory_events["pauses"] += 1
+            log.warning("memory is %s: handing out no new shards until it drops", level)
+        elif was_paused and not self._paused:
+            log.info("memory is green again: handing out shards")
+            for worker in self._workers.values():
+                if worker.ready and not worker.exited:
+                    self._assign(worker)
 
     def _retry(self, task: Assign, error: str, traceback: str) -> None:
         """Queue the task's unfinished shards again, or fail the run if they have had enough."""
@@ -705,6 +770,7 @@ class Supervisor:
         visits_per_s = (progress.visits - self._resumed_visits) / elapsed if elapsed > 0 else 0.0
         remaining = self.params.n_patients - progress.patients
         channel = None if self.channel.closed else self.channel.statistics()
+        memory = self.monitor.snapshot()
         sample = MetricsSample(
             run_id=self.run_id,
             time=time.time(),
@@ -718,32 +784,38 @@ class Supervisor:
             patients_per_s=patients_per_s,
             visits_per_s=visits_per_s,
             eta_s=remaining / patients_per_s if patients_per_s > 0 else None,
-            processes=self._memory(),
+            processes=self._memory(memory),
             channel_slots=self.channel.spec.slot_count,
             channel_in_use=channel.in_use if channel else 0,
             channel_peak=channel.peak_in_use if channel else 0,
             bytes_written=progress.bytes_written,
+            memory_used_bytes=memory.usage_bytes,
+            memory_limit_bytes=memory.limit.bytes,
+            memory_limit_source=memory.limit.source,
+            memory_level=memory.level.value,
+            paused=self._paused,
+            batch_shards=self._batch_limit,
         )
         self.latest_sample = sample
         self.peak_rss_total = max(self.peak_rss_total, sample.rss_total_bytes)
+        for process in sample.processes:  # the largest single process of each role
+            peak = self.peak_rss_by_role.get(process.role, 0)
+            self.peak_rss_by_role[process.role] = max(peak, process.rss_bytes)
         self.publisher.publish(sample)
+        if self._status == "running":
+            self._react_to_memory(memory.level)
 
-    def _memory(self) -> list[ProcessMemory]:
-        entries = [("supervisor", os.getpid())]
-        entries += [("worker", w.pid) for w in self._workers.values() if not w.exited and w.pid]
+    def _memory(self, snapshot: MemorySnapshot) -> list[ProcessMemory]:
+        """Resident memory of the run's processes, by role, from the tree's measurement."""
+        roles = {os.getpid(): "supervisor"}
+        roles.update({w.pid: "worker" for w in self._workers.values() if not w.exited and w.pid})
         if self.writer.pid and not self._writer_finished:
-            entries.append(("writer", self.writer.pid))
-        memory = []
-        for role, pid in entries:
-            try:
-                process = self._psutil.setdefault(pid, psutil.Process(pid))
-                rss = process.memory_info().rss
-            except psutil.Error:
-                self._psutil.pop(pid, None)
-                continue
-            if rss:  # an exited, not yet reaped process reports 0: it holds nothing
-                memory.append(ProcessMemory(role=role, pid=pid, rss_bytes=rss))
-        return memory
+            roles[self.writer.pid] = "writer"
+        return [
+            ProcessMemory(role=role, pid=pid, rss_bytes=snapshot.by_pid[pid])
+            for pid, role in roles.items()
+            if snapshot.by_pid.get(pid)  # an exited, not yet reaped process reports 0
+        ]
 
     def _send(self, worker: _Worker, message: msgspec.Struct) -> None:
         with contextlib.suppress(OSError, EOFError):  # the worker is gone; its sentinel will tell

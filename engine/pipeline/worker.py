@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 
 import msgspec
 
+from engine.columns import ShardOutput
 from engine.kernel import simulate_shards
 from engine.parameters import RunParameters
 from engine.pipeline.batches import encode_shard
@@ -36,6 +37,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     parameters: RunParameters
     fail_shard: int | None = None  # fault injection: raise while simulating this shard...
     fail_attempts: int = 0  # ...on its first this-many attempts
+    memory_error_above_shards: int | None = None  # fault injection: MemoryError on bigger batches
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -46,11 +48,20 @@ class _Stopped(Exception):
     pass
 
 
+class _BatchLimit:
+    """Most shards this worker simulates at once; halved by every MemoryError, never raised."""
+
+    def __init__(self) -> None:
+        self.shards: int | None = None  # None: as many as a task holds
+        self.memory_errors = 0
+
+
 def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
     """Entry point of a worker process."""
     prepare_child(f"worker-{worker_id}")
     tables = compile_protocol(config.protocol)
     params = config.parameters
+    limit = _BatchLimit()
     with ChannelSender(config.channel, worker_id) as sender:
         conn.send_bytes(_ENCODER.encode(WorkerReady(worker=worker_id, pid=os.getpid())))
         while True:
@@ -61,7 +72,7 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
             if isinstance(message, Stop):
                 return
             try:
-                done = _simulate(config, tables, params, message, sender, conn)
+                done = _simulate(config, tables, params, message, sender, conn, limit)
             except _Stopped:
                 return
             except Exception as exc:
@@ -77,6 +88,14 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
             conn.send_bytes(_ENCODER.encode(done))
 
 
+class _TaskTally:
+    """What a task has done so far: visits sent and seconds spent per step."""
+
+    def __init__(self) -> None:
+        self.visits = 0
+        self.simulate_s = self.encode_s = self.send_s = 0.0
+
+
 def _simulate(
     config: WorkerConfig,
     tables: ModelTables,
@@ -84,27 +103,71 @@ def _simulate(
     task: Assign,
     sender: ChannelSender,
     conn: Connection,
+    limit: _BatchLimit,
 ) -> TaskDone:
     if config.fail_shard in task.shards and task.attempt < config.fail_attempts:
         raise RuntimeError(
             f"injected failure in shard {config.fail_shard} (attempt {task.attempt})"
         )
-    started = time.perf_counter()
-    outputs = simulate_shards(tables, params, task.shards)
-    simulate_s = time.perf_counter() - started
-    encode_s = send_s = 0.0
-    visits = 0
+    tally = _TaskTally()
+    errors_before = limit.memory_errors
+    remaining = list(task.shards)
+    while remaining:
+        batch = remaining[: limit.shards or len(remaining)]
+        started = time.perf_counter()
+        try:
+            outputs = _simulate_batch(config, tables, params, batch)
+        except MemoryError:
+            # Halve and try again; one shard is the least there is (shards are the unit of
+            # determinism), so a shard that alone does not fit fails the task.
+            if len(batch) == 1:
+                raise
+            limit.shards = max(1, len(batch) // 2)
+            limit.memory_errors += 1
+            continue
+        finally:
+            tally.simulate_s += time.perf_counter() - started
+        del remaining[: len(batch)]
+        _send(config, params, task, outputs, sender, conn, tally)
+        del outputs
+    return TaskDone(
+        task=task.task,
+        visits=tally.visits,
+        simulate_s=tally.simulate_s,
+        encode_s=tally.encode_s,
+        send_s=tally.send_s,
+        memory_errors=limit.memory_errors - errors_before,
+        batch_shards=limit.shards or len(task.shards),
+    )
+
+
+def _simulate_batch(
+    config: WorkerConfig, tables: ModelTables, params: RunParameters, shards: list[int]
+) -> list[ShardOutput]:
+    too_many = config.memory_error_above_shards
+    if too_many is not None and len(shards) > too_many:
+        raise MemoryError(f"injected: {len(shards)} shards at once is more than {too_many}")
+    return simulate_shards(tables, params, shards)
+
+
+def _send(
+    config: WorkerConfig,
+    params: RunParameters,
+    task: Assign,
+    outputs: list[ShardOutput],
+    sender: ChannelSender,
+    conn: Connection,
+    tally: _TaskTally,
+) -> None:
+    """Encode the batch's shards and put them in the channel; stop early on `Stop`."""
     for output in outputs:
         started = time.perf_counter()
         batches = encode_shard(output, task.attempt, params.horizon_days, config.channel.slot_bytes)
-        encode_s += time.perf_counter() - started
+        tally.encode_s += time.perf_counter() - started
         started = time.perf_counter()
         for batch in batches:
             sender.send(batch)
-        send_s += time.perf_counter() - started
-        visits += output.visit_count
+        tally.send_s += time.perf_counter() - started
+        tally.visits += output.visit_count
         if conn.poll(0) and isinstance(_DECODER.decode(conn.recv_bytes()), Stop):
             raise _Stopped
-    return TaskDone(
-        task=task.task, visits=visits, simulate_s=simulate_s, encode_s=encode_s, send_s=send_s
-    )
