@@ -4,9 +4,10 @@ does not fit.
 Visits per patient come from simulating shard 0 in this process (a few milliseconds; shard
 0's patients enrol first, so with recruitment over time this errs high). Bytes per visit on
 disk and the memory of each process are measured figures (`perf/bench_disk_bytes.py`,
-`perf/bench_memory.py`) with a margin; the memory model is: the supervisor, the writer with
-its lanes, each worker with the rows of one block of shards, and the channel's slots, counted
-twice because a slot is resident in the worker that fills it and in the writer that reads it.
+`perf/bench_memory.py`) with a margin. The memory estimate is what the run adds to the
+process tree that starts it: the supervisor's growth, the writer with its lanes, each worker
+with the rows of one block of shards, and the channel's slots, counted twice because a slot
+is resident in the worker that fills it and in the writer that reads it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.columns import PATIENT_COLUMNS, VISIT_COLUMNS
 from engine.errors import DiskSpaceError
 from engine.kernel import simulate_shard
-from engine.memory.monitor import MemoryMonitor
+from engine.memory.monitor import MemoryMonitor, MemorySnapshot
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.shards import BLOCK_PATIENTS
@@ -34,19 +36,26 @@ MiB = 1 << 20
 # on the default protocol, plus about 25 %.
 BYTES_PER_VISIT = {"zstd": 2.9, "snappy": 5.1, "gzip": 2.4, "none": 22.8}
 # Resident memory of each process without its data, measured by perf/bench_memory.py.
-SUPERVISOR_BYTES = 75 * MiB
+SUPERVISOR_GROWTH_BYTES = 16 * MiB  # the supervisor's own growth while it runs
 WRITER_BYTES = 100 * MiB
 WRITER_LANE_BYTES = 24 * MiB  # a lane's open Parquet writers and their column buffers
 WORKER_BYTES = 45 * MiB
 # Per visit row of a block being simulated: the visit-major chunks, the scatter into
 # (patient, visit) order and the encoded copy, ~15 bytes each, plus numpy temporaries.
 WORKER_BYTES_PER_ROW = 64
-DISK_MARGIN = 1.10  # keep a tenth spare: file systems misbehave when completely full
+DISK_MARGIN = 1.10
+_PATIENT_ROW_BYTES = sum(c.dtype.itemsize for c in PATIENT_COLUMNS) + 2
+_VISIT_ROW_BYTES = (
+    sum(c.dtype.itemsize for c in VISIT_COLUMNS) + 1
+)  # keep a tenth spare: file systems misbehave when completely full
 
 
 @dataclass(frozen=True)
 class RunEstimate:
-    """What a run is expected to need at its peak, and what the estimate rests on."""
+    """What a run is expected to need at its peak, and what the estimate rests on.
+
+    `memory_bytes` is what the run adds to the tree of the process that starts it.
+    """
 
     visits: int
     visits_per_patient: float
@@ -57,7 +66,7 @@ class RunEstimate:
     def describe(self) -> str:
         return (
             f"about {self.visits:,} visits ({self.visits_per_patient:.1f} per patient), "
-            f"{self.memory_bytes / MiB:,.0f} MiB of memory at peak, "
+            f"{self.memory_bytes / MiB:,.0f} MiB more memory at peak, "
             f"{self.disk_bytes / MiB:,.0f} MiB on disk"
         )
 
@@ -72,12 +81,15 @@ def estimate_run(
     block_patients = min(params.n_patients, max(params.shard_size, BLOCK_PATIENTS))
     worker = WORKER_BYTES + int(block_patients * visits_per_patient * WORKER_BYTES_PER_ROW)
     slots = options.slots_per_worker * options.workers + 1
+    # A slot is resident only as far as batches have filled it: about one shard each.
+    shard_bytes = params.shard_size * (_PATIENT_ROW_BYTES + visits_per_patient * _VISIT_ROW_BYTES)
+    slot_resident = min(options.slot_bytes, int(shard_bytes) + (64 << 10))
     memory = (
-        SUPERVISOR_BYTES
+        SUPERVISOR_GROWTH_BYTES
         + WRITER_BYTES
         + options.writer_lanes * WRITER_LANE_BYTES
         + options.workers * worker
-        + 2 * slots * options.slot_bytes
+        + 2 * slots * slot_resident
     )
     per_visit = BYTES_PER_VISIT[options.compression]
     return RunEstimate(
@@ -91,17 +103,15 @@ def estimate_run(
 
 def check_run_fits(
     estimate: RunEstimate, monitor: MemoryMonitor, run_dir: Path, free_bytes: int | None = None
-) -> None:
+) -> MemorySnapshot:
     """Raise `MemoryBudgetError` or `DiskSpaceError` when the run cannot fit.
 
     Memory: what this process tree uses now plus the run's estimate must stay out of red.
     Disk: the estimate plus a margin must fit in the free space of `run_dir`'s file system
-    (`free_bytes` overrides the measurement, for tests).
+    (`free_bytes` overrides the measurement, for tests). Returns the memory measurement
+    the run was judged on.
     """
-    monitor.require(
-        estimate.memory_bytes,
-        f"this run ({estimate.describe()})",
-    )
+    snapshot = monitor.require(estimate.memory_bytes, f"this run ({estimate.describe()})")
     if free_bytes is None:
         free_bytes = shutil.disk_usage(_existing_parent(run_dir)).free
     needed = int(estimate.disk_bytes * DISK_MARGIN)
@@ -112,6 +122,7 @@ def check_run_fits(
             f"{free_bytes / MiB:,.0f} MiB are free under {run_dir}; free space, choose "
             f"another --runs-dir, simulate fewer patients or years, or use --compression zstd"
         )
+    return snapshot
 
 
 def _existing_parent(path: Path) -> Path:

@@ -230,6 +230,7 @@ class Supervisor:
         self._wake_read, self._wake_write = socket.socketpair()
         self.monitor = monitor or MemoryMonitor(root_pid=os.getpid())
         self.estimate: RunEstimate | None = None
+        self.memory_at_start = 0  # the tree's resident bytes when the estimate was checked
         self._memory_level = MemoryLevel.GREEN
         self._batch_limit = len(plan_blocks(params)[0])  # most shards per task; halved at red
         self.memory_events = {"pauses": 0, "batch_reductions": 0, "worker_memory_errors": 0}
@@ -362,7 +363,9 @@ class Supervisor:
             estimate = dataclasses.replace(
                 estimate, disk_bytes=max(0, estimate.disk_bytes - already)
             )
-        check_run_fits(estimate, self.monitor, self.paths.root, self.options.free_disk_bytes)
+        self.memory_at_start = check_run_fits(
+            estimate, self.monitor, self.paths.root, self.options.free_disk_bytes
+        ).usage_bytes
         log.info("run estimate: %s", estimate.describe())
 
     def _take_over(self) -> tuple[Manifest | None, Checkpoint | None]:
