@@ -70,7 +70,7 @@ class StateManager:
 
         Raises `MemoryBudgetError` when `results` alone is larger than `max_bytes`.
         """
-        size = int(results.memory_usage_mb() * 2**20) if size_bytes is None else size_bytes
+        size = int(results.memory_usage_mb * 2**20) if size_bytes is None else size_bytes
         if size > self.max_bytes:
             raise MemoryBudgetError(
                 f"results {key!r} take {size / 2**20:,.0f} MiB, more than this session's "
