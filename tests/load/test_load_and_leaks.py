@@ -56,8 +56,17 @@ def test_a_million_patients_run_inside_a_1_gib_limit_and_the_run_reports_that_li
     with confined(GiB) as confinement:
         result = run_confined(
             confinement,
-            [AMDSIM, "run", "--patients", "1000000", "--years", "5", "--json"]
-            + ["--runs-dir", str(tmp_path)],
+            (
+                AMDSIM,
+                "run",
+                "--patients",
+                "1000000",
+                "--years",
+                "5",
+                "--json",
+                "--runs-dir",
+                str(tmp_path),
+            ),
             timeout_s=900,
         )
     assert result.returncode == 0, f"under {confinement.kind}: {result.stderr[-3000:]}"
