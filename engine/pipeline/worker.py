@@ -5,6 +5,10 @@ into one or more channel batches (see `engine.pipeline.batches`); a full channel
 worker, which is how a slow writer slows the workers down. An exception in a task is
 reported as `WorkerFailed` with its traceback and the worker waits for the next task; a
 `Stop` between shards ends the worker after the shard in hand.
+
+A `MemoryError` while simulating halves the number of shards the worker simulates at once
+(for the rest of its life) and retries the rest of the task; outputs do not depend on the
+grouping, so the rows are unchanged. A single shard that does not fit fails the task.
 """
 
 from __future__ import annotations
