@@ -5,6 +5,7 @@
         run.lock               held (flock) by the supervisor while the run is going
         checkpoint.json        closed part files, shard -> (file, row group), statistics so far
         stats.json             the run's statistics, once it has finished
+        live-stats.msgpack     counts of the rows written so far, while it runs
         patients/part-00000.parquet ...
         visits/part-00000.parquet ...
 
@@ -71,6 +72,11 @@ class RunPaths:
     def stats(self) -> Path:
         """The run's final statistics."""
         return self.root / "stats.json"
+
+    @property
+    def live_stats(self) -> Path:
+        """Counts of the rows written so far, rewritten every second while the run goes."""
+        return self.root / "live-stats.msgpack"
 
     def table_dir(self, table: str) -> Path:
         """The folder of one table's part files."""

@@ -17,6 +17,7 @@ from engine.cli import (
     registry_commands,
     resume_command,
     run_command,
+    viz_commands,
 )
 from engine.cli.console import print_error
 from engine.errors import AmdsimError, ParameterError, ProtocolError
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_commands.register(commands)
     inspect_commands.register(commands)
     protocol_commands.register(commands)
+    viz_commands.register(commands)
     return parser
 
 

@@ -67,6 +67,7 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every: int = 0  # patients; 0: checkpoint only when part files roll by size
     row_group_patients: int = 1024  # see engine.manifest.ROW_GROUP_PATIENTS
     resume: bool = False  # carry on from checkpoint.json (its files and statistics)
+    live_stats_interval_s: float = 1.0  # how often live-stats.msgpack is rewritten
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
 
 
@@ -213,6 +214,7 @@ class _Writer:
             self.uncompressed_bytes = checkpoint.uncompressed_bytes
             self.resumed_bytes = sum(p.patients_bytes + p.visits_bytes for p in checkpoint.parts)
         self.patients_since_checkpoint = 0
+        self.next_live_statistics = 0.0
         self.finish: FinishRun | None = None
         self.timings = {"wait": 0.0, "decode": 0.0, "write": 0.0}
 
@@ -237,6 +239,7 @@ class _Writer:
                     received = receiver.receive(timeout_s=_FAILURE_CHECK_S)
                 except TimeoutError:
                     self._raise_lane_failure()
+                    self._maybe_publish_live_statistics()
                     continue
                 except EndOfChannel:
                     break
@@ -261,6 +264,7 @@ class _Writer:
                 lane.dispatched += 1
                 lane.jobs.put((received, decoded))
                 self._maybe_checkpoint(message.patients.length)
+                self._maybe_publish_live_statistics()
             for lane in self.lanes:
                 lane.jobs.put(None)
             for lane in self.lanes:
@@ -290,6 +294,27 @@ class _Writer:
             for lane in self.lanes:
                 lane.jobs.put(_ROLL)
 
+    def _maybe_publish_live_statistics(self) -> None:
+        """At most once a `live_stats_interval_s`: the counts of every row written so far
+        (closed and open files), for dashboards to chart while the run goes.
+
+        Counts only (no sketches): cheap to add up, and all the live charts need. Written
+        without fsync: it is disposable, and replaced by stats.json at the end.
+        """
+        now = time.monotonic()
+        if now < self.next_live_statistics:
+            return
+        self.next_live_statistics = now + self.config.live_stats_interval_s
+        from engine.stats.live import write_live_statistics  # noqa: PLC0415 - small
+
+        with self.lock:
+            counts = self.new_counts()
+            counts.add(self.stats.counts)
+            for lane in self.lanes:
+                counts.add(lane.pending_counts)
+            shards = len(self.written)
+        write_live_statistics(self.paths, counts, self.manifest.parameters.horizon_days, shards)
+
     def _raise_lane_failure(self) -> None:
         for lane in self.lanes:
             if lane.failure is not None:
@@ -300,9 +325,9 @@ class _Writer:
         batch = decoded.batch
         lane = _current_lane()
         stats = self.shard_stats_from_state(decoded.stats)
-        lane.pending_counts.add(stats.counts)
         lane.pending_sketches.append((batch.shard, batch.part, batch.part_count, stats.sketches))
         with self.lock:
+            lane.pending_counts.add(stats.counts)  # under the lock: live statistics read it
             self.open_locations[id(_current_lane())].append(location)
             self.uncompressed_bytes += decoded.patients.nbytes + decoded.visits.nbytes
             self.bytes_written[id(_current_lane())] = lane_bytes
@@ -361,6 +386,7 @@ class _Writer:
         self._write_checkpoint()
         statistics = self.stats.result()
         write_atomically(self.paths.stats, msgspec.json.encode(statistics.state()))
+        self.paths.live_stats.unlink(missing_ok=True)  # stats.json has it all now
         finish = self.finish or FinishRun(
             status="failed", error="the supervisor stopped without finishing the run"
         )

@@ -1,0 +1,64 @@
+"""`amdsim dashboard` (serve the Panel dashboard) and `amdsim report RUN --out FILE`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from engine.cli.console import out_console
+from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add the `dashboard` and `report` subcommands to the CLI."""
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve the dashboard (live runs, registry, results explorer)",
+        description="Serve the dashboard on 127.0.0.1 (all JavaScript served locally: works "
+        "offline). Runs started from it carry on if the browser or the dashboard closes.",
+    )
+    dashboard.add_argument("--port", type=int, default=5006, help="port (default: 5006)")
+    dashboard.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
+    dashboard.add_argument(
+        "--protocols-dir",
+        type=Path,
+        help="a folder of protocol files to offer besides the bundled ones",
+    )
+    dashboard.add_argument("--show", action="store_true", help="open a browser")
+    add_runs_dir_argument(dashboard)
+    dashboard.set_defaults(handler=serve)
+
+    report = commands.add_parser(
+        "report",
+        help="write a run's results page as one self-contained HTML file",
+        description="Write the Results page of RUN (charts from its stored statistics) as one "
+        "HTML file with everything inlined, so it opens offline and can be sent as is.",
+    )
+    report.add_argument("run", metavar="RUN", help="run id, unique id prefix or directory")
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    add_runs_dir_argument(report)
+    report.set_defaults(handler=write)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Handler of `amdsim dashboard`."""
+    from viz.server import serve_dashboard  # noqa: PLC0415 - Panel loads only when needed
+
+    serve_dashboard(runs_root(args), args.port, args.address, args.protocols_dir, args.show)
+    return 0
+
+
+def write(args: argparse.Namespace) -> int:
+    """Handler of `amdsim report`."""
+    from viz.report import write_report  # noqa: PLC0415 - Bokeh loads only when needed
+
+    path = write_report(resolve_run(args.run, runs_root(args)), args.out)
+    out_console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0

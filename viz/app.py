@@ -1,0 +1,108 @@
+"""One dashboard session: the four pages in tabs, their periodic refreshes, and cleanup.
+
+Periodic callbacks are registered per session and stopped when the session closes, and the
+session's held results are released then, so a closed tab leaves nothing running and a long
+session reuses its figures instead of growing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import panel as pn
+
+from engine.state_manager import StateManager
+from viz.context import ServerContext
+from viz.results_page import ResultsPage
+from viz.run_page import RunPage
+from viz.runs_page import RunsPage
+from viz.system_page import SystemPage
+
+__all__ = ["DashboardSession"]
+
+log = logging.getLogger(__name__)
+TAB_NAMES = ("Run", "Runs", "Results", "System")
+
+
+class DashboardSession:
+    """The pages of one browser session and the callbacks that keep them current."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.state = StateManager(monitor=context.monitor)
+        self.run_page = RunPage(context, self.state, on_finished=self._run_finished)
+        self.runs_page = RunsPage(context, on_open=self.show_results, on_follow=self.follow)
+        self.results_page = ResultsPage(context, self.state)
+        self.system_page = SystemPage(context, self.state)
+        self.tabs = pn.Tabs(
+            ("Run", self.run_page.layout),
+            ("Runs", self.runs_page.layout),
+            ("Results", self.results_page.layout),
+            ("System", self.system_page.layout),
+            dynamic=False,
+            sizing_mode="stretch_width",
+        )
+        header = pn.pane.Markdown(
+            "## amdsim: anti-VEGF treatment simulation", sizing_mode="stretch_width"
+        )
+        self.layout = pn.Column(header, self.tabs, sizing_mode="stretch_width")
+        self._callbacks: list = []
+        self.closed = False
+
+    # -- navigation between pages ---------------------------------------------------------
+
+    def show_results(self, key: str) -> None:
+        self.results_page.refresh_choices()
+        if self.results_page.open(key):
+            self.tabs.active = TAB_NAMES.index("Results")
+
+    def follow(self, run_id: str) -> None:
+        self.run_page.follow_existing(self.context.runs_root / run_id)
+        self.tabs.active = TAB_NAMES.index("Run")
+
+    def _run_finished(self, key: str) -> None:
+        self.results_page.refresh_choices()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def refresh_fast(self) -> None:
+        """Every `refresh_ms`: the live run and the registry table."""
+        self._guarded(self.run_page.refresh)
+        self._guarded(self.runs_page.refresh)
+
+    def refresh_slow(self) -> None:
+        """Every 2 s: choices of results, the System page, memory pressure."""
+        self._guarded(self.results_page.refresh_choices)
+        self._guarded(self.system_page.refresh)
+        self._guarded(self.state.check_memory)
+
+    def start(self) -> None:
+        """Register the periodic callbacks of this session (call inside a served session)."""
+        self.context.sessions += 1
+        self.refresh_fast()
+        self.refresh_slow()
+        self._callbacks = [
+            pn.state.add_periodic_callback(self.refresh_fast, period=self.context.refresh_ms),
+            pn.state.add_periodic_callback(self.refresh_slow, period=2000),
+        ]
+        pn.state.on_session_destroyed(lambda _context: self.close())
+
+    def close(self) -> None:
+        """Stop this session's callbacks and release what it holds; runs are untouched."""
+        if self.closed:
+            return
+        self.closed = True
+        self.context.sessions -= 1
+        for callback in self._callbacks:
+            with contextlib.suppress(Exception):
+                callback.stop()
+        self._callbacks = []
+        self.state.cleanup()
+
+    @staticmethod
+    def _guarded(function) -> None:
+        try:
+            function()
+        except Exception:  # a refresh must never kill the session's callbacks
+            log.exception("dashboard refresh failed")

@@ -1,0 +1,80 @@
+"""What every session of one dashboard server shares, and what each session owns.
+
+Shared: the runs root, the launcher of run processes, the live-run watches and the
+operation timings. Per session: a `StateManager` holding the results it has opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.memory import MemoryMonitor
+from engine.registry import Registry
+from viz.launcher import Launcher
+from viz.live import LiveRuns
+
+__all__ = ["ServerContext", "Timings"]
+
+
+class Timings:
+    """Count, mean and max duration of named operations (open results, patient lookup, ...)."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, list[float]] = {}  # name -> [count, total_s, max_s]
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record(name, time.perf_counter() - started)
+
+    def record(self, name: str, seconds: float) -> None:
+        with self._lock:
+            entry = self._totals.setdefault(name, [0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+            entry[2] = max(entry[2], seconds)
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per operation: name, count, mean_ms, max_ms."""
+        with self._lock:
+            return [
+                {"operation": name, "count": int(c), "mean_ms": 1000 * t / c, "max_ms": 1000 * m}
+                for name, (c, t, m) in sorted(self._totals.items())
+            ]
+
+
+@dataclass
+class ServerContext:
+    """Shared by all sessions of one dashboard server."""
+
+    runs_root: Path
+    protocols_dir: Path | None = None
+    max_upload_bytes: int = 256 << 10
+    refresh_ms: int = 500
+    launcher: Launcher = field(init=False)
+    live: LiveRuns = field(default_factory=LiveRuns)
+    timings: Timings = field(default_factory=Timings)
+    monitor: MemoryMonitor = field(default_factory=MemoryMonitor)
+    sessions: int = 0
+
+    def __post_init__(self) -> None:
+        self.runs_root = Path(self.runs_root)
+        self.runs_root.mkdir(parents=True, exist_ok=True)
+        self.launcher = Launcher(self.runs_root)
+
+    def registry(self) -> Registry:
+        return Registry(self.runs_root)
+
+    def close(self) -> None:
+        """Stop watching; cancel the runs this server started (used by tests)."""
+        self.live.stop_all()
+        self.launcher.stop_all()

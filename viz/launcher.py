@@ -1,0 +1,122 @@
+"""Start, resume, restart and cancel streaming runs from the dashboard.
+
+A run is its own `amdsim` process in its own session (`start_new_session`): closing the
+browser, reloading, or stopping the dashboard with Ctrl-C never reaches it. Its output goes
+to ``<runs root>/.logs/<run id>.log``. A reaper thread waits for each process so none is
+left a zombie; `Launcher.stop_all()` cancels the runs this dashboard started (used when
+tests tear a dashboard down).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.manifest import read_manifest
+from engine.run_dir import RunPaths, new_run_id
+from ipc.metrics import MetricsSubscriber
+
+__all__ = ["Launched", "Launcher", "request_cancel"]
+
+
+@dataclass
+class Launched:
+    """A run process this dashboard started."""
+
+    run_id: str
+    run_dir: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    exit_code: int | None = field(default=None)
+
+
+class Launcher:
+    """Starts `amdsim` processes for runs under `runs_root` and remembers them."""
+
+    def __init__(self, runs_root: Path) -> None:
+        self.runs_root = Path(runs_root)
+        self.launched: dict[str, Launched] = {}
+        self._lock = threading.Lock()
+
+    def start(
+        self,
+        protocol: Path,
+        patients: int,
+        years: float,
+        seed: int,
+        workers: int,
+        compression: str,
+    ) -> Launched:
+        """A new run of `protocol`; returns at once (the run starts in its own process)."""
+        run_id = new_run_id()
+        run_dir = self.runs_root / run_id
+        command = ["run", "--protocol", str(protocol), "--patients", str(patients)]
+        command += ["--years", repr(years), "--seed", str(seed), "--workers", str(workers)]
+        command += ["--compression", compression, "--out", str(run_dir), "--json"]
+        return self._spawn(run_id, run_dir, command)
+
+    def resume(self, run_id: str) -> Launched:
+        """Carry on an interrupted or cancelled run."""
+        return self._spawn(
+            run_id,
+            self.runs_root / run_id,
+            ["resume", run_id, "--runs-dir", str(self.runs_root), "--json"],
+        )
+
+    def restart(self, run_id: str) -> Launched:
+        """Discard a run's files and run it again with its own protocol and parameters."""
+        return self._spawn(
+            run_id,
+            self.runs_root / run_id,
+            ["run", "--restart", run_id, "--runs-dir", str(self.runs_root), "--json"],
+        )
+
+    def stop_all(self, timeout_s: float = 10.0) -> None:
+        """Cancel every run this launcher started that is still going, and wait for them."""
+        for launched in list(self.launched.values()):
+            if launched.process.poll() is None:
+                request_cancel(launched.run_dir)
+        for launched in list(self.launched.values()):
+            try:
+                launched.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                launched.process.kill()
+                launched.process.wait()
+
+    def _spawn(self, run_id: str, run_dir: Path, arguments: list[str]) -> Launched:
+        logs = self.runs_root / ".logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{run_id}.log"
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", *arguments],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        launched = Launched(run_id, run_dir, process, log)
+        with self._lock:
+            self.launched[run_id] = launched
+        threading.Thread(
+            target=self._reap, args=(launched,), daemon=True, name=f"reap-{run_id}"
+        ).start()
+        return launched
+
+    @staticmethod
+    def _reap(launched: Launched) -> None:
+        launched.exit_code = launched.process.wait()
+
+
+def request_cancel(run_dir: Path) -> bool:
+    """Ask a running run to cancel itself over its metrics socket; False if it is not running."""
+    try:
+        address = read_manifest(RunPaths(Path(run_dir)).manifest).metrics_address
+        with MetricsSubscriber(address, timeout_s=2.0) as subscriber:
+            subscriber.request_cancel()
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,355 @@
+"""The Run page: choose a protocol and parameters, start, watch, cancel.
+
+`show_sample` turns one `MetricsSample` into widget values, so component tests can feed
+recorded samples without a server. Small runs (up to 1,000 patients) run in this process
+and are held in the session's `StateManager` ("In memory"); larger ones are launched as
+their own process and followed through the metrics stream ("On disk").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import panel as pn
+
+from engine.errors import AmdsimError, ProtocolError
+from engine.memory import MemoryLevel, Thresholds
+from engine.memory.estimate import check_run_fits, estimate_run
+from engine.parameters import RunParameters, validate_parameters
+from engine.pipeline.supervisor import PipelineOptions, default_workers, default_writer_lanes
+from engine.protocol import Protocol
+from engine.protocol_loader import (
+    DEFAULT_PROTOCOL,
+    bundled_protocol_names,
+    load_protocol,
+    load_protocol_text,
+    resolve_protocol_path,
+)
+from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
+from engine.run_dir import RunPaths
+from engine.runner import run_simulation
+from engine.shards import plan_blocks
+from engine.state_manager import StateManager
+from engine.stats.live import read_live_statistics
+from ipc.messages import MetricsSample
+from viz.charts import VisionProgressionChart
+from viz.context import ServerContext
+from viz.launcher import request_cancel
+from viz.live import RunWatch
+
+__all__ = ["RunPage", "gauge_colour"]
+
+_BAR_COLOURS = {
+    MemoryLevel.GREEN: "success",
+    MemoryLevel.YELLOW: "warning",
+    MemoryLevel.RED: "danger",
+}
+UPLOADED = "(uploaded file)"
+
+
+def gauge_colour(fraction: float, thresholds: Thresholds | None = None) -> str:
+    """The Bootstrap colour of a memory gauge at `fraction` of the limit."""
+    return _BAR_COLOURS[(thresholds or Thresholds()).level(fraction)]
+
+
+class RunPage:
+    """Widgets and behaviour of the Run page for one session."""
+
+    def __init__(
+        self,
+        context: ServerContext,
+        state: StateManager,
+        on_finished: Callable[[str], None] | None = None,
+    ) -> None:
+        self.context = context
+        self.state = state
+        self.on_finished = on_finished
+        self.watch: RunWatch | None = None
+        self.run_id: str | None = None
+        self._uploaded: tuple[str, Protocol, Path] | None = None
+        self._reported_end = False
+        self._last_live_stats = 0.0
+
+        self.protocol = pn.widgets.Select(
+            name="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
+        )
+        self.upload = pn.widgets.FileInput(name="Upload protocol", accept=".yaml,.yml", width=340)
+        self.patients = pn.widgets.IntInput(name="Patients", value=10_000, start=1, width=165)
+        self.years = pn.widgets.FloatInput(name="Years", value=5.0, start=0.1, step=0.5, width=165)
+        self.seed = pn.widgets.IntInput(name="Seed", value=0, start=0, width=165)
+        self.workers = pn.widgets.IntInput(
+            name="Workers", value=default_workers(), start=1, width=165
+        )
+        self.compression = pn.widgets.Select(
+            name="Compression", options=["zstd", "snappy", "gzip", "none"], value="zstd", width=340
+        )
+        self.start_button = pn.widgets.Button(name="Start", button_type="primary")
+        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", disabled=True)
+        self.message = pn.pane.Alert("", alert_type="info", visible=False)
+        self.status = pn.pane.Markdown("No run yet.", css_classes=["run-status"])
+        self.progress = pn.indicators.Progress(
+            name="Progress", value=0, max=100, sizing_mode="stretch_width", bar_color="primary"
+        )
+        self.counts = pn.pane.Markdown("")
+        self.channel = pn.indicators.Progress(
+            name="Channel", value=0, max=100, width=200, bar_color="info"
+        )
+        self.channel_label = pn.pane.Markdown("")
+        self.gauges = pn.Column()
+        self.chart = VisionProgressionChart()
+
+        self.start_button.on_click(lambda _: self.start())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.upload.param.watch(
+            lambda event: self.receive_upload(event.new, self.upload.filename), "value"
+        )
+
+        form = pn.Column(
+            "### New run",
+            self.protocol,
+            self.upload,
+            pn.Row(self.patients, self.years),
+            pn.Row(self.seed, self.workers),
+            self.compression,
+            pn.Row(self.start_button, self.cancel_button),
+            width=380,
+        )
+        live = pn.Column(
+            self.message,
+            self.status,
+            self.progress,
+            self.counts,
+            pn.Row(pn.pane.Markdown("**Channel**"), self.channel, self.channel_label),
+            pn.pane.Markdown("**Memory** (share of the real limit)"),
+            self.gauges,
+            pn.pane.Bokeh(self.chart.figure, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        self.layout = pn.Row(form, live, sizing_mode="stretch_width")
+
+    # -- protocols ----------------------------------------------------------------------
+
+    def _protocol_options(self) -> list[str]:
+        options = list(bundled_protocol_names())
+        folder = self.context.protocols_dir
+        if folder is not None and folder.is_dir():
+            options += sorted(str(p) for p in folder.glob("*.y*ml"))
+        return options
+
+    def receive_upload(self, data: bytes | None, filename: str | None) -> bool:
+        """Validate an uploaded protocol; on success it becomes the selected protocol."""
+        if not data:
+            return False
+        name = filename or "uploaded.yaml"
+        if len(data) > self.context.max_upload_bytes:
+            self.show_message(
+                f"{name}: {len(data) / 1024:,.0f} KiB is larger than the "
+                f"{self.context.max_upload_bytes / 1024:,.0f} KiB allowed for a protocol file",
+                "danger",
+            )
+            return False
+        try:
+            protocol = load_protocol_text(data, source=name)
+        except ProtocolError as exc:
+            self.show_message(str(exc), "danger")
+            return False
+        uploads = self.context.runs_root / ".uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        path = uploads / f"{Path(name).stem}-{digest}.yaml"
+        path.write_bytes(data)
+        self._uploaded = (name, protocol, path)
+        options = [o for o in self.protocol.options if o != UPLOADED] + [UPLOADED]
+        self.protocol.options = options
+        self.protocol.value = UPLOADED
+        self.show_message(f"{name}: valid protocol '{protocol.name}'", "success")
+        return True
+
+    def _selected_protocol(self) -> tuple[Protocol, Path]:
+        if self.protocol.value == UPLOADED and self._uploaded is not None:
+            return self._uploaded[1], self._uploaded[2]
+        path = resolve_protocol_path(self.protocol.value)
+        return load_protocol(path), path
+
+    # -- starting and stopping ----------------------------------------------------------
+
+    def start(self) -> str | None:
+        """Validate the form, check the estimate, and start the run; its id, or None."""
+        if self.watch is not None and not self.watch.ended:
+            self.show_message("a run is already going; cancel it or wait for it", "warning")
+            return None
+        try:
+            protocol, path = self._selected_protocol()
+            params = validate_parameters(
+                RunParameters(
+                    n_patients=int(self.patients.value),
+                    years=float(self.years.value),
+                    seed=int(self.seed.value),
+                )
+            )
+        except AmdsimError as exc:
+            self.show_message(str(exc), "danger")
+            return None
+        self.state.before_run()
+        if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
+            return self._run_in_memory(protocol, params)
+        workers = max(1, int(self.workers.value))
+        options = PipelineOptions(
+            workers=workers,
+            writer_lanes=default_writer_lanes(),
+            compression=self.compression.value,
+            slots_per_worker=len(plan_blocks(params)[0]) + 1,
+        )
+        try:
+            estimate = estimate_run(protocol, params, options)
+            check_run_fits(estimate, self.context.monitor, self.context.runs_root)
+        except AmdsimError as exc:
+            self.show_message(f"not started: {exc}", "warning")
+            return None
+        launched = self.context.launcher.start(
+            path, params.n_patients, params.years, params.seed, workers, self.compression.value
+        )
+        self._follow(launched.run_id, launched.run_dir)
+        self.show_message(f"started run {launched.run_id} ({estimate.describe()})", "info")
+        return launched.run_id
+
+    def follow_existing(self, run_dir: Path) -> None:
+        """Watch a run started elsewhere (resumed from the Runs page, or from the CLI)."""
+        self._follow(run_dir.name, run_dir)
+
+    def _follow(self, run_id: str, run_dir: Path) -> None:
+        self.run_id = run_id
+        self.watch = self.context.live.watch(run_dir)
+        self._reported_end = False
+        self.progress.value = 0
+        self.status.object = f"**{run_id}**: starting"
+        self.cancel_button.disabled = False
+
+    def _run_in_memory(self, protocol: Protocol, params: RunParameters) -> str:
+        started = time.perf_counter()
+        with self.context.timings.measure("in-memory run"):
+            results = run_simulation(
+                protocol, params.n_patients, params.years, params.seed, in_memory=True
+            )
+        key = f"memory-{int(time.time() * 1000)}"
+        self.state.put(key, results)
+        self.state.run_completed()
+        self.watch = None
+        self.run_id = key
+        self.progress.value = 100
+        stats = results.summary_stats()
+        self.status.object = (
+            f"**{key}**: completed in memory in {time.perf_counter() - started:.2f} s"
+        )
+        self.counts.object = f"{stats.patients:,} patients, {stats.visits:,} visits"
+        self.chart.update(results.statistics())
+        self.cancel_button.disabled = True
+        if self.on_finished is not None:
+            self.on_finished(key)
+        return key
+
+    def cancel(self) -> bool:
+        """Ask the followed run to cancel; False if there is none running."""
+        if self.watch is None or self.watch.ended:
+            return False
+        asked = request_cancel(self.watch.paths.root)
+        self.show_message("cancel requested" if asked else "the run is not running", "info")
+        return asked
+
+    # -- display ------------------------------------------------------------------------
+
+    def show_message(self, text: str, kind: str) -> None:
+        self.message.object = text
+        self.message.alert_type = kind
+        self.message.visible = bool(text)
+
+    def refresh(self) -> None:
+        """Periodic: show the followed run's latest sample, live statistics and its end."""
+        watch = self.watch
+        if watch is None:
+            return
+        if watch.latest is not None:
+            self.show_sample(watch.latest)
+        now = time.monotonic()
+        if now - self._last_live_stats >= 1.0:
+            self._last_live_stats = now
+            live = read_live_statistics(watch.paths)
+            if live is not None:
+                self.chart.update(live)
+        if watch.ended and not self._reported_end:
+            self._show_end(watch)
+
+    def show_sample(self, sample: MetricsSample) -> None:
+        """Widget values from one metrics sample."""
+        thresholds = self.context.monitor.thresholds
+        self.progress.value = round(100 * sample.fraction_done)
+        eta = "-" if sample.eta_s is None else f"{sample.eta_s:,.0f} s"
+        paused = " (paused: memory is high)" if sample.paused else ""
+        self.status.object = (
+            f"**{sample.run_id}**: {sample.status}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
+            f"ETA {eta}"
+        )
+        self.counts.object = (
+            f"shards {sample.shards_done:,} / {sample.shards_total:,} · patients "
+            f"{sample.patients_done:,} / {sample.patients_total:,} · "
+            f"{sample.patients_per_s:,.0f} patients/s · {sample.visits_per_s:,.0f} visits/s · "
+            f"{sample.visits_written:,} visits written"
+        )
+        slots = max(sample.channel_slots, 1)
+        self.channel.value = round(100 * sample.channel_in_use / slots)
+        self.channel_label.object = (
+            f"{sample.channel_in_use} of {sample.channel_slots} slots (peak {sample.channel_peak})"
+        )
+        limit = sample.memory_limit_bytes or self.context.monitor.limit.bytes
+        rows = [(f"{p.role} {p.pid}", p.rss_bytes) for p in sample.processes]
+        rows.append(("total", sample.rss_total_bytes))
+        self._show_gauges(rows, limit, thresholds)
+
+    def _show_gauges(self, rows: list[tuple[str, int]], limit: int, thresholds: Thresholds) -> None:
+        while len(self.gauges) < len(rows):
+            self.gauges.append(
+                pn.Row(
+                    pn.pane.Markdown("", width=260),
+                    pn.indicators.Progress(value=0, max=100, width=220, bar_color="success"),
+                )
+            )
+        while len(self.gauges) > len(rows):
+            self.gauges.pop(-1)
+        for row, (label, rss) in zip(self.gauges, rows, strict=True):
+            fraction = rss / limit
+            row[0].object = f"{label}: {rss / 2**20:,.0f} MiB ({100 * fraction:.1f} %)"
+            row[1].value = min(100, round(100 * fraction))
+            row[1].bar_color = gauge_colour(fraction, thresholds)
+
+    def gauge_values(self) -> list[tuple[str, int, str]]:
+        """(label, value, colour) of each memory gauge, for tests."""
+        return [(row[0].object, row[1].value, row[1].bar_color) for row in self.gauges]
+
+    def _show_end(self, watch: RunWatch) -> None:
+        manifest = watch.manifest()
+        if manifest is None or manifest.status == "running":
+            if watch.error:
+                self.show_message(watch.error, "danger")
+                self._reported_end = True
+            return
+        self._reported_end = True
+        self.cancel_button.disabled = True
+        if manifest.status == "completed":
+            self.progress.value = 100
+        error = f": {manifest.error}" if manifest.error else ""
+        self.status.object = f"**{manifest.run_id}**: {manifest.status}{error}"
+        self.show_message(
+            f"run {manifest.run_id} {manifest.status}{error}",
+            "success" if manifest.status == "completed" else "warning",
+        )
+        self.state.run_completed()
+        if manifest.status == "completed":
+            from engine.results import ResultsFactory  # noqa: PLC0415
+
+            with ResultsFactory.open(RunPaths(watch.paths.root).root) as results:
+                self.chart.update(results.statistics())
+            if self.on_finished is not None:
+                self.on_finished(manifest.run_id)

@@ -1,0 +1,189 @@
+"""The Runs page: the registry as a searchable, sortable table that refreshes by itself,
+with Open, Resume, Restart, Delete and Mark for cleanup on the selected run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import panel as pn
+
+from engine.errors import AmdsimError
+from engine.registry import RegistryEntry
+from viz.context import ServerContext
+
+__all__ = ["RunsPage", "entries_frame"]
+
+COLUMNS = [
+    "run_id",
+    "status",
+    "protocol",
+    "patients",
+    "visits",
+    "years",
+    "seed",
+    "MiB",
+    "created",
+    "marked",
+]
+STATUSES = ["(any)", "running", "completed", "interrupted", "cancelled", "failed", "missing"]
+
+
+def entries_frame(entries: list[RegistryEntry]) -> pd.DataFrame:
+    """The table's rows, newest first."""
+    rows = [
+        {
+            "run_id": e.run_id,
+            "status": e.status,
+            "protocol": e.protocol,
+            "patients": e.patients or e.n_patients,
+            "visits": e.visits,
+            "years": e.years,
+            "seed": e.seed,
+            "MiB": round(e.bytes_on_disk / 2**20, 1),
+            "created": e.created.strftime("%Y-%m-%d %H:%M:%S"),
+            "marked": "yes" if e.marked_for_cleanup else "",
+        }
+        for e in entries
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+class RunsPage:
+    """Widgets and behaviour of the Runs page for one session."""
+
+    def __init__(
+        self,
+        context: ServerContext,
+        on_open: Callable[[str], None],
+        on_follow: Callable[[str], None],
+    ) -> None:
+        self.context = context
+        self.on_open = on_open
+        self.on_follow = on_follow
+        self.search = pn.widgets.TextInput(name="Search", placeholder="id, name or protocol")
+        self.status_filter = pn.widgets.Select(name="Status", options=STATUSES, value="(any)")
+        self.table = pn.widgets.Tabulator(
+            entries_frame([]),
+            show_index=False,
+            selectable=1,
+            disabled=True,
+            pagination="local",
+            page_size=20,
+            sizing_mode="stretch_width",
+            css_classes=["runs-table"],
+        )
+        self.message = pn.pane.Alert("", alert_type="info", visible=False)
+        buttons = {
+            "Open results": self.open_selected,
+            "Watch": self.watch_selected,
+            "Resume": self.resume_selected,
+            "Restart": self.restart_selected,
+            "Mark for cleanup": self.mark_selected,
+            "Delete": self.delete_selected,
+        }
+        self.buttons = {}
+        for label, action in buttons.items():
+            button = pn.widgets.Button(name=label, button_type="default")
+            button.on_click(lambda _, act=action: act())
+            self.buttons[label] = button
+        self.search.param.watch(lambda _: self.refresh(), "value_input")
+        self.status_filter.param.watch(lambda _: self.refresh(), "value")
+        self.layout = pn.Column(
+            pn.Row(self.search, self.status_filter),
+            self.table,
+            pn.Row(*self.buttons.values()),
+            self.message,
+            sizing_mode="stretch_width",
+        )
+
+    def refresh(self) -> None:
+        """Periodic: list the registry again; the table changes only if the rows did."""
+        status = None if self.status_filter.value == "(any)" else self.status_filter.value
+        text = self.search.value_input or self.search.value or ""
+        with self.context.timings.measure("registry list"):
+            entries = self.context.registry().search(text=text, status=status)
+        frame = entries_frame(entries)
+        if not frame.equals(self.table.value):
+            selected = self.selected_run()
+            self.table.value = frame
+            if selected in set(frame["run_id"]):
+                self.table.selection = [int(frame.index[frame["run_id"] == selected][0])]
+
+    def selected_run(self) -> str | None:
+        if not self.table.selection or self.table.value.empty:
+            return None
+        index = self.table.selection[0]
+        if index >= len(self.table.value):
+            return None
+        return str(self.table.value.iloc[index]["run_id"])
+
+    def select(self, run_id: str) -> None:
+        frame = self.table.value
+        matches = frame.index[frame["run_id"] == run_id]
+        self.table.selection = [int(matches[0])] if len(matches) else []
+
+    def _act(self, verb: str, action: Callable[[str], object]) -> None:
+        run_id = self.selected_run()
+        if run_id is None:
+            self._say("select a run first", "warning")
+            return
+        try:
+            action(run_id)
+        except AmdsimError as exc:
+            self._say(str(exc), "danger")
+            return
+        self._say(f"{verb} {run_id}", "success")
+        self.refresh()
+
+    def _say(self, text: str, kind: str) -> None:
+        self.message.object = text
+        self.message.alert_type = kind
+        self.message.visible = True
+
+    def open_selected(self) -> None:
+        self._act("opened", self.on_open)
+
+    def watch_selected(self) -> None:
+        """Follow a running run on the Run page (any number of sessions may watch one run)."""
+
+        def watch(run_id: str) -> None:
+            self._require_status(run_id, {"running"}, "watch")
+            self.on_follow(run_id)
+
+        self._act("watching", watch)
+
+    def resume_selected(self) -> None:
+        def resume(run_id: str) -> None:
+            self._require_status(run_id, {"interrupted", "cancelled", "failed"}, "resume")
+            self.context.launcher.resume(run_id)
+            self.on_follow(run_id)
+
+        self._act("resuming", resume)
+
+    def restart_selected(self) -> None:
+        def restart(run_id: str) -> None:
+            self._require_status(
+                run_id, {"interrupted", "cancelled", "failed", "completed"}, "restart"
+            )
+            self.context.launcher.restart(run_id)
+            self.on_follow(run_id)
+
+        self._act("restarting", restart)
+
+    def mark_selected(self) -> None:
+        def mark(run_id: str) -> None:
+            registry = self.context.registry()
+            registry.mark_for_cleanup(run_id, not registry.get(run_id).marked_for_cleanup)
+
+        self._act("toggled the cleanup mark of", mark)
+
+    def delete_selected(self) -> None:
+        self._act("deleted", lambda run_id: self.context.registry().delete(run_id))
+
+    def _require_status(self, run_id: str, allowed: set[str], verb: str) -> None:
+        from engine.errors import RunStateError  # noqa: PLC0415
+
+        status = self.context.registry().get(run_id).status
+        if status not in allowed:
+            raise RunStateError(f"cannot {verb} {run_id}: it is {status}")
