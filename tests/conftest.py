@@ -16,12 +16,19 @@ def _shm_segments() -> set[str]:
     return {name for name in os.listdir(SHM_DIR) if not name.startswith("sem.")}
 
 
+# Processes that live for the whole test session by design: multiprocessing's resource
+# tracker, and the browser of the dashboard tests (Playwright's driver and Chromium, whose
+# renderer processes come and go with pages).
+_SESSION_PROCESSES = ("resource_tracker", "chromium", "chrome", "playwright")
+
+
 def _is_live_non_tracker(process: psutil.Process) -> bool:
-    """Alive, and not multiprocessing's resource tracker (which lives for the session)."""
+    """Alive, and not one of the session-long processes above."""
     try:
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return "resource_tracker" not in " ".join(process.cmdline())
+        command = " ".join(process.cmdline()) or process.name()
+        return not any(name in command for name in _SESSION_PROCESSES)
     except psutil.Error:
         return False
 

@@ -92,13 +92,15 @@ class ResultsPage:
         self.key: str | None = None
         self.charts = ResultsCharts()
         self.timeline = PatientTimelineChart()
-        self.run_select = pn.widgets.Select(name="Run", options=[])
-        self.open_button = pn.widgets.Button(name="Open", button_type="primary")
+        self.run_select = pn.widgets.Select(label="Run", options=[])
+        self.open_button = pn.widgets.Button(label="Open", color="primary")
         self.badge = pn.pane.HTML("", css_classes=["badge-pane"])
         self.summary = pn.pane.Markdown("Choose a run.")
         self.message = pn.pane.Alert("", alert_type="danger", visible=False)
-        self.patient_id = pn.widgets.IntInput(name="Patient id", value=0, start=0, width=160)
-        self.lookup_button = pn.widgets.Button(name="Show patient")
+        self.patient_id = pn.widgets.IntInput(
+            label="Patient id", value=0, start=0, width=160, css_classes=["patient-input"]
+        )
+        self.lookup_button = pn.widgets.Button(label="Show patient")
         self.patient_summary = pn.pane.Markdown("", css_classes=["patient-summary"])
         self.open_button.on_click(lambda _: self.open(self.run_select.value))
         self.lookup_button.on_click(lambda _: self.lookup(int(self.patient_id.value)))

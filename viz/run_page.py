@@ -74,28 +74,37 @@ class RunPage:
         self._last_live_stats = 0.0
 
         self.protocol = pn.widgets.Select(
-            name="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
+            label="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
         )
-        self.upload = pn.widgets.FileInput(name="Upload protocol", accept=".yaml,.yml", width=340)
-        self.patients = pn.widgets.IntInput(name="Patients", value=10_000, start=1, width=165)
-        self.years = pn.widgets.FloatInput(name="Years", value=5.0, start=0.1, step=0.5, width=165)
-        self.seed = pn.widgets.IntInput(name="Seed", value=0, start=0, width=165)
+        self.upload = pn.widgets.FileInput(label="Upload protocol", accept=".yaml,.yml", width=340)
+        self.patients = pn.widgets.IntInput(
+            label="Patients", value=10_000, start=1, width=165, css_classes=["patients-input"]
+        )
+        self.years = pn.widgets.FloatInput(
+            label="Years", value=5.0, start=0.1, step=0.5, width=165, css_classes=["years-input"]
+        )
+        self.seed = pn.widgets.IntInput(label="Seed", value=0, start=0, width=165)
         self.workers = pn.widgets.IntInput(
-            name="Workers", value=default_workers(), start=1, width=165
+            label="Workers", value=default_workers(), start=1, width=165
         )
         self.compression = pn.widgets.Select(
-            name="Compression", options=["zstd", "snappy", "gzip", "none"], value="zstd", width=340
+            label="Compression", options=["zstd", "snappy", "gzip", "none"], value="zstd", width=340
         )
-        self.start_button = pn.widgets.Button(name="Start", button_type="primary")
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", disabled=True)
+        self.start_button = pn.widgets.Button(label="Start", color="primary")
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", disabled=True)
         self.message = pn.pane.Alert("", alert_type="info", visible=False)
         self.status = pn.pane.Markdown("No run yet.", css_classes=["run-status"])
         self.progress = pn.indicators.Progress(
-            name="Progress", value=0, max=100, sizing_mode="stretch_width", bar_color="primary"
+            label="Progress",
+            value=0,
+            max=100,
+            sizing_mode="stretch_width",
+            bar_color="primary",
+            css_classes=["run-progress"],
         )
         self.counts = pn.pane.Markdown("")
         self.channel = pn.indicators.Progress(
-            name="Channel", value=0, max=100, width=200, bar_color="info"
+            label="Channel", value=0, max=100, width=200, bar_color="info"
         )
         self.channel_label = pn.pane.Markdown("")
         self.gauges = pn.Column()

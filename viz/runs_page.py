@@ -61,8 +61,8 @@ class RunsPage:
         self.context = context
         self.on_open = on_open
         self.on_follow = on_follow
-        self.search = pn.widgets.TextInput(name="Search", placeholder="id, name or protocol")
-        self.status_filter = pn.widgets.Select(name="Status", options=STATUSES, value="(any)")
+        self.search = pn.widgets.TextInput(label="Search", placeholder="id, name or protocol")
+        self.status_filter = pn.widgets.Select(label="Status", options=STATUSES, value="(any)")
         self.table = pn.widgets.Tabulator(
             entries_frame([]),
             show_index=False,
@@ -84,7 +84,7 @@ class RunsPage:
         }
         self.buttons = {}
         for label, action in buttons.items():
-            button = pn.widgets.Button(name=label, button_type="default")
+            button = pn.widgets.Button(label=label, color="default")
             button.on_click(lambda _, act=action: act())
             self.buttons[label] = button
         self.search.param.watch(lambda _: self.refresh(), "value_input")

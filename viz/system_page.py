@@ -35,8 +35,9 @@ class SystemPage:
             show_index=False,
             disabled=True,
             sizing_mode="stretch_width",
+            css_classes=["held-table"],
         )
-        self.release_button = pn.widgets.Button(name="Release held results", button_type="warning")
+        self.release_button = pn.widgets.Button(label="Release held results", color="warning")
         self.release_button.on_click(lambda _: self.release())
         self.layout = pn.Column(
             "### Memory",

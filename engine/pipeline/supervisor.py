@@ -132,6 +132,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every: int | None = None
     row_group_patients: int = ROW_GROUP_PATIENTS
     metrics_interval_s: float = 0.5
+    live_stats_interval_s: float = 1.0  # how often the writer rewrites live-stats.msgpack
     check_resources: bool = True  # estimate memory and disk first; refuse what does not fit
     # Fault injection, for tests only.
     free_disk_bytes: int | None = None  # pretend the run's file system has this much free
@@ -432,6 +433,7 @@ class Supervisor:
             row_group_patients=self.options.row_group_patients,
             resume=self.mode == "resume",
             fail_after_bytes=self.options.writer_fail_after_bytes,
+            live_stats_interval_s=self.options.live_stats_interval_s,
         )
         ours, theirs = CONTEXT.Pipe()
         self.writer = CONTEXT.Process(

@@ -1,0 +1,237 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright).
+
+Every test checks that the page logged no JavaScript error and fetched nothing from outside
+this machine, and saves a screenshot under test-artifacts/ (AMDSIM_TEST_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.manifest import read_manifest
+from tests.viz.conftest import ARTIFACTS
+
+AMDSIM = str(Path(sys.executable).with_name("amdsim"))
+BAD_PROTOCOL = Path(__file__).parent / "bad_protocol.yaml"
+
+
+def tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+
+
+def progress_value(page) -> int:
+    value = page.locator(".run-progress progress").first.get_attribute("value")
+    return int(float(value or 0))
+
+
+def set_number(page, css_class: str, value: str) -> None:
+    field = page.locator(f".{css_class} input").first
+    field.fill(value)
+    field.press("Enter")
+
+
+def start_run(page, patients: int, years: float) -> None:
+    set_number(page, "patients-input", str(patients))
+    set_number(page, "years-input", str(years))
+    page.get_by_role("button", name="Start").click()
+
+
+def watch_progress(page, until: int = 100, timeout_s: float = 120) -> list[int]:
+    values = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        values.append(progress_value(page))
+        if values[-1] >= until:
+            return values
+        time.sleep(0.25)
+    page.screenshot(path=ARTIFACTS / "failure-progress.png", full_page=True)
+    raise AssertionError(f"progress stopped at {values[-5:]}")
+
+
+def retry_until(page, action, locator, attempts: int = 5, state: str = "visible") -> None:
+    """Do `action` until `locator` shows (a click can land while a widget is re-rendering)."""
+    for _ in range(attempts):
+        action()
+        try:
+            locator.wait_for(timeout=5_000, state=state)
+            return
+        except Exception:  # Playwright's TimeoutError: try again
+            continue
+    page.screenshot(path=ARTIFACTS / "failure-retry.png", full_page=True)
+    locator.wait_for(timeout=1_000, state=state)
+
+
+def clean(watched) -> None:
+    assert not watched.errors, f"JavaScript errors: {watched.errors[:5]}"
+    assert not watched.external, f"fetched from outside: {watched.external[:5]}"
+
+
+@pytest.fixture(scope="module")
+def finished_run(dashboard):
+    result = subprocess.run(
+        [
+            AMDSIM,
+            "run",
+            "--patients",
+            "20000",
+            "--years",
+            "4",
+            "--seed",
+            "5",
+            "--json",
+            "--runs-dir",
+            str(dashboard.runs_root),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    import json
+
+    return json.loads(result.stdout)["run_id"]
+
+
+def test_start_a_run_from_the_form_and_watch_progress_reach_100(open_page, screenshots):
+    watched = open_page()
+    page = watched.page
+    page.screenshot(path=screenshots / "run-page-empty.png", full_page=True)
+    start_run(page, 1_000_000, 5)
+    values = watch_progress(page)
+    assert any(0 < v < 100 for v in values), f"never saw the run in progress: {values}"
+    assert values == sorted(values), f"progress went backwards: {values}"
+    page.get_by_text("completed").first.wait_for()
+    page.screenshot(path=screenshots / "run-page-completed.png", full_page=True)
+    clean(watched)
+
+
+def test_cancel_a_run_and_see_cancelled(open_page, dashboard, screenshots):
+    watched = open_page()
+    page = watched.page
+    start_run(page, 5_000_000, 10)
+    while progress_value(page) == 0:
+        time.sleep(0.2)
+    page.get_by_text("memory").first.wait_for()
+    page.screenshot(path=screenshots / "run-page-running.png", full_page=True)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("cancelled").first.wait_for(timeout=30_000)
+    assert not dashboard.running_runs()
+    statuses = [read_manifest(m).status for m in dashboard.runs_root.glob("*/manifest.json")]
+    assert "cancelled" in statuses
+    clean(watched)
+
+
+def test_a_run_started_from_the_cli_appears_live(open_page, dashboard, screenshots):
+    watched = open_page()
+    page = watched.page
+    tab(page, "Runs")
+    before = {m.parent.name for m in dashboard.runs_root.glob("*/manifest.json")}
+    cli = subprocess.Popen(
+        [
+            AMDSIM,
+            "run",
+            "--patients",
+            "1500000",
+            "--years",
+            "5",
+            "--runs-dir",
+            str(dashboard.runs_root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        new: set[str] = set()
+        while not new and time.monotonic() < deadline:
+            new = {m.parent.name for m in dashboard.runs_root.glob("*/manifest.json")} - before
+            time.sleep(0.1)
+        (run_id,) = new
+        row = page.locator(".tabulator-row", has_text=run_id)
+        row.filter(has_text="running").wait_for(timeout=20_000)
+        page.screenshot(path=screenshots / "runs-page-cli-run-live.png", full_page=True)
+        row.filter(has_text="completed").wait_for(timeout=120_000)
+    finally:
+        cli.wait(120)
+    clean(watched)
+
+
+def test_open_a_finished_run_and_find_every_chart_rendered(open_page, finished_run, screenshots):
+    watched = open_page()
+    page = watched.page
+    tab(page, "Runs")
+    page.locator(".tabulator-row", has_text=finished_run).first.click()
+    page.get_by_role("button", name="Open results").click()
+    page.get_by_text("On disk").first.wait_for()
+    page.get_by_text("Compression ratio").first.wait_for()
+    deadline = time.monotonic() + 30
+    while page.locator("canvas").count() < 8 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert page.locator("canvas").count() >= 8, "fewer Bokeh canvases than charts"
+    page.screenshot(path=screenshots / "results-page.png", full_page=True)
+
+    set_number(page, "patient-input", "5")
+    retry_until(
+        page,
+        lambda: page.get_by_role("button", name="Show patient").click(),
+        page.get_by_text("Patient 5").first,
+    )
+    page.get_by_text("injections, VA").first.wait_for()
+    page.screenshot(path=screenshots / "results-page-patient.png", full_page=True)
+    clean(watched)
+
+
+def test_an_invalid_uploaded_protocol_shows_its_message(open_page, screenshots):
+    watched = open_page()
+    page = watched.page
+    page.locator("input[type=file]").first.set_input_files(BAD_PROTOCOL)
+    message = page.get_by_text("$.disease_transitions.STABLE")
+    message.first.wait_for()
+    assert "bad_protocol.yaml" in message.first.inner_text()
+    page.screenshot(path=screenshots / "run-page-invalid-upload.png", full_page=True)
+    clean(watched)
+
+
+def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
+    first, second = open_page(), open_page()
+    start_run(first.page, 1_500_000, 5)
+    while progress_value(first.page) == 0:
+        time.sleep(0.2)
+    (run_dir,) = dashboard.running_runs()
+    tab(second.page, "Runs")
+    row = second.page.locator(".tabulator-row", has_text=run_dir.name).first
+
+    def watch() -> None:
+        row.click()
+        second.page.get_by_role("button", name="Watch").click()
+
+    watching = second.page.get_by_text(f"watching {run_dir.name}").first
+    retry_until(second.page, watch, watching, state="attached")
+    second_values = watch_progress(second.page)
+    first_values = watch_progress(first.page)
+    assert second_values[-1] == first_values[-1] == 100
+    second.page.screenshot(path=screenshots / "run-page-second-session.png", full_page=True)
+    clean(first)
+    clean(second)
+
+
+def test_system_page_shows_memory_timings_and_releases(open_page, finished_run, screenshots):
+    watched = open_page()
+    page = watched.page
+    tab(page, "Runs")
+    page.locator(".tabulator-row", has_text=finished_run).first.click()
+    page.get_by_role("button", name="Open results").click()
+    page.get_by_text("On disk").first.wait_for()
+    tab(page, "System")
+    page.get_by_text("Dashboard process").first.wait_for()
+    page.get_by_text("open results", exact=True).first.wait_for(timeout=10_000)
+    page.screenshot(path=screenshots / "system-page.png", full_page=True)
+    page.get_by_role("button", name="Release held results").click()
+    page.locator(".held-table .tabulator-row", has_text=finished_run).first.wait_for(
+        state="detached"
+    )
+    clean(watched)

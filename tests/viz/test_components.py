@@ -1,0 +1,389 @@
+"""Dashboard components without a browser: recorded samples and real aggregates in, widget
+values, colours and chart data out."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import run_simulation
+from engine.manifest import read_manifest
+from engine.parameters import RunParameters
+from engine.pipeline import PipelineOptions, run_pipeline
+from engine.protocol_loader import load_protocol
+from engine.registry import Registry
+from engine.results import ResultsFactory
+from engine.run_dir import RunPaths, new_run_id
+from engine.state_manager import StateManager
+from engine.stats.live import read_live_statistics
+from ipc.messages import MetricsSample, ProcessMemory
+from viz.app import DashboardSession
+from viz.charts import (
+    DiscontinuationChart,
+    DistributionChart,
+    InjectionsChart,
+    PatientTimelineChart,
+    StatesChart,
+    VisionProgressionChart,
+    WorkloadChart,
+)
+from viz.context import ServerContext
+from viz.report import write_report
+from viz.results_page import ResultsPage
+from viz.run_page import RunPage, gauge_colour
+from viz.runs_page import RunsPage
+from viz.system_page import SystemPage
+
+MiB = 1 << 20
+LIMIT = 1000 * MiB
+
+
+def sample(**changes) -> MetricsSample:
+    values = dict(
+        run_id="20261130-000000-abcdef",
+        time=0.0,
+        elapsed_s=12.5,
+        status="running",
+        shards_done=10,
+        shards_total=40,
+        patients_done=40_960,
+        patients_total=163_840,
+        visits_written=900_000,
+        patients_per_s=3277.0,
+        visits_per_s=72_000.0,
+        eta_s=37.5,
+        processes=[
+            ProcessMemory(role="supervisor", pid=1, rss_bytes=100 * MiB),
+            ProcessMemory(role="worker", pid=2, rss_bytes=750 * MiB),
+            ProcessMemory(role="writer", pid=3, rss_bytes=900 * MiB),
+        ],
+        channel_slots=10,
+        channel_in_use=4,
+        channel_peak=7,
+        bytes_written=5 * MiB,
+        memory_used_bytes=1750 * MiB,
+        memory_limit_bytes=LIMIT,
+        memory_limit_source="cgroup v2 memory.max",
+        memory_level="red",
+    )
+    values.update(changes)
+    return MetricsSample(**values)
+
+
+@pytest.fixture
+def context(tmp_path):
+    return ServerContext(runs_root=tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def small_results():
+    return run_simulation(load_protocol(), n_patients=600, years=4, seed=8)
+
+
+@pytest.fixture(scope="module")
+def streamed_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    run_dir = root / new_run_id()
+    run_pipeline(
+        load_protocol(),
+        RunParameters(n_patients=5_000, years=3, seed=9),
+        run_dir,
+        PipelineOptions(workers=1),
+    )
+    return root, run_dir
+
+
+@pytest.mark.parametrize(
+    ("fraction", "colour"),
+    [
+        (0.0, "success"),
+        (0.699, "success"),
+        (0.70, "warning"),
+        (0.85, "warning"),
+        (0.851, "danger"),
+        (1.5, "danger"),
+    ],
+)
+def test_gauge_colours_follow_the_levels(fraction, colour):
+    assert gauge_colour(fraction) == colour
+
+
+def test_a_recorded_sample_sets_progress_counts_channel_and_gauges(context):
+    page = RunPage(context, StateManager())
+    page.show_sample(sample())
+    assert page.progress.value == 25
+    assert "running" in page.status.object and "ETA 38 s" in page.status.object
+    assert "shards 10 / 40" in page.counts.object and "40,960 / 163,840" in page.counts.object
+    assert "3,277 patients/s" in page.counts.object and "72,000 visits/s" in page.counts.object
+    assert page.channel.value == 40 and "4 of 10 slots (peak 7)" in page.channel_label.object
+    gauges = page.gauge_values()
+    assert [g[0].split(":")[0] for g in gauges] == ["supervisor 1", "worker 2", "writer 3", "total"]
+    assert [g[1] for g in gauges] == [10, 75, 90, 100]
+    assert [g[2] for g in gauges] == ["success", "warning", "danger", "danger"]
+
+
+def test_gauges_follow_a_changing_set_of_processes(context):
+    page = RunPage(context, StateManager())
+    page.show_sample(sample())
+    page.show_sample(
+        sample(
+            processes=[ProcessMemory(role="supervisor", pid=1, rss_bytes=50 * MiB)],
+            status="completed",
+            patients_done=163_840,
+            eta_s=None,
+        )
+    )
+    assert page.progress.value == 100 and "ETA -" in page.status.object
+    assert [g[2] for g in page.gauge_values()] == ["success", "success"]
+    assert len(page.gauges) == 2
+
+
+def test_a_paused_run_says_so(context):
+    page = RunPage(context, StateManager())
+    page.show_sample(sample(paused=True, memory_level="yellow"))
+    assert "paused: memory is high" in page.status.object
+
+
+def test_vision_chart_data_are_the_monthly_aggregates(small_results):
+    stats = small_results.statistics()
+    chart = VisionProgressionChart()
+    chart.update(stats)
+    monthly = stats.monthly_vision()
+    data = chart.source.data
+    assert data["month"] == monthly.month and data["count"] == monthly.count
+    np.testing.assert_allclose(data["mean"], monthly.mean)
+    assert all(
+        lo <= mid <= hi for lo, mid, hi in zip(data["p5"], data["p50"], data["p95"], strict=True)
+    )
+    assert sum(data["count"]) == stats.totals().visits
+
+
+def test_distribution_state_workload_discontinuation_and_injection_charts(small_results):
+    stats = small_results.statistics()
+    summary = small_results.summary_stats()
+    final = DistributionChart("Final VA", "VA", "final_va")
+    change = DistributionChart("VA change", "letters", "va_change", offset=-100)
+    states, workload = StatesChart(), WorkloadChart()
+    reasons, injections = DiscontinuationChart(), InjectionsChart()
+    for chart in (final, change, states, workload, reasons, injections):
+        chart.update(stats)
+    patients = small_results.to_dataframe("patients")
+    assert sum(final.source.data["patients"]) == summary.patients
+    histogram = zip(final.source.data["value"], final.source.data["patients"], strict=True)
+    assert {v: c for v, c in histogram if c} == {
+        int(v): int(c) for v, c in patients["final_vision"].value_counts().items()
+    }
+    changes = (patients["final_vision"] - patients["baseline_vision"]).value_counts()
+    assert {
+        v: c
+        for v, c in zip(change.source.data["value"], change.source.data["patients"], strict=True)
+        if c
+    } == {int(v): int(c) for v, c in changes.items()}
+    shares = np.array(
+        [states.source.data[name] for name in ("NAIVE", "STABLE", "ACTIVE", "HIGHLY_ACTIVE")]
+    )
+    np.testing.assert_allclose(shares.sum(axis=0), 1.0)
+    assert sum(workload.source.data["visits"]) == summary.visits
+    assert sum(workload.source.data["injections"]) == summary.injections
+    assert sum(reasons.source.data["patients"]) == summary.discontinued
+    values = injections.source.data["injections_per_year"]
+    assert values[:5] == sorted(values[:5]) and values[-1] == pytest.approx(
+        stats.sketch_mean("injections_per_year")
+    )
+
+
+def test_patient_timeline_marks_injections(small_results):
+    record = small_results.get_patient(3)
+    visits = record.visits.to_pydict()
+    chart = PatientTimelineChart()
+    chart.update(visits, int(record.patient["enrollment_day"]))
+    assert chart.visits.data["vision"] == visits["vision"]
+    assert chart.visits.data["day"][0] == visits["day"][0] - record.patient["enrollment_day"]
+    assert len(chart.injections.data["day"]) == sum(visits["injected"])
+
+
+def test_results_page_shows_in_memory_and_on_disk_runs(context, small_results, streamed_run):
+    root, run_dir = streamed_run
+    context = ServerContext(runs_root=root)
+    state = StateManager()
+    state.put("memory-1", small_results)
+    page = ResultsPage(context, state)
+    assert page.open("memory-1")
+    assert "In memory" in page.badge.object and "**Patients** 600" in page.summary.object
+    assert page.open(run_dir.name)
+    assert "On disk" in page.badge.object and "Compression ratio" in page.summary.object
+    assert run_dir.name in state and page.charts.vision.source.data["month"]
+    assert page.lookup(42)
+    assert page.patient_summary.object.startswith("**Patient 42**")
+    assert page.timeline.visits.data["day"]
+    assert not page.lookup(10**9)
+    assert "Patient 1000000000" in page.patient_summary.object
+    assert not page.open("no-such-run") and "cannot open no-such-run" in page.message.object
+    page.refresh_choices()
+    assert page.run_select.options == ["memory-1", run_dir.name]
+    state.cleanup()
+
+
+def test_upload_validation_messages(context):
+    page = RunPage(context, StateManager())
+    bad = load_protocol_text_bytes().replace(b"0.85", b"0.95", 1)
+    assert not page.receive_upload(bad, "mine.yaml")
+    assert page.message.alert_type == "danger"
+    assert re.search(r"mine\.yaml: \$\.disease_transitions\.STABLE: .*sum", page.message.object)
+    assert not page.receive_upload(b"a: [", "broken.yaml")
+    assert page.message.object.startswith("broken.yaml:")
+    assert not page.receive_upload(b"#" * (context.max_upload_bytes + 1), "huge.yaml")
+    assert "larger than the 256 KiB allowed" in page.message.object
+    assert page.receive_upload(load_protocol_text_bytes(), "good.yaml")
+    assert page.protocol.value == "(uploaded file)" and page.message.alert_type == "success"
+
+
+def load_protocol_text_bytes() -> bytes:
+    from engine.protocol_loader import resolve_protocol_path
+
+    return resolve_protocol_path("aflibercept_treat_and_extend").read_bytes()
+
+
+def test_bad_parameters_are_refused_on_the_form(context):
+    page = RunPage(context, StateManager())
+    page.years.value = 500
+    assert page.start() is None
+    assert "years must be" in page.message.object and page.message.alert_type == "danger"
+
+
+def test_a_small_run_from_the_form_is_held_in_memory(context):
+    state = StateManager()
+    finished = []
+    page = RunPage(context, state, on_finished=finished.append)
+    page.patients.value = 300
+    key = page.start()
+    assert key is not None and key in state and finished == [key]
+    assert page.progress.value == 100 and "completed in memory" in page.status.object
+    assert state.get(key).storage == "memory"
+
+
+def test_a_run_that_does_not_fit_is_not_started(context):
+    page = RunPage(context, StateManager())
+    page.patients.value = 50_000_000
+    page.years.value = 40
+    from unittest import mock
+
+    with mock.patch(
+        "viz.run_page.check_run_fits",
+        side_effect=__import__("engine.errors").errors.DiskSpaceError("too big"),
+    ):
+        assert page.start() is None
+    assert page.message.object == "not started: too big" and page.message.alert_type == "warning"
+    assert not context.launcher.launched
+
+
+def test_runs_page_lists_filters_and_acts_on_the_registry(streamed_run, tmp_path):
+    root, run_dir = streamed_run
+    context = ServerContext(runs_root=root)
+    opened = []
+    page = RunsPage(context, on_open=opened.append, on_follow=lambda _: None)
+    page.refresh()
+    assert list(page.table.value["run_id"]) == [run_dir.name]
+    assert page.table.value.iloc[0]["status"] == "completed"
+    page.search.value = "nothing-matches"
+    page.refresh()
+    assert page.table.value.empty
+    page.search.value = ""
+    page.status_filter.value = "completed"
+    page.refresh()
+    page.open_selected()
+    assert "select a run first" in page.message.object and not opened
+    page.select(run_dir.name)
+    page.open_selected()
+    assert opened == [run_dir.name]
+    page.resume_selected()
+    assert "cannot resume" in page.message.object and "completed" in page.message.object
+    page.mark_selected()
+    assert Registry(root).get(run_dir.name).marked_for_cleanup
+    page.refresh()
+    assert page.table.value.iloc[0]["marked"] == "yes"
+    page.mark_selected()
+    assert not Registry(root).get(run_dir.name).marked_for_cleanup
+
+
+def test_system_page_reports_timings_cache_and_releases_held_results(streamed_run):
+    root, run_dir = streamed_run
+    context = ServerContext(runs_root=root)
+    state = StateManager()
+    results_page = ResultsPage(context, state)
+    results_page.open(run_dir.name)
+    results_page.lookup(7)
+    results_page.lookup(7)
+    page = SystemPage(context, state)
+    page.refresh()
+    operations = set(page.timings.value["operation"])
+    assert {"open results", "patient lookup", "update charts"} <= operations
+    assert "hit rate 50.0 % (1 hits, 1 misses)" in page.cache.object
+    assert list(page.held.value["key"]) == [run_dir.name]
+    assert "Dashboard process" in page.memory.object
+    assert page.release() == 1 and page.held.value.empty and len(state) == 0
+
+
+def test_closing_a_session_releases_what_it_holds(streamed_run):
+    root, run_dir = streamed_run
+    session = DashboardSession(ServerContext(runs_root=root))
+    session.show_results(run_dir.name)
+    assert len(session.state) == 1 and session.tabs.active == 2
+    session.close()
+    assert len(session.state) == 0 and session.closed
+
+
+def test_report_is_one_self_contained_file(streamed_run, tmp_path):
+    _, run_dir = streamed_run
+    out = write_report(run_dir, tmp_path / "report.html")
+    text = out.read_text()
+    assert "Bokeh" in text and "amdsim results" in text and "On disk" in text
+    assert not re.search(r"""<(script|link|img)[^>]*(src|href)=["']https?://""", text), "fetches"
+    assert text.count('"type":"object","name":"Figure"') >= 7 or text.count("Figure") >= 7
+
+
+def test_the_writer_publishes_live_statistics_while_running(tmp_path):
+    run_dir = tmp_path / "run"
+    seen = []
+    from engine.pipeline import Supervisor
+
+    supervisor = Supervisor(
+        load_protocol(),
+        RunParameters(n_patients=300_000, years=3, seed=1),
+        run_dir,
+        PipelineOptions(workers=1, live_stats_interval_s=0.05),
+    )
+    supervisor.start()
+    import threading
+
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            live = read_live_statistics(RunPaths(run_dir))
+            if live is not None:
+                seen.append(live.totals().patients)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        manifest = supervisor.run()
+    finally:
+        done.set()
+        poller.join()
+    assert manifest.status == "completed"
+    assert any(0 < n < 300_000 for n in seen), seen
+    assert seen == sorted(seen), "live counts only grow"
+    assert not RunPaths(run_dir).live_stats.exists(), "stats.json replaces the live file"
+    assert read_manifest(run_dir / "manifest.json").totals.patients == 300_000
+    with ResultsFactory.open(run_dir) as results:
+        assert results.statistics().totals().patients == 300_000
+
+
+def test_paths_helper_is_inside_the_runs_root(context):
+    assert Path(context.runs_root).is_dir()
