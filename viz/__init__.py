@@ -1,6 +1,8 @@
-"""amdsim dashboard (Panel): live runs, registry and results explorer.
+"""amdsim dashboard (Panel): live runs, registry, results explorer, system page; and reports.
 
-Empty until the dashboard lands.
+`viz.server.serve_dashboard` serves it (`amdsim dashboard`); `viz.report.write_report`
+writes a run's Results page as one offline HTML file (`amdsim report`). Panel and Bokeh are
+imported only here, never by the engine.
 """
 
 __all__: list[str] = []

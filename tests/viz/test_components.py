@@ -387,3 +387,31 @@ def test_the_writer_publishes_live_statistics_while_running(tmp_path):
 
 def test_paths_helper_is_inside_the_runs_root(context):
     assert Path(context.runs_root).is_dir()
+
+
+def test_report_and_dashboard_commands_from_the_console_script(streamed_run, tmp_path):
+    import subprocess
+    import sys
+
+    root, run_dir = streamed_run
+    amdsim = str(Path(sys.executable).with_name("amdsim"))
+    out = tmp_path / "nested" / "report.html"
+    done = subprocess.run(
+        [amdsim, "report", run_dir.name[:12], "--runs-dir", str(root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and "wrote" in done.stdout
+    missing = subprocess.run(
+        [amdsim, "report", "nope", "--runs-dir", str(root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1 and "nope" in missing.stderr
+    helped = subprocess.run(
+        [amdsim, "dashboard", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "127.0.0.1" in helped.stdout
