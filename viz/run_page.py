@@ -109,6 +109,7 @@ class RunPage:
         self.channel_label = pn.pane.Markdown("")
         self.gauges = pn.Column()
         self.chart = VisionProgressionChart()
+        self.chart_source = pn.pane.Markdown("", css_classes=["chart-source"])
 
         self.start_button.on_click(lambda _: self.start())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -134,6 +135,7 @@ class RunPage:
             pn.Row(pn.pane.Markdown("**Channel**"), self.channel, self.channel_label),
             pn.pane.Markdown("**Memory** (share of the real limit)"),
             self.gauges,
+            self.chart_source,
             pn.pane.Bokeh(self.chart.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -288,6 +290,8 @@ class RunPage:
             live = read_live_statistics(watch.paths)
             if live is not None:
                 self.chart.update(live)
+                patients = live.totals().patients
+                self.chart_source.object = f"live statistics: {patients:,} patients so far"
         if watch.ended and not self._reported_end:
             self._show_end(watch)
 
@@ -360,5 +364,6 @@ class RunPage:
 
             with ResultsFactory.open(RunPaths(watch.paths.root).root) as results:
                 self.chart.update(results.statistics())
+                self.chart_source.object = f"final statistics: {results.patient_count:,} patients"
             if self.on_finished is not None:
                 self.on_finished(manifest.run_id)

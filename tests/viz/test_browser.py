@@ -104,7 +104,7 @@ def test_start_a_run_from_the_form_and_watch_progress_reach_100(open_page, scree
     values = watch_progress(page)
     assert any(0 < v < 100 for v in values), f"never saw the run in progress: {values}"
     assert values == sorted(values), f"progress went backwards: {values}"
-    page.get_by_text("completed").first.wait_for()
+    page.get_by_text("final statistics: 1,000,000 patients").first.wait_for()
     page.screenshot(path=screenshots / "run-page-completed.png", full_page=True)
     clean(watched)
 
@@ -115,7 +115,7 @@ def test_cancel_a_run_and_see_cancelled(open_page, dashboard, screenshots):
     start_run(page, 5_000_000, 10)
     while progress_value(page) == 0:
         time.sleep(0.2)
-    page.get_by_text("memory").first.wait_for()
+    page.get_by_text("live statistics:").first.wait_for(timeout=30_000)  # the chart is fed
     page.screenshot(path=screenshots / "run-page-running.png", full_page=True)
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("cancelled").first.wait_for(timeout=30_000)
@@ -198,7 +198,7 @@ def test_an_invalid_uploaded_protocol_shows_its_message(open_page, screenshots):
 
 def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
     first, second = open_page(), open_page()
-    start_run(first.page, 1_500_000, 5)
+    start_run(first.page, 3_000_000, 5)
     while progress_value(first.page) == 0:
         time.sleep(0.2)
     (run_dir,) = dashboard.running_runs()
@@ -206,7 +206,8 @@ def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
     row = second.page.locator(".tabulator-row", has_text=run_dir.name).first
 
     def watch() -> None:
-        row.click()
+        if "tabulator-selected" not in (row.get_attribute("class") or ""):
+            row.click()  # a click on a selected row would unselect it
         second.page.get_by_role("button", name="Watch").click()
 
     watching = second.page.get_by_text(f"watching {run_dir.name}").first
