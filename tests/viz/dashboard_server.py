@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,12 +91,14 @@ def running_dashboard(
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the dashboard exited: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
+            # Listening is enough: a page request builds a whole session, so polling the page
+            # itself would pile up abandoned sessions on a slow machine.
+            if "amdsim dashboard on" in log.read_text(errors="replace"):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    break
+                except OSError:
+                    pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the dashboard did not answer: {log.read_text()[-2000:]}")
             time.sleep(0.2)
