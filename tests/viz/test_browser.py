@@ -239,3 +239,50 @@ def test_system_page_shows_memory_timings_and_releases(open_page, finished_run, 
         state="detached"
     )
     clean(watched)
+
+
+def test_closing_the_page_does_not_disturb_its_run(open_page, dashboard):
+    watched = open_page()
+    start_run(watched.page, 1_000_000, 5)
+    while progress_value(watched.page) == 0:
+        time.sleep(0.2)
+    (run_dir,) = dashboard.running_runs()
+    watched.page.context.close()  # the session ends; the run is its own process
+    deadline = time.monotonic() + 120
+    while dashboard.running_runs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    manifest = read_manifest(run_dir / "manifest.json")
+    assert manifest.status == "completed" and manifest.totals.patients == 1_000_000
+
+
+def test_the_report_opens_offline_with_every_chart(
+    browser, finished_run, dashboard, tmp_path, screenshots
+):
+    out = tmp_path / "report.html"
+    subprocess.run(
+        [AMDSIM, "report", finished_run, "--runs-dir", str(dashboard.runs_root), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, offline=True)
+    try:
+        page = context.new_page()
+        blocked = []
+
+        def refuse(route) -> None:
+            blocked.append(route.request.url)
+            route.abort()
+
+        page.route("http*://**/*", refuse)  # nothing may come from a network
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(out.as_uri())
+        deadline = time.monotonic() + 30
+        while page.locator("canvas").count() < 7 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert page.locator("canvas").count() >= 7
+        page.get_by_text("amdsim results").first.wait_for()
+        page.screenshot(path=screenshots / "report-offline.png", full_page=True)
+        assert not blocked and not errors, (blocked, errors)
+    finally:
+        context.close()
