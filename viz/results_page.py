@@ -135,9 +135,8 @@ class ResultsPage:
         options = held + finished
         if options != self.run_select.options:
             current = self.run_select.value
-            self.run_select.options = options
-            if current in options:
-                self.run_select.value = current
+            value = current if current in options else (options[0] if options else None)
+            self.run_select.param.update(options=options, value=value)
 
     def open(self, key: str | None) -> bool:
         """Show the run `key` (a run id, or a session's in-memory results key)."""
@@ -159,9 +158,10 @@ class ResultsPage:
             return False
         self.message.visible = False
         self.key = key
-        if key not in self.run_select.options:
-            self.run_select.options = [*self.run_select.options, key]
-        self.run_select.value = key
+        options = list(self.run_select.options)
+        if key not in options:
+            options.append(key)
+        self.run_select.param.update(options=options, value=key)  # one change: never blank
         self.badge.object = badge_html(results.storage)
         self.summary.object = summary_markdown(results)
         self.patient_id.end = max(0, results.patient_count - 1)
