@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 DURATION_S = float(os.environ.get("AMDSIM_SOAK_SECONDS", "600"))
 
 
+@pytest.mark.timeout(DURATION_S + 300)  # longer than the suite's 300 s per test
 def test_a_long_session_does_not_grow_the_dashboard(browser, dashboard, screenshots):
     run = subprocess.run(
         [
