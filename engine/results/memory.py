@@ -22,6 +22,7 @@ from pyarrow import feather
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, ShardOutput, numpy_view
 from engine.errors import ResultsFormatError, RunNotFoundError
 from engine.formats import decode_versioned
+from engine.memory.guard import check_memory_before
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
@@ -186,6 +187,10 @@ class InMemoryResults(SimulationResults):
         return folder
 
     @classmethod
+    @check_memory_before(
+        estimate=lambda cls, directory: _load_estimate(directory),
+        operation="loading saved results into memory",
+    )
     def load(cls, directory: str | os.PathLike[str]) -> InMemoryResults:
         """Read results written by `save`; raises a project error naming what is wrong."""
         folder = Path(directory)
@@ -222,3 +227,15 @@ def _positive(batch_size: int) -> int:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return batch_size
+
+
+# Arrow holds saved tables at about this many times their size in the files (compressed
+# Parquet columns expand 5-8x); what `load` is checked against before it reads anything.
+LOAD_EXPANSION = 10
+
+
+def _load_estimate(directory: str | os.PathLike[str]) -> int:
+    """Bytes `load` will allocate: the saved files' size times `LOAD_EXPANSION`."""
+    folder = Path(directory)
+    files = [p for p in folder.glob("*") if p.is_file()] if folder.is_dir() else []
+    return LOAD_EXPANSION * sum(p.stat().st_size for p in files)

@@ -250,3 +250,18 @@ def test_supervisor_refuses_a_run_whose_memory_does_not_fit(tmp_path):
     with pytest.raises(MemoryBudgetError, match=r"this run \(about [\d,]+ visits"):
         supervisor.start()
     assert not (tmp_path / "run").exists()
+
+
+def test_loading_saved_results_is_refused_when_it_would_cross_red(tmp_path, monkeypatch):
+    from engine import run_simulation
+    from engine.memory import guard
+    from engine.results.memory import InMemoryResults
+
+    saved = run_simulation(load_protocol(), n_patients=200, years=2, seed=1).save(tmp_path / "s")
+    probe = FakeProbe(tmp_path / "machine", ram=GiB)
+    probe.rss = {1: int(0.85 * GiB) - 1024}  # just under red: the estimate tips it over
+    monkeypatch.setattr(guard, "_shared", MemoryMonitor(root_pid=1, probe=probe))
+    with pytest.raises(MemoryBudgetError, match="loading saved results into memory needs"):
+        InMemoryResults.load(saved)
+    probe.rss = {1: 100 * MiB}
+    assert InMemoryResults.load(saved).patient_count == 200
