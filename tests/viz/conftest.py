@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.viz.dashboard_server import CHROMIUM_ARGS, chromium_path, running_dashboard
+from tests.viz.dashboard_server import (
+    CHROMIUM_ARGS,
+    chromium_path,
+    running_dashboard,
+    wait_for_run_processes,
+)
 
 ARTIFACTS = Path(os.environ.get("AMDSIM_TEST_ARTIFACTS", "test-artifacts")).resolve()
 LOCAL = (
@@ -82,3 +87,4 @@ def open_page(browser, dashboard):
     yield open_one
     for context in contexts:
         context.close()
+    wait_for_run_processes(dashboard)  # runs it started: gone before the leak check

@@ -21,7 +21,13 @@ from pathlib import Path
 
 from engine.manifest import read_manifest
 
-__all__ = ["CHROMIUM_ARGS", "DashboardServer", "chromium_path", "running_dashboard"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "DashboardServer",
+    "chromium_path",
+    "running_dashboard",
+    "wait_for_run_processes",
+]
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -62,6 +68,18 @@ class DashboardServer:
                 if read_manifest(manifest).status == "running":
                     found.append(manifest.parent)
         return found
+
+
+def wait_for_run_processes(server: DashboardServer, timeout_s: float = 60.0) -> None:
+    """Wait until every process the dashboard started has exited (a run's manifest says
+    `completed` a moment before its process is gone)."""
+    import psutil
+
+    try:
+        children = psutil.Process(server.process.pid).children(recursive=True)
+    except psutil.Error:
+        return
+    psutil.wait_procs(children, timeout=timeout_s)
 
 
 def _free_port() -> int:
