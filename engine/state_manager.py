@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ class HeldResults:
     key: str
     results: SimulationResults
     size_bytes: int
-    last_used: float
 
 
 class StateManager:
@@ -81,7 +79,7 @@ class StateManager:
             old = self._held.pop(key, None)
             if old is not None and old.results is not results:
                 old.results.close()
-            self._held[key] = HeldResults(key, results, size, time.monotonic())
+            self._held[key] = HeldResults(key, results, size)
             while len(self._held) > self.max_items or self.total_bytes > self.max_bytes:
                 self._evict_oldest()
 
@@ -91,7 +89,6 @@ class StateManager:
             held = self._held.get(key)
             if held is None:
                 return None
-            held.last_used = time.monotonic()
             self._held.move_to_end(key)
             return held.results
 

@@ -73,8 +73,3 @@ class ServerContext:
 
     def registry(self) -> Registry:
         return Registry(self.runs_root)
-
-    def close(self) -> None:
-        """Stop watching; cancel the runs this server started (used by tests)."""
-        self.live.stop_all()
-        self.launcher.stop_all()

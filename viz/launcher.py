@@ -3,8 +3,7 @@
 A run is its own `amdsim` process in its own session (`start_new_session`): closing the
 browser, reloading, or stopping the dashboard with Ctrl-C never reaches it. Its output goes
 to ``<runs root>/.logs/<run id>.log``. A reaper thread waits for each process so none is
-left a zombie; `Launcher.stop_all()` cancels the runs this dashboard started (used when
-tests tear a dashboard down).
+left a zombie.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.manifest import read_manifest
@@ -30,7 +29,6 @@ class Launched:
     run_dir: Path
     process: subprocess.Popen[bytes]
     log: Path
-    exit_code: int | None = field(default=None)
 
 
 class Launcher:
@@ -74,18 +72,6 @@ class Launcher:
             ["run", "--restart", run_id, "--runs-dir", str(self.runs_root), "--json"],
         )
 
-    def stop_all(self, timeout_s: float = 10.0) -> None:
-        """Cancel every run this launcher started that is still going, and wait for them."""
-        for launched in list(self.launched.values()):
-            if launched.process.poll() is None:
-                request_cancel(launched.run_dir)
-        for launched in list(self.launched.values()):
-            try:
-                launched.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                launched.process.kill()
-                launched.process.wait()
-
     def _spawn(self, run_id: str, run_dir: Path, arguments: list[str]) -> Launched:
         logs = self.runs_root / ".logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -101,14 +87,9 @@ class Launcher:
         launched = Launched(run_id, run_dir, process, log)
         with self._lock:
             self.launched[run_id] = launched
-        threading.Thread(
-            target=self._reap, args=(launched,), daemon=True, name=f"reap-{run_id}"
-        ).start()
+        # Reap the process when it ends, so it is never left a zombie.
+        threading.Thread(target=process.wait, daemon=True, name=f"reap-{run_id}").start()
         return launched
-
-    @staticmethod
-    def _reap(launched: Launched) -> None:
-        launched.exit_code = launched.process.wait()
 
 
 def request_cancel(run_dir: Path) -> bool:

@@ -30,7 +30,6 @@ class RunWatch:
         self.paths = RunPaths(Path(run_dir))
         self.run_id = self.paths.root.name
         self.latest: MetricsSample | None = None
-        self.samples = 0
         self.ended = False
         self.error = ""
         self._stop = threading.Event()
@@ -68,7 +67,6 @@ class RunWatch:
                     with contextlib.suppress(OSError, ValueError):
                         for sample in self._subscriber:
                             self.latest = sample
-                            self.samples += 1
                             if self._stop.is_set():
                                 break
                     break

@@ -19,7 +19,7 @@ from engine.errors import AmdsimError, ProtocolError
 from engine.memory import MemoryLevel, Thresholds
 from engine.memory.estimate import check_run_fits, estimate_run
 from engine.parameters import RunParameters, validate_parameters
-from engine.pipeline.supervisor import PipelineOptions, default_workers, default_writer_lanes
+from engine.pipeline.supervisor import PipelineOptions, default_workers, resolve_options
 from engine.protocol import Protocol
 from engine.protocol_loader import (
     DEFAULT_PROTOCOL,
@@ -29,9 +29,7 @@ from engine.protocol_loader import (
     resolve_protocol_path,
 )
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
-from engine.run_dir import RunPaths
 from engine.runner import run_simulation
-from engine.shards import plan_blocks
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample
@@ -208,11 +206,8 @@ class RunPage:
         if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
             return self._run_in_memory(protocol, params)
         workers = max(1, int(self.workers.value))
-        options = PipelineOptions(
-            workers=workers,
-            writer_lanes=default_writer_lanes(),
-            compression=self.compression.value,
-            slots_per_worker=len(plan_blocks(params)[0]) + 1,
+        options = resolve_options(
+            PipelineOptions(workers=workers, compression=self.compression.value), params
         )
         try:
             estimate = estimate_run(protocol, params, options)
@@ -362,7 +357,7 @@ class RunPage:
         if manifest.status == "completed":
             from engine.results import ResultsFactory  # noqa: PLC0415
 
-            with ResultsFactory.open(RunPaths(watch.paths.root).root) as results:
+            with ResultsFactory.open(watch.paths.root) as results:
                 self.chart.update(results.statistics())
                 self.chart_source.object = f"final statistics: {results.patient_count:,} patients"
             if self.on_finished is not None:

@@ -78,7 +78,13 @@ from ipc.messages import (
 )
 from ipc.metrics import MetricsPublisher, metrics_socket_path
 
-__all__ = ["PipelineOptions", "Supervisor", "default_workers", "default_writer_lanes"]
+__all__ = [
+    "PipelineOptions",
+    "Supervisor",
+    "default_workers",
+    "default_writer_lanes",
+    "resolve_options",
+]
 
 log = logging.getLogger(__name__)
 OWNER_SENDER = 0
@@ -142,6 +148,32 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     worker_fail_attempts: int = 0
 
 
+def resolve_options(options: PipelineOptions, params: RunParameters) -> PipelineOptions:
+    """`options` with every "0: default" filled in for this run, checked.
+
+    What a supervisor would run with; also what estimates of the run are made from.
+    """
+    if options.workers == 0:
+        options = msgspec.structs.replace(options, workers=default_workers())
+    if options.workers < 1:
+        raise ParameterError(f"workers must be at least 1, got {options.workers}")
+    if options.writer_lanes == 0:
+        options = msgspec.structs.replace(options, writer_lanes=default_writer_lanes())
+    if options.slots_per_worker == 0:
+        shards_per_block = len(plan_blocks(params)[0])
+        options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
+    if options.row_group_patients < 1:
+        raise ParameterError(
+            f"row_group_patients must be at least 1, got {options.row_group_patients}"
+        )
+    if options.checkpoint_every is not None and options.checkpoint_every < 0:
+        raise ParameterError(
+            f"checkpoint_every must be 0 (off) or a number of patients, got "
+            f"{options.checkpoint_every}"
+        )
+    return options
+
+
 @dataclass(eq=False)
 class _Worker:
     id: int
@@ -179,25 +211,7 @@ class Supervisor:
         mode: Literal["new", "resume", "restart"] = "new",
         monitor: MemoryMonitor | None = None,
     ) -> None:
-        options = options or PipelineOptions()
-        if options.workers == 0:
-            options = msgspec.structs.replace(options, workers=default_workers())
-        if options.workers < 1:
-            raise ParameterError(f"workers must be at least 1, got {options.workers}")
-        if options.writer_lanes == 0:
-            options = msgspec.structs.replace(options, writer_lanes=default_writer_lanes())
-        if options.slots_per_worker == 0:
-            shards_per_block = len(plan_blocks(params)[0])
-            options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
-        if options.row_group_patients < 1:
-            raise ParameterError(
-                f"row_group_patients must be at least 1, got {options.row_group_patients}"
-            )
-        if options.checkpoint_every is not None and options.checkpoint_every < 0:
-            raise ParameterError(
-                f"checkpoint_every must be 0 (off) or a number of patients, got "
-                f"{options.checkpoint_every}"
-            )
+        options = resolve_options(options or PipelineOptions(), params)
         self.protocol = protocol
         self.params = params
         self.options = options
