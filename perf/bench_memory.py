@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,19 +25,16 @@ import time
 from pathlib import Path
 
 import psutil
-import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.load.confine
 
-from engine import run_simulation
 from engine.memory.estimate import estimate_run
 from engine.parameters import RunParameters
-from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.pipeline.supervisor import default_workers, default_writer_lanes
+from engine.pipeline import PipelineOptions
+from engine.pipeline.supervisor import resolve_options
 from engine.protocol_loader import load_protocol
-from engine.results import ResultsFactory
-from engine.shards import plan_blocks
 from tests.load.confine import confined, run_confined
+from tests.load.leaks import consecutive_runs, growth_after_warm_up, open_read_close_cycles
 
 MiB = 1 << 20
 AMDSIM = str(Path(sys.executable).with_name("amdsim"))
@@ -82,7 +77,7 @@ class TreeSampler:
 def scaling(sizes: list[int], years: float) -> None:
     print(f"1. peak RSS of the whole tree, {years:g} years, default workers (fresh process each)")
     peaks = {}
-    options = _default_options(RunParameters(n_patients=sizes[0], years=years))
+    options = resolve_options(PipelineOptions(), RunParameters(n_patients=sizes[0], years=years))
     for patients in sizes:
         params = RunParameters(n_patients=patients, years=years, seed=3)
         estimate = estimate_run(load_protocol(), params, options)
@@ -139,63 +134,17 @@ def limited_run() -> None:
 
 def leaks() -> None:
     print("3. leaks, in this process")
-    samples = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(20):
-            supervisor = Supervisor(
-                load_protocol(),
-                RunParameters(n_patients=20_000, years=3, seed=i),
-                Path(tmp) / f"run-{i}",
-                PipelineOptions(workers=1),
-            )
-            supervisor.start()
-            supervisor.run()
-            del supervisor
-            samples.append(_rss())
+        samples = consecutive_runs(Path(tmp) / "runs", 20)
         print(
             f"   20 runs: RSS {_mib(samples[4])} after 5, {_mib(samples[-1])} after 20, "
-            f"growth {_growth(samples, 4, 3):+.1%}"
+            f"growth {growth_after_warm_up(samples, 4, 3):+.1%}"
         )
-        streamed = Path(tmp) / "streamed"
-        run_pipeline(
-            load_protocol(),
-            RunParameters(n_patients=30_000, years=3, seed=4),
-            streamed,
-            PipelineOptions(workers=1),
-        )
-        saved = Path(tmp) / "memory"
-        run_simulation(load_protocol(), n_patients=800, years=3, seed=4).save(saved)
-        samples = []
-        for cycle in range(200):
-            for folder in (streamed, saved):
-                with ResultsFactory.open(folder) as results:
-                    results.summary_stats()
-                    results.get_patient(cycle * 3 % results.patient_count)
-                    next(iter(results.iterate_visits(5_000)))
-            samples.append(_rss())
+        samples = open_read_close_cycles(Path(tmp) / "cycles", 200)
         print(
             f"   200 open/read/close cycles (both tiers): RSS {_mib(samples[20])} after 20, "
-            f"{_mib(samples[-1])} after 200, growth {_growth(samples, 20, 15):+.1%}"
+            f"{_mib(samples[-1])} after 200, growth {growth_after_warm_up(samples, 20, 15):+.1%}"
         )
-
-
-def _default_options(params: RunParameters) -> PipelineOptions:
-    return PipelineOptions(
-        workers=default_workers(),
-        writer_lanes=default_writer_lanes(),
-        slots_per_worker=len(plan_blocks(params)[0]) + 1,
-    )
-
-
-def _rss() -> int:
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    return psutil.Process().memory_info().rss
-
-
-def _growth(samples: list[int], warm_up: int, window: int) -> float:
-    start = statistics.median(samples[warm_up : warm_up + window])
-    return (statistics.median(samples[-window:]) - start) / start
 
 
 def _mib(n: int) -> str:

@@ -8,8 +8,6 @@ after warm-up (target <= 5 %).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.viz
 from playwright.sync_api import sync_playwright
 
 from tests.viz.dashboard_server import CHROMIUM_ARGS, chromium_path, running_dashboard
+from tests.viz.pages import finished_run
 from tests.viz.soak import soak
 
 
@@ -26,28 +25,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
-    amdsim = str(Path(sys.executable).with_name("amdsim"))
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_dashboard(Path(tmp) / "runs", Path(tmp) / "dashboard.log") as server,
     ):
-        run = subprocess.run(
-            [
-                amdsim,
-                "run",
-                "--patients",
-                "20000",
-                "--years",
-                "3",
-                "--json",
-                "--runs-dir",
-                str(server.runs_root),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        run_id = json.loads(run.stdout)["run_id"]
+        run_id = finished_run(server.runs_root, 20_000, 3)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=chromium_path(), args=CHROMIUM_ARGS

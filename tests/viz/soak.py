@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from tests.viz.pages import open_results
+
 __all__ = ["SoakResult", "soak"]
 
 
@@ -67,7 +69,4 @@ def soak(
 def _open_results(page, url: str, run_id: str) -> None:
     page.goto(url)
     page.get_by_text("New run").wait_for()
-    page.locator(".bk-tab", has_text="Runs").first.click()
-    page.locator(".runs-table .tabulator-row", has_text=run_id).first.click()
-    page.get_by_role("button", name="Open results").click()
-    page.get_by_text("On disk").first.wait_for()
+    open_results(page, run_id)

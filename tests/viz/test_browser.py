@@ -7,7 +7,6 @@ this machine, and saves a screenshot under test-artifacts/ (AMDSIM_TEST_ARTIFACT
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +14,10 @@ import pytest
 
 from engine.manifest import read_manifest
 from tests.viz.conftest import ARTIFACTS
+from tests.viz.pages import AMDSIM, open_results, tab
+from tests.viz.pages import finished_run as make_finished_run
 
-AMDSIM = str(Path(sys.executable).with_name("amdsim"))
 BAD_PROTOCOL = Path(__file__).parent / "bad_protocol.yaml"
-
-
-def tab(page, name: str) -> None:
-    page.locator(".bk-tab", has_text=name).first.click()
 
 
 def progress_value(page) -> int:
@@ -73,27 +69,7 @@ def clean(watched) -> None:
 
 @pytest.fixture(scope="module")
 def finished_run(dashboard):
-    result = subprocess.run(
-        [
-            AMDSIM,
-            "run",
-            "--patients",
-            "20000",
-            "--years",
-            "4",
-            "--seed",
-            "5",
-            "--json",
-            "--runs-dir",
-            str(dashboard.runs_root),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    import json
-
-    return json.loads(result.stdout)["run_id"]
+    return make_finished_run(dashboard.runs_root, 20_000, 4, seed=5)
 
 
 def test_start_a_run_from_the_form_and_watch_progress_reach_100(open_page, screenshots):
@@ -119,6 +95,9 @@ def test_cancel_a_run_and_see_cancelled(open_page, dashboard, screenshots):
     page.screenshot(path=screenshots / "run-page-running.png", full_page=True)
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("cancelled").first.wait_for(timeout=30_000)
+    deadline = time.monotonic() + 10  # the sample says cancelled just before the manifest
+    while dashboard.running_runs() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not dashboard.running_runs()
     statuses = [read_manifest(m).status for m in dashboard.runs_root.glob("*/manifest.json")]
     assert "cancelled" in statuses
@@ -163,10 +142,7 @@ def test_a_run_started_from_the_cli_appears_live(open_page, dashboard, screensho
 def test_open_a_finished_run_and_find_every_chart_rendered(open_page, finished_run, screenshots):
     watched = open_page()
     page = watched.page
-    tab(page, "Runs")
-    page.locator(".runs-table .tabulator-row", has_text=finished_run).first.click()
-    page.get_by_role("button", name="Open results").click()
-    page.get_by_text("On disk").first.wait_for()
+    open_results(page, finished_run)
     page.get_by_text("Compression ratio").first.wait_for()
     deadline = time.monotonic() + 30
     while page.locator("canvas").count() < 8 and time.monotonic() < deadline:
@@ -226,10 +202,7 @@ def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
 def test_system_page_shows_memory_timings_and_releases(open_page, finished_run, screenshots):
     watched = open_page()
     page = watched.page
-    tab(page, "Runs")
-    page.locator(".runs-table .tabulator-row", has_text=finished_run).first.click()
-    page.get_by_role("button", name="Open results").click()
-    page.get_by_text("On disk").first.wait_for()
+    open_results(page, finished_run)
     tab(page, "System")
     page.get_by_text("Dashboard process").first.wait_for()
     page.get_by_text("open results", exact=True).first.wait_for(timeout=10_000)

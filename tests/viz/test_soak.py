@@ -3,14 +3,12 @@ warm-up. AMDSIM_SOAK_SECONDS shortens it for a quick look."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 
 import pytest
 
+from tests.viz.pages import finished_run
 from tests.viz.soak import soak
-from tests.viz.test_browser import AMDSIM
 
 pytestmark = pytest.mark.slow
 DURATION_S = float(os.environ.get("AMDSIM_SOAK_SECONDS", "600"))
@@ -18,23 +16,7 @@ DURATION_S = float(os.environ.get("AMDSIM_SOAK_SECONDS", "600"))
 
 @pytest.mark.timeout(DURATION_S + 300)  # longer than the suite's 300 s per test
 def test_a_long_session_does_not_grow_the_dashboard(browser, dashboard, screenshots):
-    run = subprocess.run(
-        [
-            AMDSIM,
-            "run",
-            "--patients",
-            "20000",
-            "--years",
-            "3",
-            "--json",
-            "--runs-dir",
-            str(dashboard.runs_root),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    run_id = json.loads(run.stdout)["run_id"]
+    run_id = finished_run(dashboard.runs_root, 20_000, 3)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
