@@ -346,10 +346,20 @@ def test_ctrl_c_or_sigterm_on_the_cli_cancels_the_run_and_exits_130(tmp_path, se
     assert not _wait_gone(children, 5.0)
 
 
+def _segments_owned_by(pids: set[int]) -> set[str]:
+    """amdsim segments (amdsim-<tag>-<owner pid>-<hex>) whose owner is one of `pids`."""
+    owners = {str(pid) for pid in pids}
+    return {
+        name
+        for name in os.listdir("/dev/shm")
+        if name.startswith("amdsim-") and name.rsplit("-", 2)[-2] in owners
+    }
+
+
 def test_killing_the_supervisor_takes_its_children_and_memory_with_it(tmp_path):
-    before = {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")}
     process, _, subscriber = _start_cli_run(tmp_path, 5_000_000)
     children = _children_of_run(subscriber)
+    run_processes = children | {process.pid}
     subscriber.close()
     process.kill()
     process.communicate(timeout=10)
@@ -357,7 +367,7 @@ def test_killing_the_supervisor_takes_its_children_and_memory_with_it(tmp_path):
     deadline = time.monotonic() + 15
     leftover = None
     while time.monotonic() < deadline:
-        leftover = {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")} - before
+        leftover = _segments_owned_by(run_processes)
         if not leftover:
             break
         time.sleep(0.1)
