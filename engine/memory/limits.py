@@ -36,6 +36,10 @@ class SystemProbe:
         """Physical memory of the machine."""
         return int(psutil.virtual_memory().total)
 
+    def available_bytes(self) -> int:
+        """Memory the machine could still hand out (its own view: no cgroup or rlimit)."""
+        return int(psutil.virtual_memory().available)
+
     def rlimit(self, which: int) -> int | None:
         """The soft limit of `which` (a `resource.RLIMIT_*`), None when unlimited."""
         soft, _hard = resource.getrlimit(which)

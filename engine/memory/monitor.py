@@ -92,6 +92,13 @@ class MemoryMonitor:
         level = self.thresholds.level(usage / self.limit.bytes)
         return MemorySnapshot(usage_bytes=usage, by_pid=by_pid, limit=self.limit, level=level)
 
+    def headroom_bytes(self) -> int:
+        """Bytes this tree may still allocate: what is left under the real limit (RAM,
+        cgroup or rlimit, less what the tree uses now), and never more than the machine
+        still has available for everyone."""
+        left_under_limit = self.limit.bytes - self.snapshot().usage_bytes
+        return max(0, min(left_under_limit, self.probe.available_bytes()))
+
     def get_memory_usage_mb(self) -> float:
         """Resident memory of the whole tree, MiB."""
         return self.snapshot().usage_bytes / 2**20

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import psutil
 import pyarrow as pa
 
 from engine.errors import MemoryBudgetError
+from engine.memory.guard import process_monitor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,20 +113,24 @@ class SimulationResults(abc.ABC):
         """The whole `table` as a pandas DataFrame.
 
         Raises `MemoryBudgetError` instead of allocating when the frame would take more
-        than `max_bytes`, by default half of the memory currently available.
+        than `max_bytes`, by default half of the memory this process tree may still use
+        under the real limit (RAM, cgroup or rlimit: `engine.memory.limits`), so that a
+        container's limit is respected and not only the host's free memory.
         """
         if table not in ("patients", "visits"):
             raise ValueError(f"table must be 'patients' or 'visits', got {table!r}")
         estimate = int(self._table_nbytes(table) * DATAFRAME_BYTES_PER_ARROW_BYTE)
+        source = ""
         if max_bytes is None:
-            budget = int(psutil.virtual_memory().available * DATAFRAME_MEMORY_FRACTION)
+            monitor = process_monitor()
+            budget = int(monitor.headroom_bytes() * DATAFRAME_MEMORY_FRACTION)
+            source = f" (half of what is left under the {monitor.limit.describe()} limit)"
         else:
             budget = max_bytes
         if estimate > budget:
             raise MemoryBudgetError(
                 f"the {table} table as a DataFrame needs about {estimate / 2**20:,.0f} MiB, "
-                f"more than the {budget / 2**20:,.0f} MiB budget"
-                f"{' (half of available memory)' if max_bytes is None else ''}; "
+                f"more than the {budget / 2**20:,.0f} MiB budget{source}; "
                 f"read it in batches with iterate_{table}() or select patients with "
                 "get_patient_range()"
             )

@@ -265,3 +265,27 @@ def test_loading_saved_results_is_refused_when_it_would_cross_red(tmp_path, monk
         InMemoryResults.load(saved)
     probe.rss = {1: 100 * MiB}
     assert InMemoryResults.load(saved).patient_count == 200
+
+
+class ProbeWithAvailable(FakeProbe):
+    """A FakeProbe whose machine still has `available` bytes free for everyone."""
+
+    def __init__(self, root: Path, available: int, **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        self.available = available
+
+    def available_bytes(self) -> int:
+        return self.available
+
+
+def test_headroom_is_what_is_left_under_the_real_limit_and_what_the_machine_has(tmp_path):
+    write(tmp_path / "proc/self/cgroup", "0::/job\n")
+    write(tmp_path / "sys/fs/cgroup/job/memory.max", f"{512 * MiB}\n")
+    probe = ProbeWithAvailable(tmp_path, available=20 * GiB)
+    probe.rss = {1: 112 * MiB}
+    monitor = MemoryMonitor(probe=probe)
+    assert monitor.headroom_bytes() == 400 * MiB, "the cgroup, not the host, bounds it"
+    probe.available = 50 * MiB
+    assert monitor.headroom_bytes() == 50 * MiB, "a busy host bounds it below the cgroup"
+    probe.rss = {1: 600 * MiB}
+    assert monitor.headroom_bytes() == 0

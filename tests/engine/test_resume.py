@@ -101,9 +101,11 @@ def test_a_failed_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_ru
 
 
 def test_a_cancelled_run_resumes_with_only_the_missing_shards_simulated(tmp_path):
-    big = params(n_patients=300_000)
+    # Cancel early in a cohort large enough that a busy machine, slow to start the watcher's
+    # thread, still catches the run before it completes.
+    big = params(n_patients=600_000)
     run_dir = tmp_path / "run"
-    watcher = Watcher(0.3, lambda supervisor, sample: supervisor.cancel("test"))
+    watcher = Watcher(0.05, lambda supervisor, sample: supervisor.cancel("test"))
     options = PipelineOptions(workers=1, checkpoint_every=20_000)
     cancelled = run_pipeline(load_protocol(), big, run_dir, options, watcher.attach)
     assert cancelled.status == "cancelled"
