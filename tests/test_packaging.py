@@ -86,3 +86,26 @@ def test_every_third_party_import_is_a_declared_dependency():
         if not providers & declared:
             undeclared[name] = where
     assert not undeclared, f"imported but not in install_requires: {undeclared}"
+
+
+def _pytest_addopts() -> list[str]:
+    import shlex
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return shlex.split(config["tool:pytest"]["addopts"])
+
+
+def test_coverage_names_engine_ipc_and_viz_and_never_a_bare_cov():
+    """A bare --cov makes pytest-cov drop every --cov=PACKAGE: measure the three by name."""
+    options = _pytest_addopts()
+    assert "--cov" not in options
+    assert {"--cov=engine", "--cov=ipc", "--cov=viz"} <= set(options)
+
+
+def test_the_default_run_is_the_fast_suite_and_ci_runs_the_slow_one_after_it():
+    """`pytest` deselects `slow`; .ci/run runs the README's command, then `pytest -m slow`."""
+    options = _pytest_addopts()
+    assert options[options.index("-m") + 1] == "not slow"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index('bash -c "$test_command"') < ci.index("pytest -m slow")
