@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.manifest import read_manifest
-from tests.viz.conftest import ARTIFACTS
+from tests.viz.conftest import ARTIFACTS, Watched
 from tests.viz.pages import AMDSIM, open_results, tab
 from tests.viz.pages import finished_run as make_finished_run
 
@@ -298,3 +298,33 @@ def test_dashboard_upload_messages_do_not_render_html(open_page, dashboard, scre
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.locator("img[src=x], img[src=y]").count() == 0
     clean(watched)
+
+
+def test_exposed_dashboard_asks_for_the_password_in_the_browser(browser, tmp_path, screenshots):
+    """Case 16: on 0.0.0.0 a browser gets the login page first, then the dashboard."""
+    from tests.viz.dashboard_server import running_dashboard
+
+    password = "a long test password"
+    with running_dashboard(
+        tmp_path / "runs",
+        tmp_path / "dashboard.log",
+        arguments=lambda port: ["--address", "0.0.0.0", "--allow-origin", f"127.0.0.1:{port}"],
+        env={"AMDSIM_DASHBOARD_PASSWORD": password},
+    ) as server:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            watched = Watched(page)
+            page.goto(server.url)
+            page.get_by_role("button", name="Log in").wait_for()
+            page.screenshot(path=screenshots / "login-page.png", full_page=True)
+            page.fill("input[name=password]", "wrong password")
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_text("Invalid username or password").wait_for()
+            page.fill("input[name=password]", password)
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_text("New run").wait_for(timeout=60_000)
+            page.screenshot(path=screenshots / "run-page-after-login.png", full_page=True)
+            clean(watched)
+        finally:
+            context.close()
