@@ -14,6 +14,7 @@ __all__ = [
     "ProtocolError",
     "ResultsFormatError",
     "RunNotFoundError",
+    "ServeError",
     "WorkerCrashedError",
     "WriterFailedError",
 ]
@@ -108,4 +109,13 @@ class DiskSpaceError(AmdsimError):
 
     Raised by the supervisor before it starts anything; the message gives the estimate and
     the free space. Free space, write elsewhere (``--runs-dir``), or simulate less.
+    """
+
+
+class ServeError(AmdsimError):
+    """The dashboard could not listen on its address and port.
+
+    Raised by `amdsim dashboard` before it serves anything: the port is in use (another
+    dashboard?), the address is not one of this machine's, or the port needs privileges.
+    Choose another ``--port`` or ``--address``.
     """

@@ -20,6 +20,7 @@ from viz.charts import (
     WorkloadChart,
 )
 from viz.context import ServerContext
+from viz.safe_text import plain
 
 __all__ = ["ResultsCharts", "ResultsPage", "summary_markdown"]
 
@@ -68,7 +69,7 @@ def summary_markdown(results: SimulationResults) -> str:
         if manifest is not None:
             lines.append(
                 f"**Bytes on disk** {manifest.bytes_on_disk / 2**20:,.1f} MiB · "
-                f"**Compression ratio** {manifest.compression_ratio:.1f}x ({manifest.compression})"
+                f"**Compression ratio** {manifest.compression_ratio:.1f}x ({plain(manifest.compression)})"
             )
     else:
         lines.append(f"**Memory** {results.memory_usage_mb:,.1f} MiB")
@@ -96,12 +97,14 @@ class ResultsPage:
         self.open_button = pn.widgets.Button(label="Open", color="primary")
         self.badge = pn.pane.HTML("", css_classes=["badge-pane"])
         self.summary = pn.pane.Markdown("Choose a run.")
-        self.message = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.message = pn.pane.Alert("", alert_type="danger", visible=False, disable_math=True)
         self.patient_id = pn.widgets.IntInput(
             label="Patient id", value=0, start=0, width=160, css_classes=["patient-input"]
         )
         self.lookup_button = pn.widgets.Button(label="Show patient")
-        self.patient_summary = pn.pane.Markdown("", css_classes=["patient-summary"])
+        self.patient_summary = pn.pane.Markdown(
+            "", css_classes=["patient-summary"], disable_math=True
+        )
         self.open_button.on_click(lambda _: self.open(self.run_select.value))
         self.lookup_button.on_click(lambda _: self.lookup(int(self.patient_id.value)))
         c = self.charts
@@ -153,7 +156,7 @@ class ResultsPage:
             with self.context.timings.measure("update charts"):
                 self.charts.update(stats)
         except (AmdsimError, OSError) as exc:
-            self.message.object = f"cannot open {key}: {exc}"
+            self.message.object = plain(f"cannot open {key}: {exc}")
             self.message.visible = True
             return False
         self.message.visible = False
@@ -179,7 +182,7 @@ class ResultsPage:
             with self.context.timings.measure("patient lookup"):
                 record = results.get_patient(patient_id)
         except (AmdsimError, IndexError, KeyError, ValueError) as exc:
-            self.patient_summary.object = f"**Patient {patient_id}**: {exc}"
+            self.patient_summary.object = f"**Patient {patient_id}**: {plain(exc)}"
             return False
         visits = record.visits.to_pydict()
         patient = record.patient
@@ -188,7 +191,7 @@ class ResultsPage:
         self.patient_summary.object = (
             f"**Patient {patient_id}**: {patient['visits']} visits, {patient['injections']} "
             f"injections, VA {patient['baseline_vision']} → {patient['final_vision']}, final "
-            f"state {patient['final_state']}, discontinued: "
-            f"{'yes (' + str(reason) + ')' if patient['discontinued'] else 'no'}"
+            f"state {plain(patient['final_state'])}, discontinued: "
+            f"{'yes (' + plain(reason) + ')' if patient['discontinued'] else 'no'}"
         )
         return True

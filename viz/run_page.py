@@ -9,6 +9,7 @@ their own process and followed through the metrics stream ("On disk").
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from viz.charts import VisionProgressionChart
 from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
+from viz.safe_text import plain
 
 __all__ = ["RunPage", "gauge_colour"]
 
@@ -51,6 +53,11 @@ UPLOADED = "(uploaded file)"
 def gauge_colour(fraction: float, thresholds: Thresholds | None = None) -> str:
     """The Bootstrap colour of a memory gauge at `fraction` of the limit."""
     return _BAR_COLOURS[(thresholds or Thresholds()).level(fraction)]
+
+
+def _file_stem(name: str) -> str:
+    """A safe, short stem for saving an uploaded file whatever the browser called it."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem)[:64].strip("_") or "uploaded"
 
 
 class RunPage:
@@ -90,8 +97,8 @@ class RunPage:
         )
         self.start_button = pn.widgets.Button(label="Start", color="primary")
         self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", disabled=True)
-        self.message = pn.pane.Alert("", alert_type="info", visible=False)
-        self.status = pn.pane.Markdown("No run yet.", css_classes=["run-status"])
+        self.message = pn.pane.Alert("", alert_type="info", visible=False, disable_math=True)
+        self.status = pn.pane.Markdown("No run yet.", css_classes=["run-status"], disable_math=True)
         self.progress = pn.indicators.Progress(
             label="Progress",
             value=0,
@@ -168,7 +175,7 @@ class RunPage:
         uploads = self.context.runs_root / ".uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()[:12]
-        path = uploads / f"{Path(name).stem}-{digest}.yaml"
+        path = uploads / f"{_file_stem(name)}-{digest}.yaml"
         path.write_bytes(data)
         self._uploaded = (name, protocol, path)
         options = [o for o in self.protocol.options if o != UPLOADED] + [UPLOADED]
@@ -231,7 +238,7 @@ class RunPage:
         self.watch = self.context.live.watch(run_dir)
         self._reported_end = False
         self.progress.value = 0
-        self.status.object = f"**{run_id}**: starting"
+        self.status.object = f"**{plain(run_id)}**: starting"
         self.cancel_button.disabled = False
 
     def _run_in_memory(self, protocol: Protocol, params: RunParameters) -> str:
@@ -248,7 +255,7 @@ class RunPage:
         self.progress.value = 100
         stats = results.summary_stats()
         self.status.object = (
-            f"**{key}**: completed in memory in {time.perf_counter() - started:.2f} s"
+            f"**{plain(key)}**: completed in memory in {time.perf_counter() - started:.2f} s"
         )
         self.counts.object = f"{stats.patients:,} patients, {stats.visits:,} visits"
         self.chart.update(results.statistics())
@@ -268,7 +275,8 @@ class RunPage:
     # -- display ------------------------------------------------------------------------
 
     def show_message(self, text: str, kind: str) -> None:
-        self.message.object = text
+        """Show `text` (plain text, shown verbatim: it may hold file names and errors)."""
+        self.message.object = plain(text)
         self.message.alert_type = kind
         self.message.visible = bool(text)
 
@@ -297,7 +305,7 @@ class RunPage:
         eta = "-" if sample.eta_s is None else f"{sample.eta_s:,.0f} s"
         paused = " (paused: memory is high)" if sample.paused else ""
         self.status.object = (
-            f"**{sample.run_id}**: {sample.status}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
+            f"**{plain(sample.run_id)}**: {plain(sample.status)}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
             f"ETA {eta}"
         )
         self.counts.object = (
@@ -328,7 +336,7 @@ class RunPage:
             self.gauges.pop(-1)
         for row, (label, rss) in zip(self.gauges, rows, strict=True):
             fraction = rss / limit
-            row[0].object = f"{label}: {rss / 2**20:,.0f} MiB ({100 * fraction:.1f} %)"
+            row[0].object = f"{plain(label)}: {rss / 2**20:,.0f} MiB ({100 * fraction:.1f} %)"
             row[1].value = min(100, round(100 * fraction))
             row[1].bar_color = gauge_colour(fraction, thresholds)
 
@@ -348,7 +356,7 @@ class RunPage:
         if manifest.status == "completed":
             self.progress.value = 100
         error = f": {manifest.error}" if manifest.error else ""
-        self.status.object = f"**{manifest.run_id}**: {manifest.status}{error}"
+        self.status.object = f"**{plain(manifest.run_id)}**: {plain(manifest.status + error)}"
         self.show_message(
             f"run {manifest.run_id} {manifest.status}{error}",
             "success" if manifest.status == "completed" else "warning",

@@ -11,6 +11,7 @@ import panel as pn
 from engine.errors import AmdsimError
 from engine.registry import RegistryEntry
 from viz.context import ServerContext
+from viz.safe_text import plain
 
 __all__ = ["RunsPage", "entries_frame"]
 
@@ -73,7 +74,7 @@ class RunsPage:
             sizing_mode="stretch_width",
             css_classes=["runs-table"],
         )
-        self.message = pn.pane.Alert("", alert_type="info", visible=False)
+        self.message = pn.pane.Alert("", alert_type="info", visible=False, disable_math=True)
         buttons = {
             "Open results": self.open_selected,
             "Watch": self.watch_selected,
@@ -137,7 +138,8 @@ class RunsPage:
         self.refresh()
 
     def _say(self, text: str, kind: str) -> None:
-        self.message.object = text
+        """Show `text` (plain text, shown verbatim: it may hold run ids and errors)."""
+        self.message.object = plain(text)
         self.message.alert_type = kind
         self.message.visible = True
 

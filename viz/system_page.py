@@ -11,6 +11,7 @@ import psutil
 
 from engine.state_manager import StateManager
 from viz.context import ServerContext
+from viz.safe_text import plain
 
 __all__ = ["SystemPage"]
 
@@ -22,7 +23,7 @@ class SystemPage:
         self.context = context
         self.state = state
         self._process = psutil.Process(os.getpid())
-        self.memory = pn.pane.Markdown("", css_classes=["system-memory"])
+        self.memory = pn.pane.Markdown("", css_classes=["system-memory"], disable_math=True)
         self.timings = pn.widgets.Tabulator(
             pd.DataFrame(columns=["operation", "count", "mean_ms", "max_ms"]),
             show_index=False,
@@ -69,8 +70,8 @@ class SystemPage:
             sample = watch.latest
             if sample is not None and not watch.ended:
                 lines.append(
-                    f"**Run {run_id}** {sample.rss_total_bytes / 2**20:,.0f} MiB over "
-                    f"{len(sample.processes)} processes ({sample.memory_level})"
+                    f"**Run {plain(run_id)}** {sample.rss_total_bytes / 2**20:,.0f} MiB over "
+                    f"{len(sample.processes)} processes ({plain(sample.memory_level)})"
                 )
         self.memory.object = "\n\n".join(lines)
         frame = pd.DataFrame(

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.cli.console import out_console
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
+from viz.access import PASSWORD_VARIABLE, plan_access
 
 __all__ = ["register"]
 
@@ -18,13 +19,23 @@ def register(commands: Any) -> None:
         "dashboard",
         help="serve the dashboard (live runs, registry, results explorer)",
         description="Serve the dashboard on 127.0.0.1 (all JavaScript served locally: works "
-        "offline). Runs started from it carry on if the browser or the dashboard closes.",
+        "offline). Runs started from it carry on if the browser or the dashboard closes. "
+        "Any other address needs --allow-origin and a login (user amdsim; the password is "
+        f"read from {PASSWORD_VARIABLE} or generated and printed once).",
     )
     dashboard.add_argument("--port", type=int, default=5006, help="port (default: 5006)")
     dashboard.add_argument(
         "--address",
         default="127.0.0.1",
-        help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it to the network)",
+        help="IP address to bind (default: 127.0.0.1; 0.0.0.0 exposes it to the network and "
+        "then needs --allow-origin and a password)",
+    )
+    dashboard.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a host browsers use to reach a non-loopback --address (repeatable; the port "
+        "defaults to --port; never '*')",
     )
     dashboard.add_argument(
         "--protocols-dir",
@@ -49,9 +60,12 @@ def register(commands: Any) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Handler of `amdsim dashboard`."""
+    access = plan_access(args.address, args.port, args.allow_origin)  # before Panel loads
     from viz.server import serve_dashboard  # noqa: PLC0415 - Panel loads only when needed
 
-    serve_dashboard(runs_root(args), args.port, args.address, args.protocols_dir, args.show)
+    serve_dashboard(
+        runs_root(args), protocols_dir=args.protocols_dir, show=args.show, access=access
+    )
     return 0
 
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,17 +90,28 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_dashboard(
-    runs_root: Path, log: Path, timeout_s: float = 60.0
+    runs_root: Path,
+    log: Path,
+    timeout_s: float = 60.0,
+    arguments: Callable[[int], list[str]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[DashboardServer]:
     """A dashboard serving `runs_root`; on exit every run it started is cancelled and waited
-    for, then the dashboard is stopped (SIGINT, then SIGKILL)."""
+    for, then the dashboard is stopped (SIGINT, then SIGKILL).
+
+    `arguments(port)` adds command-line arguments (e.g. `--address 0.0.0.0`); whatever the
+    address, the server is only ever reached through 127.0.0.1.
+    """
     port = _free_port()
     amdsim = str(Path(sys.executable).with_name("amdsim"))
+    command = [amdsim, "dashboard", "--port", str(port), "--runs-dir", str(runs_root)]
+    command += arguments(port) if arguments is not None else []
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            [amdsim, "dashboard", "--port", str(port), "--runs-dir", str(runs_root)],
+            command,
             stdout=output,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env is not None else None,
         )
     url = f"http://127.0.0.1:{port}/"
     server = DashboardServer(process, url, runs_root, log)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.manifest import read_manifest
-from tests.viz.conftest import ARTIFACTS
+from tests.viz.conftest import ARTIFACTS, Watched
 from tests.viz.pages import AMDSIM, open_results, tab
 from tests.viz.pages import finished_run as make_finished_run
 
@@ -259,3 +259,72 @@ def test_the_report_opens_offline_with_every_chart(
         assert not blocked and not errors, (blocked, errors)
     finally:
         context.close()
+
+
+XSS_FILE_NAME = "<img src=x onerror=window.__xss=1>.yaml"
+
+
+def test_dashboard_upload_messages_do_not_render_html(open_page, dashboard, screenshots):
+    """Case 10: an uploaded file's name and a protocol's name are shown as text, never run."""
+    protocol = dashboard.runs_root.parent / "xss-protocol.yaml"
+    good = Path(__file__).parents[2] / "engine" / "protocols" / "aflibercept_fixed_8_weekly.yaml"
+    evil_name = "<img src=y onerror=window.__xss=2> **bold**"
+    protocol.write_text(
+        good.read_text().replace("name: ", f"name: '{evil_name}' #", 1), encoding="utf-8"
+    )
+    command = [AMDSIM, "run", "--protocol", str(protocol), "--patients", "2000", "--years", "1"]
+    command += ["--runs-dir", str(dashboard.runs_root), "--json"]
+    subprocess.run(command, check=True, capture_output=True)
+
+    watched = open_page()
+    page = watched.page
+    page.locator("input[type=file]").first.set_input_files(
+        {"name": XSS_FILE_NAME, "mimeType": "text/yaml", "buffer": BAD_PROTOCOL.read_bytes()}
+    )
+    message = page.get_by_text("$.disease_transitions.STABLE").first  # the message's <p>
+    message.wait_for()
+    assert message.inner_text().startswith(XSS_FILE_NAME + ": $.disease_transitions.STABLE")
+    markup = message.evaluate("element => element.innerHTML")
+    assert "&lt;img src=x" in markup and "<img" not in markup
+    page.screenshot(path=screenshots / "run-page-html-file-name.png", full_page=True)
+
+    tab(page, "Runs")
+    row = page.locator(".runs-table .tabulator-row", has_text=evil_name).first
+    row.wait_for()
+    markup = row.evaluate("element => element.innerHTML")
+    assert "&lt;img src=y" in markup and "<img" not in markup and "<strong" not in markup
+    page.screenshot(path=screenshots / "runs-page-html-protocol-name.png", full_page=True)
+    page.wait_for_timeout(500)  # an injected <img src=x> would have fired onerror by now
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("img[src=x], img[src=y]").count() == 0
+    clean(watched)
+
+
+def test_exposed_dashboard_asks_for_the_password_in_the_browser(browser, tmp_path, screenshots):
+    """Case 16: on 0.0.0.0 a browser gets the login page first, then the dashboard."""
+    from tests.viz.dashboard_server import running_dashboard
+
+    password = "a long test password"
+    with running_dashboard(
+        tmp_path / "runs",
+        tmp_path / "dashboard.log",
+        arguments=lambda port: ["--address", "0.0.0.0", "--allow-origin", f"127.0.0.1:{port}"],
+        env={"AMDSIM_DASHBOARD_PASSWORD": password},
+    ) as server:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            watched = Watched(page)
+            page.goto(server.url)
+            page.get_by_role("button", name="Log in").wait_for()
+            page.screenshot(path=screenshots / "login-page.png", full_page=True)
+            page.fill("input[name=password]", "wrong password")
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_text("Invalid username or password").wait_for()
+            page.fill("input[name=password]", password)
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_text("New run").wait_for(timeout=60_000)
+            page.screenshot(path=screenshots / "run-page-after-login.png", full_page=True)
+            clean(watched)
+        finally:
+            context.close()

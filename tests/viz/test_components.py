@@ -3,12 +3,14 @@ values, colours and chart data out."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 
 from engine import run_simulation
 from engine.manifest import read_manifest
@@ -36,9 +38,23 @@ from viz.report import write_report
 from viz.results_page import ResultsPage
 from viz.run_page import RunPage, gauge_colour
 from viz.runs_page import RunsPage
+from viz.safe_text import plain
 from viz.system_page import SystemPage
 
 MiB = 1 << 20
+_MARKDOWN = MarkdownIt("gfm-like")  # what Panel's Markdown and Alert panes render with
+
+
+def rendered(markdown: str) -> str:
+    """The HTML a Markdown pane puts into the page for `markdown`."""
+    return _MARKDOWN.render(markdown)
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees in a Markdown pane holding `markdown` (tags dropped)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).strip()
+
+
 LIMIT = 1000 * MiB
 
 
@@ -221,8 +237,8 @@ def test_results_page_shows_in_memory_and_on_disk_runs(context, small_results, s
     assert page.patient_summary.object.startswith("**Patient 42**")
     assert page.timeline.visits.data["day"]
     assert not page.lookup(10**9)
-    assert "Patient 1000000000" in page.patient_summary.object
-    assert not page.open("no-such-run") and "cannot open no-such-run" in page.message.object
+    assert "Patient 1000000000" in shown(page.patient_summary.object)
+    assert not page.open("no-such-run") and "cannot open no-such-run" in shown(page.message.object)
     page.refresh_choices()
     assert page.run_select.options == ["memory-1", run_dir.name]
     state.cleanup()
@@ -233,13 +249,63 @@ def test_upload_validation_messages(context):
     bad = load_protocol_text_bytes().replace(b"0.85", b"0.95", 1)
     assert not page.receive_upload(bad, "mine.yaml")
     assert page.message.alert_type == "danger"
-    assert re.search(r"mine\.yaml: \$\.disease_transitions\.STABLE: .*sum", page.message.object)
+    assert re.search(
+        r"mine\.yaml: \$\.disease_transitions\.STABLE: .*sum", shown(page.message.object)
+    )
     assert not page.receive_upload(b"a: [", "broken.yaml")
-    assert page.message.object.startswith("broken.yaml:")
+    assert shown(page.message.object).startswith("broken.yaml:")
     assert not page.receive_upload(b"#" * (context.max_upload_bytes + 1), "huge.yaml")
-    assert "larger than the 256 KiB allowed" in page.message.object
+    assert "larger than the 256 KiB allowed" in shown(page.message.object)
     assert page.receive_upload(load_protocol_text_bytes(), "good.yaml")
     assert page.protocol.value == "(uploaded file)" and page.message.alert_type == "success"
+
+
+XSS_FILE_NAME = "<img src=x onerror=window.__xss=1>.yaml"
+TRICKY_TEXTS = [
+    XSS_FILE_NAME,
+    "<script>alert(1)</script> & &amp; &lt;b&gt;",
+    "**bold** _it_ `code` [link](https://example.com) ![i](x.png) www.example.com",
+    "# heading | a | b |\n---",
+    "$$x$$ \\(y\\) ~~strike~~ 1. 2) - + > quote <!-- c -->",
+    "".join(chr(c) for c in range(33, 127)),  # every ASCII punctuation mark
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_plain_text_shows_verbatim_in_a_markdown_pane(text):
+    html_out = rendered(plain(text))
+    assert "<img" not in html_out and "<script" not in html_out and "<a " not in html_out
+    assert "<strong>" not in html_out and "<h1>" not in html_out and "<code>" not in html_out
+    assert " ".join(shown(plain(text)).split()) == " ".join(text.split())
+
+
+def test_dashboard_upload_messages_do_not_render_html(context, streamed_run):
+    """Case 10: file names, protocol names, run ids and errors are shown as text, not HTML."""
+    page = RunPage(context, StateManager())
+    bad = load_protocol_text_bytes().replace(b"0.85", b"0.95", 1)
+    assert not page.receive_upload(bad, XSS_FILE_NAME)
+    assert "<img" not in rendered(page.message.object)
+    assert "&lt;img src=x onerror=window" in rendered(page.message.object)
+    assert shown(page.message.object).startswith(XSS_FILE_NAME + ": $.disease_transitions")
+
+    evil_name = "<img src=x onerror=alert(2)> [click](https://example.com)"
+    good = load_protocol_text_bytes().replace(b"name: ", f"name: '{evil_name}' #".encode(), 1)
+    assert page.receive_upload(good, XSS_FILE_NAME), shown(page.message.object)
+    assert shown(page.message.object) == f"{XSS_FILE_NAME}: valid protocol '{evil_name}'"
+    assert "<img" not in rendered(page.message.object) and "<a " not in rendered(
+        page.message.object
+    )
+    assert all("<" not in p.name for p in (context.runs_root / ".uploads").iterdir())
+
+    page.show_sample(sample(run_id="<img src=x onerror=alert(3)>"))
+    assert "<img" not in rendered(page.status.object)
+    assert shown(page.status.object).startswith("<img src=x onerror=alert(3)>: running")
+
+    root, _ = streamed_run
+    results = ResultsPage(ServerContext(runs_root=root), StateManager())
+    assert not results.open("<img src=x onerror=alert(4)>")
+    assert "<img" not in rendered(results.message.object)
+    assert shown(results.message.object).startswith("cannot open <img src=x onerror=alert(4)>")
 
 
 def load_protocol_text_bytes() -> bytes:
@@ -252,7 +318,7 @@ def test_bad_parameters_are_refused_on_the_form(context):
     page = RunPage(context, StateManager())
     page.years.value = 500
     assert page.start() is None
-    assert "years must be" in page.message.object and page.message.alert_type == "danger"
+    assert "years must be" in shown(page.message.object) and page.message.alert_type == "danger"
 
 
 def test_a_small_run_from_the_form_is_held_in_memory(context):
@@ -277,7 +343,10 @@ def test_a_run_that_does_not_fit_is_not_started(context):
         side_effect=__import__("engine.errors").errors.DiskSpaceError("too big"),
     ):
         assert page.start() is None
-    assert page.message.object == "not started: too big" and page.message.alert_type == "warning"
+    assert (
+        shown(page.message.object) == "not started: too big"
+        and page.message.alert_type == "warning"
+    )
     assert not context.launcher.launched
 
 
@@ -296,12 +365,14 @@ def test_runs_page_lists_filters_and_acts_on_the_registry(streamed_run, tmp_path
     page.status_filter.value = "completed"
     page.refresh()
     page.open_selected()
-    assert "select a run first" in page.message.object and not opened
+    assert "select a run first" in shown(page.message.object) and not opened
     page.select(run_dir.name)
     page.open_selected()
     assert opened == [run_dir.name]
     page.resume_selected()
-    assert "cannot resume" in page.message.object and "completed" in page.message.object
+    assert "cannot resume" in shown(page.message.object) and "completed" in shown(
+        page.message.object
+    )
     page.mark_selected()
     assert Registry(root).get(run_dir.name).marked_for_cleanup
     page.refresh()
