@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import reprlib
 import typing
 import warnings
@@ -45,6 +46,9 @@ _STRING_FIELDS = ("name", "version", "description", "author", "created_date")
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist = 2, 4, 4
 _SHORT.maxstring = _SHORT.maxother = 60
+# Keys shown bare in field paths; any other key is quoted (``$.extra['odd key']``), so a path
+# stays one line and cannot be mistaken for another.
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class UnknownProtocolKeysWarning(UserWarning):
@@ -140,7 +144,7 @@ def _check_finite(node: Any, path: str, source: str) -> None:
         raise ProtocolError(source, path, f"expected {what}, got {node!r}")
     if isinstance(node, dict):
         for key, value in node.items():
-            _check_finite(value, f"{path}.{key}", source)
+            _check_finite(value, path + _segment(key), source)
     elif isinstance(node, list):
         for index, value in enumerate(node):
             _check_finite(value, f"{path}[{index}]", source)
@@ -176,6 +180,12 @@ def _describe_validation_error(message: str, raw: Any) -> tuple[str, str]:
     """Turn msgspec's message into (field path, problem) in our one-line style."""
     text, _, where = message.partition(" - at `")
     path = where.rstrip("`") or "$"
+    if where.startswith("key` in `"):  # a mapping key that is not text (`1: x`, `null: x`)
+        path = where.removeprefix("key` in `").rstrip("`")
+        found, node = _lookup(raw, path)
+        keys = [key for key in node if not isinstance(key, str)] if found else []
+        shown = f", got {_SHORT.repr(keys[0])}" if keys else ""
+        return path, f"expected field names (text) as keys{shown}"
     expected = field_range(path)
     found, value = _lookup(raw, path)
     if expected is not None and found:
@@ -184,9 +194,10 @@ def _describe_validation_error(message: str, raw: Any) -> tuple[str, str]:
         field = text.split("`")[1]
         return f"{path}.{field}", "required field is missing"
     if text.startswith("Object contains unknown field `"):
-        field = text.split("`")[1]
+        field = text[text.index("`") + 1 : text.rindex("`")]
         states = ", ".join(STATE_NAMES)
-        return f"{path}.{field}", f"unknown state `{field}`; expected one of {states}"
+        shown = field if _PLAIN_KEY.match(field) else _SHORT.repr(field)
+        return path + _segment(field), f"unknown state `{shown}`; expected one of {states}"
     if text.startswith("Invalid enum value"):
         choices = ", ".join(typing.get_args(typing.get_type_hints(Protocol)["protocol_type"]))
         return path, f"{text[0].lower()}{text[1:]}; expected one of {choices}"
@@ -256,10 +267,33 @@ def _collect_unknown_keys(raw: Any, schema: type, path: str) -> dict[str, Any]:
     hints = typing.get_type_hints(schema)
     extras: dict[str, Any] = {}
     for key, value in raw.items():
-        child = f"{path}.{key}"
-        hint = hints.get(str(key))
+        child = path + _segment(key)
+        hint = hints.get(key) if isinstance(key, str) else None
         if hint is None or key == "extras":
-            extras[child] = value
+            extras[child] = _with_text_keys(value)
         elif isinstance(hint, type) and issubclass(hint, msgspec.Struct):
             extras.update(_collect_unknown_keys(value, hint, child))
     return extras
+
+
+def _segment(key: Any) -> str:
+    """One step of a field path: ``.key``, or ``[...]`` quoting a key that is not plain."""
+    if isinstance(key, str) and _PLAIN_KEY.match(key):
+        return f".{key}"
+    return f"[{_SHORT.repr(key)}]"
+
+
+def _with_text_keys(value: Any) -> Any:
+    """`value` with every mapping key made text (``50: 0.1`` -> ``"50": 0.1``).
+
+    Unknown blocks are kept in the manifest, whose JSON has text keys only; a date or null
+    key would otherwise make the run's manifest unwritable.
+    """
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else str(key): _with_text_keys(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_text_keys(item) for item in value]
+    return value

@@ -67,14 +67,18 @@ def _check_bounds(data: bytes, source: str) -> None:
     """Scan the event stream; raise at the first limit crossed, before anything is built.
 
     ``sizes`` holds each anchor's expanded value count; an alias adds its anchor's count, so
-    ``expanded`` is what the document would hold with every alias copied out.
+    ``expanded`` is what the document would hold with every alias copied out. A key repeated
+    in one mapping is refused too: YAML loaders silently keep the last one, so the first value
+    a user wrote (``min_interval_days`` twice) would vanish without a word.
     """
     sizes: dict[str, int] = {}
-    open_collections: list[tuple[int, str | None]] = []  # (expanded count at start, anchor)
+    open_collections: list[_Open] = []
     expanded = 0
     for event in yaml.parse(data, Loader=_Loader):
+        if isinstance(event, yaml.NodeEvent) and open_collections:
+            open_collections[-1].child(event, source)
         if isinstance(event, yaml.CollectionStartEvent):
-            open_collections.append((expanded, event.anchor))
+            open_collections.append(_Open(expanded, event))
             expanded += 1
             if len(open_collections) > MAX_DEPTH:
                 raise ProtocolError(
@@ -83,9 +87,9 @@ def _check_bounds(data: bytes, source: str) -> None:
                     f"nests deeper than {MAX_DEPTH} levels; a protocol needs at most 5",
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
-            started, anchor = open_collections.pop()
-            if anchor is not None:
-                sizes[anchor] = expanded - started
+            closed = open_collections.pop()
+            if closed.anchor is not None:
+                sizes[closed.anchor] = expanded - closed.started
         elif isinstance(event, yaml.ScalarEvent):
             expanded += 1
             if event.anchor is not None:
@@ -99,6 +103,36 @@ def _check_bounds(data: bytes, source: str) -> None:
                 f"holds more than {MAX_VALUES:,} values once its aliases are expanded; "
                 "a protocol has a few hundred (is an alias repeating an alias?)",
             )
+
+
+class _Open:
+    """A mapping or list being scanned: where its count started, its anchor, a map's keys."""
+
+    __slots__ = ("anchor", "expect_key", "keys", "started")
+
+    def __init__(self, started: int, event: yaml.CollectionStartEvent) -> None:
+        self.started = started
+        self.anchor = event.anchor
+        self.keys: set[str] | None = set() if isinstance(event, yaml.MappingStartEvent) else None
+        self.expect_key = True
+
+    def child(self, event: yaml.NodeEvent, source: str) -> None:
+        """Note a node starting directly inside; refuse a plain key seen before in a mapping."""
+        if self.keys is None:
+            return
+        if self.expect_key and isinstance(event, yaml.ScalarEvent) and event.value != "<<":
+            if event.value in self.keys:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                key = event.value[:60]
+                shown = key if key.isprintable() else repr(key)
+                raise ProtocolError(
+                    source,
+                    None,
+                    f"repeats the key `{shown}` in one mapping (line {line}); YAML "
+                    "would silently keep only the last value, so write it once",
+                )
+            self.keys.add(event.value)
+        self.expect_key = not self.expect_key
 
 
 def _yaml_problem(exc: Exception) -> str:

@@ -400,3 +400,13 @@ def test_anchors_and_aliases_within_bounds_are_accepted():
 def test_an_oversized_text_is_refused_like_an_oversized_file():
     with pytest.raises(ProtocolError, match=r"^upload\.yaml: file is larger than"):
         load_protocol_text("#" * (2 << 20), source="upload.yaml")
+
+
+def test_a_key_written_twice_is_refused_not_silently_overridden():
+    text = _text_with("min_interval_days: 28", "min_interval_days: 28\nmin_interval_days: 7")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol_text(text, source="twice.yaml")
+    assert str(caught.value) == (
+        "twice.yaml: repeats the key `min_interval_days` in one mapping (line 9); YAML would "
+        "silently keep only the last value, so write it once"
+    )
