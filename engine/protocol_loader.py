@@ -114,10 +114,22 @@ def validate_protocol(protocol: Protocol, source: str = "<protocol>") -> Protoco
     Struct constructors do not validate, so this is what stands between ``Protocol(...)``
     with a NaN in it and the kernel. `extras` are the caller's and are not checked.
     """
-    raw = msgspec.to_builtins(msgspec.structs.replace(protocol, extras={}))
+    try:
+        raw = msgspec.to_builtins(
+            msgspec.structs.replace(protocol, extras={}), enc_hook=_python_number
+        )
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise ProtocolError(source, "$", f"holds a value that is not plain data ({exc})") from exc
     raw.pop("extras", None)
     _validate(raw, source)
     return protocol
+
+
+def _python_number(value: Any) -> Any:
+    """numpy scalars (``np.float64(0.5)``) as the Python numbers they stand for."""
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        return value.item()
+    raise NotImplementedError(f"values of type {type(value).__name__} are not supported")
 
 
 def _validate(raw: dict[str, Any], source: str) -> Protocol:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 import yaml
 
@@ -24,6 +25,7 @@ from engine.protocol_loader import (
     bundled_protocol_names,
     load_protocol,
     load_protocol_text,
+    validate_protocol,
 )
 from tests.helpers import default_protocol_dict, protocol_yaml
 
@@ -410,3 +412,14 @@ def test_a_key_written_twice_is_refused_not_silently_overridden():
         "twice.yaml: repeats the key `min_interval_days` in one mapping (line 9); YAML would "
         "silently keep only the last value, so write it once"
     )
+
+
+def test_a_protocol_built_in_python_with_numpy_numbers_is_checked_like_a_file():
+    good = load_protocol()
+    baseline = msgspec.structs.replace(good.baseline_vision, mean=np.float64(60.0))
+    assert validate_protocol(msgspec.structs.replace(good, baseline_vision=baseline)).name
+    odd = msgspec.structs.replace(
+        good, baseline_vision=msgspec.structs.replace(baseline, std=object())
+    )
+    with pytest.raises(ProtocolError, match=r"^<protocol>: \$: holds a value that is not plain"):
+        validate_protocol(odd)
