@@ -64,7 +64,8 @@ class Range(NamedTuple):
 Probability = Annotated[float, Meta(ge=0.0, le=1.0), Range(0, 1)]
 Letters = Annotated[float, Meta(ge=0.0, le=100.0), Range(0, 100, "letters")]
 Multiplier = Annotated[float, Meta(ge=0.0), Range(0, 100, "(a factor)")]
-# Letters gained or lost at one visit: the largest mean changes reported are a few letters.
+# Letters gained or lost at one visit: trials report a few letters per visit; 30 (six lines of
+# the chart) at every visit would be a miracle or a catastrophe, never a protocol.
 VisionChangeMean = Annotated[float, Range(-30, 30, "letters")]
 VisionChangeStd = Annotated[float, Meta(ge=0.0), Range(0, 30, "letters")]
 BaselineMean = Annotated[float, Range(0, 100, "letters")]
