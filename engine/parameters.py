@@ -6,7 +6,8 @@ Together with the protocol these fully determine a run's output (DESIGN section 
 from __future__ import annotations
 
 import math
-from typing import Literal
+import numbers
+from typing import Any, Literal
 
 import msgspec
 
@@ -17,6 +18,7 @@ __all__ = [
     "DAYS_PER_YEAR",
     "DEFAULT_SHARD_SIZE",
     "MAX_PATIENTS",
+    "MAX_PATIENTS_PER_WEEK",
     "MAX_YEARS",
     "MEMORY_THRESHOLD_PATIENTS",
     "Recruitment",
@@ -33,6 +35,9 @@ MEMORY_THRESHOLD_PATIENTS = 1000
 MAX_PATIENTS = 1_000_000_000
 MAX_YEARS = 50.0
 MAX_SHARD_SIZE = 1 << 20
+# A whole country's new wet-AMD patients arrive at a few thousand a week; far beyond that the
+# arrival days all round to day 0 and the rate stops meaning anything.
+MAX_PATIENTS_PER_WEEK = 1_000_000.0
 # Rate recruitment must finish within the horizon with this many standard deviations to spare.
 RATE_MARGIN_SDS = 5.0
 
@@ -73,17 +78,25 @@ class RunParameters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def validate_parameters(params: RunParameters) -> RunParameters:
-    """Return `params` unchanged, or raise `ParameterError` naming the bad value and its range."""
-    if isinstance(params.n_patients, bool) or not 1 <= params.n_patients <= MAX_PATIENTS:
+    """Return `params` unchanged, or raise `ParameterError` naming the bad value and its range.
+
+    Checks types too: `RunParameters` built in Python is not validated by its constructor, and
+    a string, bool, NaN or infinity must end as this one-line error, not deep inside a run.
+    """
+    _require_number("patients", params.n_patients, whole=True)
+    if not 1 <= params.n_patients <= MAX_PATIENTS:
         raise ParameterError(
             f"patients must be between 1 and {MAX_PATIENTS:,}, got {params.n_patients}"
         )
+    _require_number("years", params.years, whole=False)
     if not (math.isfinite(params.years) and 0 < params.years <= MAX_YEARS):
         raise ParameterError(f"years must be above 0 and at most {MAX_YEARS:g}, got {params.years}")
     if params.horizon_days < 1:
         raise ParameterError(f"years={params.years} is shorter than one day")
+    _require_number("seed", params.seed, whole=True)
     if not 0 <= params.seed < 2**63:
         raise ParameterError(f"seed must be between 0 and 2**63 - 1, got {params.seed}")
+    _require_number("shard size", params.shard_size, whole=True)
     if not 1 <= params.shard_size <= MAX_SHARD_SIZE:
         raise ParameterError(
             f"shard size must be between 1 and {MAX_SHARD_SIZE}, got {params.shard_size}"
@@ -92,17 +105,35 @@ def validate_parameters(params: RunParameters) -> RunParameters:
     return params
 
 
+def _require_number(name: str, value: Any, *, whole: bool) -> None:
+    """Refuse what is not a number of the right kind (bools are not numbers here)."""
+    kind = numbers.Integral if whole else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "a whole number" if whole else "a number"
+        raise ParameterError(f"{name} must be {what}, got {value!r}")
+
+
 def _validate_recruitment(params: RunParameters) -> None:
     recruitment = params.recruitment
-    if recruitment.mode == "period" and not 1 <= recruitment.period_days <= params.horizon_days:
+    if recruitment.mode not in ("cohort", "period", "rate"):
         raise ParameterError(
-            f"recruitment period must be between 1 and {params.horizon_days} days (the horizon), "
-            f"got {recruitment.period_days}"
+            f"recruitment must be cohort, period or rate, got {recruitment.mode!r}"
         )
+    if recruitment.mode == "period":
+        _require_number("recruitment period", recruitment.period_days, whole=True)
+        if not 1 <= recruitment.period_days <= params.horizon_days:
+            raise ParameterError(
+                f"recruitment period must be between 1 and {params.horizon_days} days "
+                f"(the horizon), got {recruitment.period_days}"
+            )
     if recruitment.mode == "rate":
         rate = recruitment.patients_per_week
-        if not (math.isfinite(rate) and rate > 0):
-            raise ParameterError(f"patients per week must be above 0, got {rate}")
+        _require_number("patients per week", rate, whole=False)
+        if not (math.isfinite(rate) and 0 < rate <= MAX_PATIENTS_PER_WEEK):
+            raise ParameterError(
+                f"patients per week must be above 0 and at most {MAX_PATIENTS_PER_WEEK:,.0f}, "
+                f"got {rate}"
+            )
         mean_days = params.n_patients * 7.0 / rate
         spread_days = math.sqrt(params.n_patients) * 7.0 / rate
         if mean_days + RATE_MARGIN_SDS * spread_days > params.horizon_days:

@@ -1,13 +1,19 @@
 """Load protocol YAML files into `Protocol` structs, with one clear message per bad file.
 
-Covers: reading (file, bundled name or text), YAML decoding, schema validation, cross-field
-checks and collecting unknown keys. Every failure becomes a `ProtocolError` naming the file,
-the field path and the problem. Does not cover: what the fields mean (`engine.protocol`).
+Covers: reading (file, bundled name or text), schema validation in this order: no NaN or
+infinity anywhere (comparisons with NaN pass silently, so it is refused first and by name),
+types, each number's plausible `Range`, cross-field checks; then collecting unknown keys.
+Every failure becomes a `ProtocolError` naming the file, the field path and the problem.
+Does not cover: decoding YAML within bounds (`engine.protocol_yaml`), what the fields mean
+(`engine.protocol`).
 """
 
 from __future__ import annotations
 
 import datetime
+import math
+import re
+import reprlib
 import typing
 import warnings
 from importlib import resources
@@ -15,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import msgspec.yaml
 
 from engine.errors import ProtocolError
-from engine.protocol import Protocol
+from engine.protocol import Protocol, field_range, ranged_fields
+from engine.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
 from engine.states import STATE_NAMES
 
 __all__ = [
@@ -28,12 +34,21 @@ __all__ = [
     "load_protocol",
     "load_protocol_text",
     "resolve_protocol_path",
+    "validate_protocol",
 ]
 
 DEFAULT_PROTOCOL = "aflibercept_treat_and_extend"
 ROW_SUM_TOLERANCE = 0.001
-MAX_PROTOCOL_BYTES = 1 << 20
+MAX_UNKNOWN_KEYS_LISTED = 20
 _STRING_FIELDS = ("name", "version", "description", "author", "created_date")
+# Values quoted in messages stay short whatever the file holds (Repr takes no arguments
+# before Python 3.12).
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist = 2, 4, 4
+_SHORT.maxstring = _SHORT.maxother = 60
+# Keys shown bare in field paths; any other key is quoted (``$.extra['odd key']``), so a path
+# stays one line and cannot be mistaken for another.
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class UnknownProtocolKeysWarning(UserWarning):
@@ -78,58 +93,83 @@ def load_protocol(reference: str | Path = DEFAULT_PROTOCOL) -> Protocol:
 
 def load_protocol_text(data: bytes | str, source: str = "<protocol>") -> Protocol:
     """Validate protocol YAML given as text; `source` names it in messages."""
-    raw = _decode_yaml(data, source)
-    try:
-        protocol = msgspec.convert(_normalise_scalars(raw), Protocol)
-    except msgspec.ValidationError as exc:
-        path, problem = _describe_validation_error(str(exc), raw)
-        raise ProtocolError(source, path, problem) from exc
-    _check_cross_fields(protocol, source)
+    raw = decode_protocol_yaml(data, source)
+    protocol = _validate(raw, source)
     extras = _collect_unknown_keys(raw, Protocol, "$")
     if extras:
+        listed = ", ".join(list(extras)[:MAX_UNKNOWN_KEYS_LISTED])
+        if len(extras) > MAX_UNKNOWN_KEYS_LISTED:
+            listed += f" and {len(extras) - MAX_UNKNOWN_KEYS_LISTED:,} more"
         warnings.warn(
-            UnknownProtocolKeysWarning(
-                f"{source}: unknown keys kept but not used: {', '.join(extras)}"
-            ),
+            UnknownProtocolKeysWarning(f"{source}: unknown keys kept but not used: {listed}"),
             stacklevel=2,
         )
         protocol = msgspec.structs.replace(protocol, extras=extras)
     return protocol
 
 
-def _decode_yaml(data: bytes | str, source: str) -> dict[str, Any]:
-    if isinstance(data, str):
-        data = data.encode()
-    if not data.strip():
-        raise ProtocolError(
-            source, None, "file is empty; expected a YAML mapping of protocol fields"
-        )
+def validate_protocol(protocol: Protocol, source: str = "<protocol>") -> Protocol:
+    """Check a `Protocol` built in Python as a file would be checked; returns it unchanged.
+
+    Struct constructors do not validate, so this is what stands between ``Protocol(...)``
+    with a NaN in it and the kernel. `extras` are the caller's and are not checked.
+    """
     try:
-        raw = msgspec.yaml.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(source, None, f"is not valid YAML: {_yaml_problem(exc)}") from exc
-    if raw is None:
-        raise ProtocolError(
-            source, None, "file is empty; expected a YAML mapping of protocol fields"
+        raw = msgspec.to_builtins(
+            msgspec.structs.replace(protocol, extras={}), enc_hook=_python_number
         )
-    if not isinstance(raw, dict):
-        kind = type(raw).__name__
-        raise ProtocolError(
-            source, "$", f"expected a YAML mapping of protocol fields, got a {kind}"
-        )
-    return raw
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise ProtocolError(source, "$", f"holds a value that is not plain data ({exc})") from exc
+    raw.pop("extras", None)
+    _validate(raw, source)
+    return protocol
 
 
-def _yaml_problem(exc: Exception) -> str:
-    """PyYAML's problem and position ("line 2, column 1"), or its whole message folded."""
-    cause = exc.__cause__ or exc.__context__
-    problem = getattr(cause, "problem", None)
-    mark = getattr(cause, "problem_mark", None)
-    if problem and mark is not None:
-        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
-    if isinstance(exc, UnicodeDecodeError) or "unacceptable character" in str(exc):
-        return "the file is not text (it contains bytes that are not UTF-8 characters)"
-    return " ".join(str(cause or exc).split())
+def _python_number(value: Any) -> Any:
+    """numpy scalars (``np.float64(0.5)``) as the Python numbers they stand for."""
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        return value.item()
+    raise NotImplementedError(f"values of type {type(value).__name__} are not supported")
+
+
+def _validate(raw: dict[str, Any], source: str) -> Protocol:
+    """The checks of the module docstring, in its order; the first failure is raised."""
+    _check_finite(raw, "$", source)
+    try:
+        protocol = msgspec.convert(_normalise_scalars(raw), Protocol)
+    except msgspec.ValidationError as exc:
+        path, problem = _describe_validation_error(str(exc), raw)
+        raise ProtocolError(source, path, problem) from exc
+    _check_ranges(protocol, source)
+    _check_cross_fields(protocol, source)
+    return protocol
+
+
+def _check_finite(node: Any, path: str, source: str) -> None:
+    """Refuse NaN and infinities anywhere, unknown keys included (JSON has no such numbers).
+
+    The walk is bounded: `decode_protocol_yaml` has capped values and depth.
+    """
+    if isinstance(node, float) and not math.isfinite(node):
+        expected = field_range(path)
+        what = expected.describe() if expected else "a finite number"
+        raise ProtocolError(source, path, f"expected {what}, got {node!r}")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, path + _segment(key), source)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_finite(value, f"{path}[{index}]", source)
+
+
+def _check_ranges(protocol: Protocol, source: str) -> None:
+    """Every number inside its plausible `Range` (the schema's own bounds are looser)."""
+    for path, expected in ranged_fields():
+        value: Any = protocol
+        for part in path.split(".")[1:]:
+            value = getattr(value, part)
+        if not expected.contains(value):
+            raise ProtocolError(source, path, f"expected {expected.describe()}, got {value!r}")
 
 
 def _normalise_scalars(raw: dict[str, Any]) -> dict[str, Any]:
@@ -152,22 +192,33 @@ def _describe_validation_error(message: str, raw: Any) -> tuple[str, str]:
     """Turn msgspec's message into (field path, problem) in our one-line style."""
     text, _, where = message.partition(" - at `")
     path = where.rstrip("`") or "$"
+    if where.startswith("key` in `"):  # a mapping key that is not text (`1: x`, `null: x`)
+        path = where.removeprefix("key` in `").rstrip("`")
+        found, node = _lookup(raw, path)
+        keys = [key for key in node if not isinstance(key, str)] if found else []
+        shown = f", got {_SHORT.repr(keys[0])}" if keys else ""
+        return path, f"expected field names (text) as keys{shown}"
+    expected = field_range(path)
+    found, value = _lookup(raw, path)
+    if expected is not None and found:
+        return path, f"expected {expected.describe()}, got {_SHORT.repr(value)}"
     if text.startswith("Object missing required field `"):
         field = text.split("`")[1]
         return f"{path}.{field}", "required field is missing"
     if text.startswith("Object contains unknown field `"):
-        field = text.split("`")[1]
+        field = text[text.index("`") + 1 : text.rindex("`")]
         states = ", ".join(STATE_NAMES)
-        return f"{path}.{field}", f"unknown state `{field}`; expected one of {states}"
+        shown = field if _PLAIN_KEY.match(field) else _SHORT.repr(field)
+        return path + _segment(field), f"unknown state `{shown}`; expected one of {states}"
     if text.startswith("Invalid enum value"):
         choices = ", ".join(typing.get_args(typing.get_type_hints(Protocol)["protocol_type"]))
         return path, f"{text[0].lower()}{text[1:]}; expected one of {choices}"
     problem = text[0].lower() + text[1:]
     for json_word, yaml_word in (("`object`", "a mapping"), ("`array`", "a list")):
         problem = problem.replace(json_word, yaml_word)
-    found, value = _lookup(raw, path)
     if found:
-        problem += f" ({value!r})" if ", got" in problem else f", got {value!r}"
+        shown = _SHORT.repr(value)
+        problem += f" ({shown})" if ", got" in problem else f", got {shown}"
     return path, problem
 
 
@@ -228,10 +279,33 @@ def _collect_unknown_keys(raw: Any, schema: type, path: str) -> dict[str, Any]:
     hints = typing.get_type_hints(schema)
     extras: dict[str, Any] = {}
     for key, value in raw.items():
-        child = f"{path}.{key}"
-        hint = hints.get(str(key))
+        child = path + _segment(key)
+        hint = hints.get(key) if isinstance(key, str) else None
         if hint is None or key == "extras":
-            extras[child] = value
+            extras[child] = _with_text_keys(value)
         elif isinstance(hint, type) and issubclass(hint, msgspec.Struct):
             extras.update(_collect_unknown_keys(value, hint, child))
     return extras
+
+
+def _segment(key: Any) -> str:
+    """One step of a field path: ``.key``, or ``[...]`` quoting a key that is not plain."""
+    if isinstance(key, str) and _PLAIN_KEY.match(key):
+        return f".{key}"
+    return f"[{_SHORT.repr(key)}]"
+
+
+def _with_text_keys(value: Any) -> Any:
+    """`value` with every mapping key made text (``50: 0.1`` -> ``"50": 0.1``).
+
+    Unknown blocks are kept in the manifest, whose JSON has text keys only; a date or null
+    key would otherwise make the run's manifest unwritable.
+    """
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else str(key): _with_text_keys(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_text_keys(item) for item in value]
+    return value

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from engine.kernel import simulate_shards
 from engine.parameters import DEFAULT_SHARD_SIZE, Recruitment, RunParameters, validate_parameters
 from engine.protocol import Protocol
-from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
+from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol, validate_protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import InMemoryResults
 from engine.shards import plan_blocks
@@ -64,6 +64,8 @@ def run_simulation(
 
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
+    else:
+        protocol = validate_protocol(protocol)
     params = validate_parameters(
         RunParameters(
             n_patients=n_patients,

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from rich.table import Table
 
-from engine.cli.console import out_console
+from engine.cli.console import out_console, safe_text
 from engine.cli.registry_commands import format_bytes
 from engine.cli.run_display import summary_rows
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
@@ -80,12 +80,14 @@ def show_patient(args: argparse.Namespace) -> int:
         out_console.print_json(msgspec.json.encode(document).decode())
         return 0
     patient = record.patient
-    out_console.print(f"[bold]Patient {patient['patient_id']}[/] of {run_dir}", soft_wrap=True)
+    out_console.print(
+        f"[bold]Patient {patient['patient_id']}[/] of {safe_text(run_dir)}", soft_wrap=True
+    )
     row = Table(show_header=False)
     row.add_column("field", no_wrap=True)
     row.add_column("value", justify="right", no_wrap=True)
     for name, value in patient.items():
-        row.add_row(name.replace("_", " "), "-" if value is None else str(value))
+        row.add_row(safe_text(name.replace("_", " ")), "-" if value is None else safe_text(value))
     out_console.print(row)
     timeline = Table(title="Visits")
     for column in ("Visit", "Day", "Interval", "VA", "Change", "Injected", "State"):
@@ -100,7 +102,7 @@ def show_patient(args: argparse.Namespace) -> int:
             str(visit["vision"]),
             f"{change:+d}",
             "yes" if visit["injected"] else "",
-            str(visit["disease_state"]),
+            safe_text(visit["disease_state"]),
         )
     out_console.print(timeline)
     return 0
@@ -178,9 +180,9 @@ def _disk_overview(results: ParquetResults) -> dict[str, Any]:
 
 def _print_overview(overview: dict[str, Any]) -> None:
     params = overview["parameters"]
-    title = overview["run_id"] or overview["location"]
+    title = safe_text(overview["run_id"] or overview["location"])
     out_console.print(
-        f"[bold]{title}[/]  {overview['protocol']}: {params.n_patients:,} patients x "
+        f"[bold]{title}[/]  {safe_text(overview['protocol'])}: {params.n_patients:,} patients x "
         f"{params.years:g} years, seed {params.seed}, shards of {params.shard_size:,}",
         soft_wrap=True,
     )
@@ -188,12 +190,13 @@ def _print_overview(overview: dict[str, Any]) -> None:
     if status != "completed":
         stored = overview["patients_stored"]
         out_console.print(
-            f"[yellow]{status}[/]: {stored:,} of {params.n_patients:,} patients on disk; the "
-            f"figures below cover those. Finish it with 'amdsim resume {overview['run_id']}'.",
+            f"[yellow]{safe_text(status)}[/]: {stored:,} of {params.n_patients:,} patients on "
+            "disk; the figures below cover those. Finish it with "
+            f"'amdsim resume {safe_text(overview['run_id'])}'.",
             soft_wrap=True,
         )
         if overview.get("error"):
-            out_console.print(f"error: {overview['error']}", soft_wrap=True)
+            out_console.print(f"error: {safe_text(overview['error'])}", soft_wrap=True)
     outcomes = Table(title="Outcomes", show_header=False)
     outcomes.add_column("measure", no_wrap=True)
     outcomes.add_column("value", justify="right", no_wrap=True)
@@ -225,7 +228,7 @@ def _print_overview(overview: dict[str, Any]) -> None:
     storage.add_column("what", no_wrap=True)
     storage.add_column("value", justify="right", overflow="fold")
     storage.add_row("Held in", "memory" if overview["storage"] == "memory" else "Parquet on disk")
-    storage.add_row("Location", overview["location"])
+    storage.add_row("Location", safe_text(overview["location"]))
     storage.add_row("Patients stored", f"{overview['patients_stored']:,}")
     storage.add_row("Visits stored", f"{overview['visits_stored']:,}")
     storage.add_row("Bytes on disk", format_bytes(overview["bytes_on_disk"]))

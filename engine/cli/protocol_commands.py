@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.console import call_with_warnings, out_console
+from engine.cli.console import call_with_warnings, out_console, safe_text
 from engine.protocol_loader import (
     DEFAULT_PROTOCOL,
     bundled_protocol_names,
@@ -36,7 +36,7 @@ def validate(args: argparse.Namespace) -> int:
     protocol = call_with_warnings(lambda: load_protocol(args.file))
     path = resolve_protocol_path(args.file)
     out_console.print(
-        f"{path.name}: valid - {protocol.name} ({protocol.protocol_type}, "
+        f"{safe_text(path.name)}: valid - {safe_text(protocol.name)} ({protocol.protocol_type}, "
         f"{protocol.min_interval_days}-{protocol.max_interval_days} days, "
         f"{protocol.loading_doses} loading doses)",
         soft_wrap=True,
@@ -51,10 +51,10 @@ def list_protocols(args: argparse.Namespace) -> int:
         protocol = load_protocol(name)
         marker = " *" if name == DEFAULT_PROTOCOL else ""
         out_console.print(
-            f"  [bold]{name}[/]{marker}  {protocol.protocol_type}, "
+            f"  [bold]{safe_text(name)}[/]{marker}  {protocol.protocol_type}, "
             f"{protocol.min_interval_days}-{protocol.max_interval_days} days, "
             f"{protocol.loading_doses} loading doses",
             soft_wrap=True,
         )
-        out_console.print(f"      {protocol.description}", soft_wrap=True)
+        out_console.print(f"      {safe_text(protocol.description)}", soft_wrap=True)
     return 0

@@ -11,7 +11,7 @@ import msgspec
 from rich import box
 from rich.table import Table
 
-from engine.cli.console import out_console
+from engine.cli.console import out_console, safe_text
 from engine.cli.run_lookup import add_runs_dir_argument, open_registry, resolve_run, runs_root
 from engine.errors import RunNotFoundError
 from engine.registry import RegistryEntry
@@ -87,7 +87,7 @@ def list_runs(args: argparse.Namespace) -> int:
         out_console.print_json(msgspec.json.encode(entries).decode())
         return 0
     if not entries:
-        out_console.print(f"no runs under {runs_root(args)} match", soft_wrap=True)
+        out_console.print(f"no runs under {safe_text(runs_root(args))} match", soft_wrap=True)
         return 0
     named = any(entry.name for entry in entries)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -96,9 +96,9 @@ def list_runs(args: argparse.Namespace) -> int:
         table.add_column(column, no_wrap=column not in ("Protocol", "Name"))
     for entry in entries:
         row = [
-            entry.run_id,
-            entry.name,
-            entry.protocol,
+            safe_text(entry.run_id),
+            safe_text(entry.name),
+            safe_text(entry.protocol),
             _status_text(entry),
             f"{entry.n_patients:,} x {entry.years:g}y",
             entry.created.astimezone().strftime("%m-%d %H:%M"),
@@ -123,10 +123,10 @@ def delete_runs(args: argparse.Namespace) -> int:
             )
         if args.later:
             registry.mark_for_cleanup(run_dir.name)
-            out_console.print(f"marked {run_dir.name} for cleanup")
+            out_console.print(f"marked {safe_text(run_dir.name)} for cleanup")
         else:
             registry.delete(run_dir.name, force=args.force)
-            out_console.print(f"deleted {run_dir.name}")
+            out_console.print(f"deleted {safe_text(run_dir.name)}")
     return 0
 
 
@@ -148,7 +148,7 @@ def cleanup_runs(args: argparse.Namespace) -> int:
     printed = False
     for label, names in lines:
         for name in names:
-            out_console.print(f"{label}: {name}", soft_wrap=True)
+            out_console.print(f"{label}: {safe_text(name)}", soft_wrap=True)
             printed = True
     if not printed:
         out_console.print("nothing to clean up")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.cli.console import call_with_warnings, out_console
+from engine.cli.console import call_with_warnings, out_console, safe_text
 from engine.cli.run_display import (
     ProgressWatcher,
     print_summary,
@@ -238,5 +238,5 @@ def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunPara
     else:
         print_summary(protocol.name, params, stats, wall_s, [])
         if args.out is not None:
-            out_console.print(f"Saved to {args.out} ({args.format})", soft_wrap=True)
+            out_console.print(f"Saved to {safe_text(args.out)} ({args.format})", soft_wrap=True)
     return 0

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from engine.cli.console import err_console, human_count, out_console
+from engine.cli.console import err_console, human_count, out_console, safe_text
 from engine.manifest import Manifest
 from engine.parameters import RunParameters
 from engine.states import DISCONTINUATION_REASON_NAMES
@@ -66,7 +66,7 @@ class ProgressWatcher:
         try:
             self._subscriber = MetricsSubscriber(supervisor.metrics_address)
         except OSError as exc:  # the run goes on without a bar
-            err_console.print(f"[yellow]warning:[/] no progress display ({exc})")
+            err_console.print(f"[yellow]warning:[/] no progress display ({safe_text(exc)})")
             return
         self._thread = threading.Thread(target=self._follow, name="progress", daemon=True)
         self._thread.start()
@@ -144,7 +144,8 @@ def print_summary(
     """The summary table; rates use `simulated` (patients, visits) if given, else the totals."""
     patients, visits = simulated or (stats.patients, stats.visits)
     out_console.print(
-        f"[bold]{protocol_name}[/]: {params.n_patients:,} patients x {params.years:g} years, "
+        f"[bold]{safe_text(protocol_name)}[/]: {params.n_patients:,} patients x "
+        f"{params.years:g} years, "
         f"seed {params.seed}",
         soft_wrap=True,
     )
@@ -156,8 +157,8 @@ def print_summary(
     table.add_row("Wall time", f"{wall_s:.2f} s")
     table.add_row("Patients/s", human_count(patients / wall_s))
     table.add_row("Visits/s", human_count(visits / wall_s))
-    for label, value in extra_rows:
-        table.add_row(label, value)
+    for label, value in extra_rows:  # paths and messages: user text
+        table.add_row(safe_text(label), safe_text(value))
     out_console.print(table)
 
 
@@ -234,8 +235,8 @@ def report_streaming_run(
         )
     if manifest.status == "cancelled":
         err_console.print(
-            f"cancelled: {manifest.error or 'stopped'}; partial results in {run_dir} "
-            f"(carry on with 'amdsim resume {manifest.run_id}')",
+            f"cancelled: {safe_text(manifest.error or 'stopped')}; partial results in "
+            f"{safe_text(run_dir)} (carry on with 'amdsim resume {safe_text(manifest.run_id)}')",
             soft_wrap=True,
         )
         return EXIT_CANCELLED

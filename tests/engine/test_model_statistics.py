@@ -253,7 +253,7 @@ RULES = {
     # every visit after enrollment is more than 0 months after it
     "long_treatment": {
         "poor_vision_threshold": 0.0,
-        "high_injection_count": 100_000,
+        "high_injection_count": 10_000,
         "long_treatment_months": 0.0,
         "long_treatment_probability": 0.02,
     },
@@ -265,7 +265,7 @@ def test_each_discontinuation_rule_stops_at_its_probability_per_visit(reason):
     rules = {
         "poor_vision_threshold": 0.0,
         "poor_vision_probability": 0.0,
-        "high_injection_count": 100_000,
+        "high_injection_count": 10_000,
         "high_injection_probability": 0.0,
         "long_treatment_months": 1_000.0,
         "long_treatment_probability": 0.0,
@@ -386,7 +386,7 @@ def test_long_treatment_counts_months_of_thirty_point_four_days():
         discontinuation_rules={
             "poor_vision_threshold": 0.0,
             "poor_vision_probability": 0.0,
-            "high_injection_count": 100_000,
+            "high_injection_count": 10_000,
             "high_injection_probability": 0.0,
             "long_treatment_months": 3.0,
             "long_treatment_probability": 1.0,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from engine.errors import ParameterError
@@ -38,7 +41,7 @@ from engine.parameters import Recruitment, RunParameters, validate_parameters
         ),
         (
             RunParameters(n_patients=10, years=1, recruitment=Recruitment(mode="rate")),
-            "patients per week must be above 0, got 0.0",
+            "patients per week must be above 0 and at most 1,000,000, got 0.0",
         ),
         (
             RunParameters(
@@ -61,3 +64,59 @@ def test_horizon_and_shard_count_follow_from_the_parameters():
     params = validate_parameters(RunParameters(n_patients=10_001, years=2, shard_size=1_000))
     assert params.horizon_days == 730
     assert params.shard_count == 11
+
+
+def _rate(patients_per_week):
+    return RunParameters(
+        n_patients=10,
+        years=1,
+        recruitment=Recruitment(mode="rate", patients_per_week=patients_per_week),
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            RunParameters(n_patients=10, years=math.inf),
+            "years must be above 0 and at most 50, got inf",
+        ),
+        (
+            RunParameters(n_patients=10, years=1e308),
+            "years must be above 0 and at most 50, got 1e+308",
+        ),
+        (RunParameters(n_patients=10, years="5"), "years must be a number, got '5'"),
+        (RunParameters(n_patients=10, years=True), "years must be a number, got True"),
+        (RunParameters(n_patients=10.0, years=1), "patients must be a whole number, got 10.0"),
+        (
+            RunParameters(n_patients=10, years=1, seed=math.nan),
+            "seed must be a whole number, got nan",
+        ),
+        (
+            RunParameters(n_patients=10, years=1, seed=2**70),
+            "seed must be between 0 and 2**63 - 1, got 1180591620717411303424",
+        ),
+        (
+            RunParameters(n_patients=10, years=1, shard_size=None),
+            "shard size must be a whole number, got None",
+        ),
+        (_rate(math.nan), "patients per week must be above 0 and at most 1,000,000, got nan"),
+        (_rate(math.inf), "patients per week must be above 0 and at most 1,000,000, got inf"),
+        (_rate(1e308), "patients per week must be above 0 and at most 1,000,000, got 1e+308"),
+        (
+            RunParameters(
+                n_patients=10, years=1, recruitment=Recruitment(mode="period", period_days=1e308)
+            ),
+            "recruitment period must be a whole number, got 1e+308",
+        ),
+    ],
+)
+def test_run_parameters_refuse_nan_inf_absurd_magnitudes_and_wrong_types(params, message):
+    with pytest.raises(ParameterError) as caught:
+        validate_parameters(params)
+    assert str(caught.value) == message
+
+
+def test_numpy_numbers_are_accepted_as_run_parameters():
+    params = RunParameters(n_patients=np.int64(10), years=np.float64(1.5), seed=np.uint32(3))
+    assert validate_parameters(params) is params

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
+import re
+import time
 import warnings
+from importlib import resources
+from pathlib import Path
 
+import msgspec
+import numpy as np
 import pytest
 import yaml
 
+from engine import run_simulation
 from engine.errors import ProtocolError
+from engine.protocol import ranged_fields
 from engine.protocol_loader import (
     DEFAULT_PROTOCOL,
     UnknownProtocolKeysWarning,
     bundled_protocol_names,
     load_protocol,
     load_protocol_text,
+    validate_protocol,
 )
 from tests.helpers import default_protocol_dict, protocol_yaml
 
@@ -74,12 +84,12 @@ BAD_PROTOCOLS = [
     ),
     pytest.param(
         protocol_yaml(min_interval_days="four"),
-        "$.min_interval_days: expected `int`, got `str` ('four')",
+        "$.min_interval_days: expected a whole number between 7 and 365 days, got 'four'",
         id="wrong-type",
     ),
     pytest.param(
         protocol_yaml(loading_doses=True),
-        "$.loading_doses: expected `int`, got `bool` (True)",
+        "$.loading_doses: expected a whole number between 0 and 12 injections, got True",
         id="bool-for-int",
     ),
     pytest.param(
@@ -94,12 +104,14 @@ BAD_PROTOCOLS = [
     ),
     pytest.param(
         protocol_yaml(vision_change_model__stable_treated__std=-1),
-        "$.vision_change_model.stable_treated.std: expected `float` >= 0.0, got -1",
+        "$.vision_change_model.stable_treated.std: expected a finite number between 0 and 30 "
+        "letters, got -1",
         id="negative-std",
     ),
     pytest.param(
         protocol_yaml(discontinuation_rules__poor_vision_probability=1.5),
-        "$.discontinuation_rules.poor_vision_probability: expected `float` <= 1.0, got 1.5",
+        "$.discontinuation_rules.poor_vision_probability: expected a finite number between 0 "
+        "and 1, got 1.5",
         id="probability-above-one",
     ),
     pytest.param(
@@ -254,3 +266,160 @@ def test_oversized_file_is_refused(tmp_path):
     path.write_bytes(b"#" * (2 << 20))
     with pytest.raises(ProtocolError, match=r"^huge\.yaml: file is larger than"):
         load_protocol(path)
+
+
+def _text_with(old: str, new: str) -> str:
+    """The default protocol's own text with `old` (runs of spaces match any) replaced by `new`.
+
+    Editing the text, not the data, keeps YAML literals such as ``.nan`` as a user writes them.
+    """
+    text = (resources.files("engine") / "protocols" / f"{DEFAULT_PROTOCOL}.yaml").read_text()
+    pattern = r"\s+".join(re.escape(word) for word in old.split())
+    changed, count = re.subn(pattern, lambda _: new, text, count=1)
+    assert count == 1, old
+    return changed
+
+
+NON_FINITE_OR_ABSURD = [
+    pytest.param(
+        _text_with("stable_treated:           {mean: 0.5", "stable_treated: {mean: .nan"),
+        "$.vision_change_model.stable_treated.mean: expected a finite number between -30 and 30 "
+        "letters, got nan",
+        id="nan-mean",
+    ),
+    pytest.param(
+        _text_with("long_treatment_months: 48", "long_treatment_months: .inf"),
+        "$.discontinuation_rules.long_treatment_months: expected a finite number between 0 and "
+        "1,200 months, got inf",
+        id="inf-months",
+    ),
+    pytest.param(
+        _text_with("baseline_vision: {mean: 70, std: 10", "baseline_vision: {mean: 70, std: -.inf"),
+        "$.baseline_vision.std: expected a finite number between 0 and 50 letters, got -inf",
+        id="minus-inf-std",
+    ),
+    pytest.param(
+        _text_with("STABLE:        {NAIVE: 0.0,", "STABLE:        {NAIVE: .NaN,"),
+        "$.disease_transitions.STABLE.NAIVE: expected a finite number between 0 and 1, got nan",
+        id="nan-probability",
+    ),
+    pytest.param(
+        _text_with("multipliers: {STABLE: 1.15", "multipliers: {STABLE: 1.0e+308"),
+        "$.treatment_effect_on_transitions.STABLE.multipliers.STABLE: expected a finite number "
+        "between 0 and 100 (a factor), got 1e+308",
+        id="huge-multiplier",
+    ),
+    pytest.param(
+        _text_with("naive_treated:           {mean: 2.0", "naive_treated: {mean: 1.0e+308"),
+        "$.vision_change_model.naive_treated.mean: expected a finite number between -30 and 30 "
+        "letters, got 1e+308",
+        id="huge-mean",
+    ),
+    pytest.param(
+        _text_with("high_injection_count: 24", "high_injection_count: 1.0e+308"),
+        "$.discontinuation_rules.high_injection_count: expected a whole number between 0 and "
+        "10,000 injections, got 1e+308",
+        id="huge-float-for-int",
+    ),
+    pytest.param(
+        _text_with("high_injection_count: 24", "high_injection_count: 99999999999999999999999"),
+        "$.discontinuation_rules.high_injection_count: expected a whole number between 0 and "
+        "10,000 injections, got 99999999999999999999999",
+        id="huge-int",
+    ),
+    pytest.param(
+        _text_with("min_interval_days: 28", "min_interval_days: 1"),
+        "$.min_interval_days: expected a whole number between 7 and 365 days, got 1",
+        id="daily-visits",
+    ),
+    pytest.param(
+        _text_with("loading_doses: 0", "loading_doses: 50"),
+        "$.loading_doses: expected a whole number between 0 and 12 injections, got 50",
+        id="fifty-loading-doses",
+    ),
+    pytest.param(
+        _text_with("loading_doses: 0", "loading_doses: 0\nmortality: {rate: .nan}"),
+        "$.mortality.rate: expected a finite number, got nan",
+        id="nan-in-unknown-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NON_FINITE_OR_ABSURD)
+def test_nan_inf_and_absurd_magnitudes_are_refused_with_the_field_path(text, expected):
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol_text(text, source="clinic.yaml")
+    assert str(caught.value) == f"clinic.yaml: {expected}"
+
+
+def test_every_number_in_the_schema_has_a_finite_range_documented_in_the_readme():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Protocol format", 1)[1].split("\n## ", 1)[0]
+    fields = list(ranged_fields())
+    # intervals and steps, transitions, multipliers, vision changes, baseline, rules
+    assert len(fields) == 5 + 16 + 16 + 16 + 4 + 6
+    for path, expected in fields:
+        assert math.isfinite(expected.low) and math.isfinite(expected.high), path
+        assert f"{expected.low:,g} to {expected.high:,g}" in section, path
+
+
+def test_a_protocol_built_in_python_with_nan_is_refused_before_running():
+    good = load_protocol()
+    bad = msgspec.structs.replace(
+        good, baseline_vision=msgspec.structs.replace(good.baseline_vision, mean=math.nan)
+    )
+    with pytest.raises(ProtocolError, match=r"\$\.baseline_vision\.mean: expected a finite"):
+        run_simulation(bad, n_patients=10, years=1)
+
+
+def test_an_alias_bomb_is_refused_quickly_without_expanding():
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefghi", "bcdefghij", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    text = _text_with("loading_doses: 0", "loading_doses: 0\n" + "\n".join(lines))
+    started = time.perf_counter()
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol_text(text, source="bomb.yaml")
+    assert time.perf_counter() - started < 1.0
+    assert str(caught.value).startswith(
+        "bomb.yaml: holds more than 20,000 values once its aliases are expanded"
+    )
+
+
+def test_deep_nesting_is_refused():
+    text = _text_with("loading_doses: 0", "loading_doses: 0\nx: " + "[" * 500 + "]" * 500)
+    with pytest.raises(ProtocolError, match=r"^deep\.yaml: nests deeper than 40 levels"):
+        load_protocol_text(text, source="deep.yaml")
+
+
+def test_anchors_and_aliases_within_bounds_are_accepted():
+    text = _text_with("stable_treated: {mean: 0.5", "stable_treated: &same {mean: 0.5")
+    text = re.sub(r"stable_untreated: +\{[^}]*\}", "stable_untreated: *same", text)
+    protocol = load_protocol_text(text, source="aliases.yaml")
+    assert protocol.vision_change_model.stable_untreated.mean == 0.5
+
+
+def test_an_oversized_text_is_refused_like_an_oversized_file():
+    with pytest.raises(ProtocolError, match=r"^upload\.yaml: file is larger than"):
+        load_protocol_text("#" * (2 << 20), source="upload.yaml")
+
+
+def test_a_key_written_twice_is_refused_not_silently_overridden():
+    text = _text_with("min_interval_days: 28", "min_interval_days: 28\nmin_interval_days: 7")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol_text(text, source="twice.yaml")
+    assert str(caught.value) == (
+        "twice.yaml: repeats the key `min_interval_days` in one mapping (line 9); YAML would "
+        "silently keep only the last value, so write it once"
+    )
+
+
+def test_a_protocol_built_in_python_with_numpy_numbers_is_checked_like_a_file():
+    good = load_protocol()
+    baseline = msgspec.structs.replace(good.baseline_vision, mean=np.float64(60.0))
+    assert validate_protocol(msgspec.structs.replace(good, baseline_vision=baseline)).name
+    odd = msgspec.structs.replace(
+        good, baseline_vision=msgspec.structs.replace(baseline, std=object())
+    )
+    with pytest.raises(ProtocolError, match=r"^<protocol>: \$: holds a value that is not plain"):
+        validate_protocol(odd)
