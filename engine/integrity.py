@@ -149,10 +149,15 @@ def describe_damage(run_id: str, damage: list[Damage]) -> str:
 
 
 def load_index(paths: RunPaths, manifest: Manifest) -> Checkpoint:
-    """The run's index: checkpoint.json; for a completed run without one, rebuilt from its
-    part files; otherwise empty (nothing was safely written yet)."""
+    """The run's index: checkpoint.json; for a completed run without a readable one, rebuilt
+    from its part files; otherwise empty (nothing was safely written yet)."""
     if paths.checkpoint.is_file():
-        return read_checkpoint(paths.checkpoint)
+        try:
+            return read_checkpoint(paths.checkpoint)
+        except ResultsFormatError:
+            if manifest.status != "completed":
+                raise
+            # A completed run does not need its checkpoint's statistics (stats.json has them).
     if manifest.status == "completed":
         return rebuild_checkpoint(paths, manifest)
     return Checkpoint(run_id=manifest.run_id)

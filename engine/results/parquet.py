@@ -312,12 +312,17 @@ class ParquetResults(SimulationResults):
                 return handle.read_row_group(row_groups[0])
             return handle.read_row_groups(row_groups)
         except (OSError, pa.ArrowException) as exc:
-            groups = ", ".join(str(group) for group in row_groups)
+            group, cause = row_groups[0], exc
+            for group in row_groups:  # which one it is, when several were read at once
+                try:
+                    handle.read_row_group(group)
+                except (OSError, pa.ArrowException) as single:
+                    cause = single
+                    break
             path = self.paths.part_file(table, number)
             raise ResultsFormatError(
-                f"{path}: row group{'s' * (len(row_groups) > 1)} {groups} cannot be read "
-                f"({exc}); the file is damaged: check the run with 'amdsim verify "
-                f"{self._manifest.run_id}'"
+                f"{path}: row group {group} cannot be read ({cause}); the file is damaged: "
+                f"check the run with 'amdsim verify {self._manifest.run_id}'"
             ) from exc
 
     def _file(self, table: str, number: int) -> pq.ParquetFile:

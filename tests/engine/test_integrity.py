@@ -11,6 +11,7 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
+from engine import run_simulation
 from engine.errors import ResultsFormatError
 from engine.integrity import verify_run
 from engine.manifest import read_checkpoint, read_manifest, write_manifest
@@ -139,8 +140,13 @@ def test_part_file_copied_from_another_run_is_refused(run_copy, tmp_path):
         resume_run(run_copy, PipelineOptions(workers=1))
 
 
-def test_completed_run_without_checkpoint_still_opens(run_copy, original):
-    RunPaths(run_copy).checkpoint.unlink()
+@pytest.mark.parametrize("damage", ["missing", "garbage"])
+def test_completed_run_without_checkpoint_still_opens(run_copy, original, damage):
+    checkpoint = RunPaths(run_copy).checkpoint
+    if damage == "missing":
+        checkpoint.unlink()
+    else:
+        checkpoint.write_bytes(b'{"format_version": 1, "run_id": ')
     with ParquetResults(run_copy) as results, ParquetResults(original) as good:
         assert results.patient_count == good.patient_count == PARAMS.n_patients
         assert results.part_file_count == good.part_file_count
@@ -182,6 +188,19 @@ def test_manifest_checkpoint_and_stats_writes_are_fsynced_around_the_rename(tmp_
         ("rename", str(target)),
         ("fsync", str(tmp_path)),
     ]
+
+
+def test_saved_results_are_fsynced_before_rename_and_their_directory_after(tmp_path, monkeypatch):
+    """Case 7 for `InMemoryResults.save`: its tables are on disk before results.json names them."""
+    results = run_simulation(n_patients=50, years=1, seed=1)
+    trace = record_fsyncs_and_renames(monkeypatch)
+    results.save(tmp_path / "saved")
+    for name in ("patients.parquet", "visits.parquet", "results.json"):
+        final = tmp_path / "saved" / name
+        flushed = trace.index(("fsync", str(temporary_name(final))))
+        renamed = trace.index(("rename", str(final)))
+        directory = trace.index(("fsync", str(final.parent)), renamed)
+        assert flushed < renamed < directory
 
 
 def record_fsyncs_and_renames(monkeypatch) -> list[tuple[str, str]]:
