@@ -31,12 +31,16 @@ __all__ = ["check_out_dir", "needs_staging", "run_staged", "save_replacing"]
 _RESULT_FILES = ("results.json", "manifest.json")
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def check_out_dir(out: Path | None, overwrite: bool) -> None:
     """Refuse `out` before anything is simulated when the results could not go there.
 
-    Raises `ParameterError` for a non-empty directory without `overwrite`, and for one that
-    holds no amdsim results even with it.
+    Raises `ParameterError` for a non-empty directory without `overwrite`, for one that
+    holds no amdsim results even with it, and for `overwrite` without `out`.
     """
+    if out is None:
+        if overwrite:
+            raise ParameterError("--overwrite replaces the results in --out; give --out DIR")
+        return
     if not out.is_dir() or out.is_symlink() or not any(out.iterdir()):
         return
     if not overwrite:

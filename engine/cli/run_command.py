@@ -162,8 +162,7 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     )
-    if args.out is not None:
-        check_out_dir(args.out, args.overwrite)
+    check_out_dir(args.out, args.overwrite)
     if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
         return _run_in_memory(args, protocol, params)
     run_dir = args.out or runs_root(args) / new_run_id()

@@ -70,6 +70,14 @@ def test_run_out_overwrite_refuses_a_directory_without_results(tmp_path, amdsim)
     assert (out / "notes.txt").read_text() == "precious"
 
 
+def test_run_overwrite_without_out_is_an_error(amdsim):
+    result = amdsim(*SMALL, "--overwrite")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --overwrite replaces the results in --out; give --out DIR"
+    )
+
+
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_save_replacing_keeps_the_old_results_when_saving_fails(tmp_path, monkeypatch, exchange):
     """The swap happens only once the new results are complete; either swap leaves no
