@@ -149,15 +149,11 @@ def describe_damage(run_id: str, damage: list[Damage]) -> str:
 
 
 def load_index(paths: RunPaths, manifest: Manifest) -> Checkpoint:
-    """The run's index: checkpoint.json; for a completed run without a readable one, rebuilt
-    from its part files; otherwise empty (nothing was safely written yet)."""
+    """The run's index: checkpoint.json; for a completed run without one, rebuilt from its
+    part files; otherwise empty (nothing was safely written yet). An unreadable checkpoint
+    stays an error (`ResultsFormatError`): damage is reported, not papered over."""
     if paths.checkpoint.is_file():
-        try:
-            return read_checkpoint(paths.checkpoint)
-        except ResultsFormatError:
-            if manifest.status != "completed":
-                raise
-            # A completed run does not need its checkpoint's statistics (stats.json has them).
+        return read_checkpoint(paths.checkpoint)
     if manifest.status == "completed":
         return rebuild_checkpoint(paths, manifest)
     return Checkpoint(run_id=manifest.run_id)

@@ -140,13 +140,8 @@ def test_part_file_copied_from_another_run_is_refused(run_copy, tmp_path):
         resume_run(run_copy, PipelineOptions(workers=1))
 
 
-@pytest.mark.parametrize("damage", ["missing", "garbage"])
-def test_completed_run_without_checkpoint_still_opens(run_copy, original, damage):
-    checkpoint = RunPaths(run_copy).checkpoint
-    if damage == "missing":
-        checkpoint.unlink()
-    else:
-        checkpoint.write_bytes(b'{"format_version": 1, "run_id": ')
+def test_completed_run_without_checkpoint_still_opens(run_copy, original):
+    RunPaths(run_copy).checkpoint.unlink()
     with ParquetResults(run_copy) as results, ParquetResults(original) as good:
         assert results.patient_count == good.patient_count == PARAMS.n_patients
         assert results.part_file_count == good.part_file_count
