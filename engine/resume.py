@@ -7,6 +7,13 @@ the statistics of exactly those shards. Resuming discards everything else the cr
 of the dead processes) and simulates only the shards the checkpoint does not hold in full.
 Shards are deterministic, so the finished run equals one that was never interrupted.
 
+Before it trusts them, a resume checks every file the checkpoint lists (engine.integrity:
+size, footer, run id, shard parts, row counts and every page checksum). A damaged or foreign
+file makes it refuse, naming the files: the checkpoint's statistics include the shards of
+that file and cannot be taken apart again, so re-simulating only those shards would count
+them twice. `amdsim run --restart RUN` runs it again from nothing. A completed run is
+checked the same way before resume says there is nothing to do.
+
 Covers: deciding whether a run may be resumed and cleaning it up for that (called by the
 supervisor while it holds the run's lock), and the entry points `resume_run`/`restart_run`.
 Does not cover: running (`engine.pipeline.supervisor`), the registry (`engine.registry`).
@@ -22,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import ResultsFormatError, RunNotFoundError, RunStateError
 from engine.formats import stored_version
+from engine.integrity import describe_damage, load_index, verify_run
 from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint, read_manifest
 from engine.registry import supervisor_alive
 from engine.run_dir import RunPaths
@@ -57,6 +65,9 @@ def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
             f"{FORMAT_VERSION} only (start it again with 'amdsim run --restart')"
         )
     if manifest.status == "completed":
+        damage = verify_run(paths, manifest, load_index(paths, manifest))
+        if damage:
+            raise ResultsFormatError(describe_damage(run_id, damage))
         raise RunStateError(f"run {run_id} is already complete; there is nothing to resume")
     if manifest.status == "running" and supervisor_alive(
         manifest.supervisor_pid, manifest.supervisor_started
@@ -67,17 +78,16 @@ def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
 
 
 def load_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
-    """The run's checkpoint (empty if none was written), checked against the files on disk."""
+    """The run's checkpoint (empty if none was written), every file it lists verified.
+
+    Raises `ResultsFormatError` naming the damaged, missing or foreign files.
+    """
     if not paths.checkpoint.is_file():
         return Checkpoint(run_id=manifest.run_id)
     checkpoint = read_checkpoint(paths.checkpoint)
-    for part in checkpoint.parts:
-        for table, name in (("patients", part.patients_file), ("visits", part.visits_file)):
-            if not (paths.table_dir(table) / name).is_file():
-                raise ResultsFormatError(
-                    f"the checkpoint lists {table}/{name} but it is missing; the run cannot be "
-                    "resumed (start it again with 'amdsim run --restart')"
-                )
+    damage = verify_run(paths, manifest, checkpoint)
+    if damage:
+        raise ResultsFormatError(describe_damage(manifest.run_id, damage))
     return checkpoint
 
 

@@ -25,6 +25,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.durable import fsync_directory
 from engine.errors import ParameterError, RunStateError
 
 __all__ = ["RunLock", "RunPaths", "new_run_id", "validate_run_id", "write_atomically"]
@@ -113,13 +114,14 @@ def temporary_name(path: Path) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one step: write, flush to disk, rename."""
+    """Replace `path` with `data` in one step: write, flush to disk, rename, flush the folder."""
     temporary = temporary_name(path)
     with open(temporary, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    fsync_directory(path.parent)  # the rename itself survives a power cut (engine.durable)
 
 
 class RunLock:

@@ -17,6 +17,7 @@ from engine.cli import (
     registry_commands,
     resume_command,
     run_command,
+    verify_command,
     viz_commands,
 )
 from engine.cli.console import print_error
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_command.register(commands)
     resume_command.register(commands)
+    verify_command.register(commands)
     registry_commands.register(commands)
     inspect_commands.register(commands)
     protocol_commands.register(commands)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.console import call_with_warnings, out_console, safe_text
+from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
 from engine.cli.run_display import (
     ProgressWatcher,
     print_summary,
@@ -101,6 +102,11 @@ def register(commands: Any) -> None:
         help="small runs: save the results into this directory; large runs: the run directory",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the amdsim results already in --out (swapped in whole once complete)",
+    )
+    parser.add_argument(
         "--format",
         choices=("parquet", "arrow"),
         default="parquet",
@@ -156,10 +162,21 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     )
+    check_out_dir(args.out, args.overwrite)
     if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
         return _run_in_memory(args, protocol, params)
     run_dir = args.out or runs_root(args) / new_run_id()
     options = _options(args)
+    if args.out is not None and needs_staging(args.out):  # --overwrite: see out_dir
+        return stream_run(
+            lambda on_started: run_staged(
+                lambda staged: run_pipeline(protocol, params, staged, options, on_started),
+                args.out,
+            ),
+            params.n_patients,
+            run_dir,
+            args.json,
+        )
     return stream_run(
         lambda on_started: run_pipeline(protocol, params, run_dir, options, on_started),
         params.n_patients,
@@ -231,7 +248,7 @@ def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunPara
         results = run_in_memory(protocol, params, on_progress)
         wall_s = time.perf_counter() - started
     if args.out is not None:
-        results.save(args.out, args.format)
+        save_replacing(results, args.out, args.format)
     stats = results.summary_stats()
     if args.json:
         print_summary_json(protocol.name, params, stats, wall_s, {"storage": "memory"})

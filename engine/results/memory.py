@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pyarrow import feather
 
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, ShardOutput, numpy_view
+from engine.durable import rename_durably
 from engine.errors import ResultsFormatError, RunNotFoundError
 from engine.formats import decode_versioned
 from engine.memory.guard import check_memory_before
@@ -174,7 +175,7 @@ class InMemoryResults(SimulationResults):
                 pq.write_table(table, temporary, compression="zstd")
             else:
                 feather.write_feather(table, temporary, compression="zstd")
-            os.replace(temporary, target)
+            rename_durably(temporary, target)  # flushed before the header names it
         header = SavedResultsHeader(
             format_version=FORMAT_VERSION,
             table_format=table_format,

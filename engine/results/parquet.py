@@ -6,6 +6,10 @@ is one row-group read per table (both read at once, on two threads: Arrow releas
 decoded patients sit in an LRU cache whose hits and misses are counted, and the last few
 decoded row groups are kept because neighbouring patients share them. Iteration reads one
 row group at a time in id order, so memory stays at one row group plus one batch.
+Integrity (engine.integrity): a file is checked against the run (run id, shard parts, row
+counts) when it is opened, every page's checksum is verified as it is read, and a damaged
+row group raises `ResultsFormatError` naming the file and the row group, never wrong values.
+A completed run whose checkpoint.json is lost is indexed from its part files' metadata.
 Does not cover: writing (`engine.pipeline.writer`), choosing a tier (`engine.results.factory`).
 """
 
@@ -25,13 +29,8 @@ import pyarrow.parquet as pq
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, numpy_view
 from engine.errors import ResultsFormatError, RunNotFoundError
 from engine.formats import decode_versioned
-from engine.manifest import (
-    Checkpoint,
-    Manifest,
-    ShardLocation,
-    read_checkpoint,
-    read_manifest,
-)
+from engine.integrity import check_part_identity, load_index, open_part_file
+from engine.manifest import Checkpoint, Manifest, ShardLocation, read_manifest
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
@@ -102,12 +101,14 @@ class ParquetResults(SimulationResults):
     def __init__(self, run_dir: str | Path, patient_cache_size: int = PATIENT_CACHE_SIZE) -> None:
         self.paths = RunPaths(Path(run_dir))
         self._manifest = _read_manifest(self.paths)
-        self._checkpoint = _read_checkpoint(self.paths, self._manifest)
+        self._checkpoint = load_index(self.paths, self._manifest)
         self._statistics: RunStatistics | None = None
         self._locations = sorted(self._checkpoint.shards, key=lambda loc: loc.first_patient)
         self._by_shard: dict[int, list[ShardLocation]] = {}
+        self._by_file: dict[int, list[ShardLocation]] = {}
         for location in self._locations:
             self._by_shard.setdefault(location.shard, []).append(location)
+            self._by_file.setdefault(location.file, []).append(location)
         self._files: OrderedDict[tuple[str, int], pq.ParquetFile] = OrderedDict()
         self._files_lock = threading.Lock()
         self._patients: OrderedDict[int, PatientRecord] = OrderedDict()
@@ -299,9 +300,30 @@ class ParquetResults(SimulationResults):
 
     def _read_table(self, table: str, number: int, row_groups: list[int]) -> pa.Table:
         handle = self._file(table, number)
-        if len(row_groups) == 1:
-            return handle.read_row_group(row_groups[0])
-        return handle.read_row_groups(row_groups)
+        return self._read_row_groups(handle, table, number, row_groups)
+
+    def _read_row_groups(
+        self, handle: pq.ParquetFile, table: str, number: int, row_groups: list[int]
+    ) -> pa.Table:
+        """Rows of `row_groups`, every page checksum verified; a damaged page raises
+        `ResultsFormatError` naming the file and the row group(s)."""
+        try:
+            if len(row_groups) == 1:
+                return handle.read_row_group(row_groups[0])
+            return handle.read_row_groups(row_groups)
+        except (OSError, pa.ArrowException) as exc:
+            group, cause = row_groups[0], exc
+            for group in row_groups:  # which one it is, when several were read at once
+                try:
+                    handle.read_row_group(group)
+                except (OSError, pa.ArrowException) as single:
+                    cause = single
+                    break
+            path = self.paths.part_file(table, number)
+            raise ResultsFormatError(
+                f"{path}: row group {group} cannot be read ({cause}); the file is damaged: "
+                f"check the run with 'amdsim verify {self._manifest.run_id}'"
+            ) from exc
 
     def _file(self, table: str, number: int) -> pq.ParquetFile:
         """An open part file, from the least-recently-used set of `OPEN_FILES`."""
@@ -319,11 +341,17 @@ class ParquetResults(SimulationResults):
             return handle
 
     def _open_file(self, table: str, number: int) -> pq.ParquetFile:
+        """Open a part file after checking it is this run's and holds what the index says."""
         path = self.paths.part_file(table, number)
+        handle = open_part_file(path)
         try:
-            return pq.ParquetFile(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ResultsFormatError(f"{path} cannot be read: {exc}") from exc
+            check_part_identity(
+                path, handle.metadata, self._manifest.run_id, table, self._by_file.get(number, [])
+            )
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     def _iterate(self, table: TableName, batch_size: int) -> Iterator[pa.RecordBatch]:
         if batch_size < 1:
@@ -346,7 +374,9 @@ class ParquetResults(SimulationResults):
                 handles.move_to_end(location.file)
             base = getattr(location, row_group_of)
             count = location.row_group_count if table == "visits" else 1
-            data = handle.read_row_groups(list(range(base, base + count)))
+            data = self._read_row_groups(
+                handle, table, location.file, list(range(base, base + count))
+            )
             for whole in data.to_batches():
                 rest = whole
                 while rest.num_rows:
@@ -385,12 +415,6 @@ def _read_manifest(paths: RunPaths) -> Manifest:
     if not paths.manifest.is_file():
         raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
     return read_manifest(paths.manifest)
-
-
-def _read_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
-    if not paths.checkpoint.is_file():
-        return Checkpoint(run_id=manifest.run_id)  # nothing is on disk yet
-    return read_checkpoint(paths.checkpoint)
 
 
 def _read_statistics(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> RunStatistics:
