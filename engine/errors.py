@@ -14,6 +14,7 @@ __all__ = [
     "ProtocolError",
     "ResultsFormatError",
     "RunNotFoundError",
+    "RunPathError",
     "WorkerCrashedError",
     "WriterFailedError",
 ]
@@ -108,4 +109,14 @@ class DiskSpaceError(AmdsimError):
 
     Raised by the supervisor before it starts anything; the message gives the estimate and
     the free space. Free space, write elsewhere (``--runs-dir``), or simulate less.
+    """
+
+
+class RunPathError(ParameterError):
+    """A run was named by something amdsim will not use as a run directory.
+
+    Raised before anything is read, written or deleted: an empty or blank run id, a symbolic
+    link named like a run (or a run whose ``patients/`` or ``visits/`` is a link), or a
+    directory outside the runs root given to a command that changes runs (``resume``,
+    ``run --restart``, ``delete``). Name the run by its id, or pass its root with ``--runs-dir``.
     """
