@@ -14,6 +14,7 @@ __all__ = [
     "ProtocolError",
     "ResultsFormatError",
     "RunNotFoundError",
+    "RunPathError",
     "ServeError",
     "WorkerCrashedError",
     "WriterFailedError",
@@ -118,4 +119,14 @@ class ServeError(AmdsimError):
     Raised by `amdsim dashboard` before it serves anything: the port is in use (another
     dashboard?), the address is not one of this machine's, or the port needs privileges.
     Choose another ``--port`` or ``--address``.
+    """
+
+
+class RunPathError(ParameterError):
+    """A run was named by something amdsim will not use as a run directory.
+
+    Raised before anything is read, written or deleted: an empty or blank run id, a symbolic
+    link named like a run (or a run whose ``patients/`` or ``visits/`` is a link), or a
+    directory outside the runs root given to a command that changes runs (``resume``,
+    ``run --restart``, ``delete``). Name the run by its id, or pass its root with ``--runs-dir``.
     """

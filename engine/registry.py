@@ -17,7 +17,6 @@ import datetime
 import errno
 import fcntl
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +26,17 @@ import msgspec
 import psutil
 
 from engine.errors import AmdsimError, RunNotFoundError, RunStateError
-from engine.manifest import Manifest, read_manifest
-from engine.run_dir import RUN_ID_PATTERN, RunLock, RunPaths, validate_run_id, write_atomically
+from engine.manifest import Manifest
+from engine.run_dir import (
+    RUN_ID_PATTERN,
+    RunLock,
+    RunPaths,
+    is_real_directory,
+    remove_run_directory,
+    validate_run_id,
+    write_atomically,
+)
+from engine.run_survey import UnreadableRun, survey_directory
 
 __all__ = ["REGISTRY_FILE", "Registry", "RegistryEntry", "RegistryLockedError", "supervisor_alive"]
 
@@ -159,6 +167,20 @@ class Registry:
             found.append(entry)
         return found
 
+    def unreadable(self) -> list[UnreadableRun]:
+        """Directories named like runs that no entry owns and amdsim cannot read, with why.
+
+        Links named like runs are among them. They are listed, never removed (see
+        `engine.run_survey`); call `list()` first so that readable ones are adopted.
+        """
+        unreadable = []
+        for child in sorted(self.root.iterdir()):
+            if RUN_ID_PATTERN.match(child.name) and child.name not in self._entries:
+                problem = survey_directory(child).problem
+                if problem:
+                    unreadable.append(UnreadableRun(run_id=child.name, reason=problem))
+        return unreadable
+
     def run_dir(self, run_id: str) -> Path:
         """Where run `run_id` lives (the id is validated, so this is never outside the root)."""
         return self.root / validate_run_id(run_id)
@@ -214,32 +236,48 @@ class Registry:
             self._remove_directory(run_id)
             del runs[run_id]
 
-    def cleanup(self, dry_run: bool = False) -> dict[str, list[str]]:
-        """Remove marked runs and orphan run directories; mark vanished runs ``missing``.
+    def cleanup(self, dry_run: bool = False, orphans: bool = False) -> dict[str, list[str]]:
+        """Remove marked runs (and, with `orphans`, empty leftovers); mark vanished runs ``missing``.
 
         Returns what was done (or, with `dry_run`, what would be): ``removed`` (marked
-        runs), ``orphans`` (run directories without an entry or a readable manifest) and
-        ``missing`` (entries whose directory is gone). A directory with a manifest but no
-        entry is a run killed before it registered: it is listed, not removed.
+        runs), ``orphans`` (leftovers removed: unlisted directories holding no manifest and
+        no part file), ``kept_orphans`` (leftovers kept, without `orphans`), ``missing``
+        (entries whose directory is gone) and ``unreadable`` ("id (reason)": what amdsim
+        cannot read, links included, which it never removes). A directory with a readable
+        manifest but no entry is a run killed before it registered: it is adopted.
         """
-        report: dict[str, list[str]] = {"removed": [], "orphans": [], "missing": []}
+        report: dict[str, list[str]] = {
+            "removed": [],
+            "orphans": [],
+            "kept_orphans": [],
+            "missing": [],
+            "unreadable": [],
+        }
         with self._change() as runs:
             self._adopt(runs)
             for run_id, entry in list(runs.items()):
-                if entry.marked_for_cleanup and self._live(entry).status != "running":
+                run_dir = self.run_dir(run_id)
+                if run_dir.is_symlink():
+                    report["unreadable"].append(f"{run_id} (a symbolic link; left alone)")
+                elif entry.marked_for_cleanup and self._live(entry).status != "running":
                     report["removed"].append(run_id)
                     if not dry_run:
                         self._remove_directory(run_id)
                         del runs[run_id]
-                elif not self.run_dir(run_id).is_dir() and entry.status != "missing":
+                elif not run_dir.is_dir() and entry.status != "missing":
                     report["missing"].append(run_id)
                     if not dry_run:
                         runs[run_id] = msgspec.structs.replace(entry, status="missing")
-            for child in self._unlisted(runs):
-                if not _being_started(child):
-                    report["orphans"].append(child.name)
-                    if not dry_run:
-                        shutil.rmtree(child, ignore_errors=True)
+            for child in sorted(self.root.iterdir()):
+                if not RUN_ID_PATTERN.match(child.name) or child.name in runs:
+                    continue
+                survey = survey_directory(child)
+                if survey.problem:
+                    report["unreadable"].append(f"{child.name} ({survey.problem})")
+                elif survey.leftover and not _being_started(child):
+                    report["orphans" if orphans else "kept_orphans"].append(child.name)
+                    if orphans and not dry_run:
+                        remove_run_directory(child)
         return report
 
     # -- internals ------------------------------------------------------------------------
@@ -250,18 +288,17 @@ class Registry:
         return [
             child
             for child in sorted(self.root.iterdir())
-            if child.is_dir() and RUN_ID_PATTERN.match(child.name) and child.name not in owned
+            if is_real_directory(child)
+            and RUN_ID_PATTERN.match(child.name)
+            and child.name not in owned
         ]
 
     def _adopt(self, runs: dict[str, RegistryEntry]) -> None:
         """Register unlisted directories that hold a readable manifest: runs killed between
         writing their manifest and registering (the registry is an index of the manifests)."""
         for child in self._unlisted(runs):
-            try:
-                manifest = read_manifest(child / "manifest.json")
-            except (AmdsimError, OSError):
-                continue
-            if manifest.run_id == child.name:
+            manifest = survey_directory(child).manifest  # None unless its own and readable
+            if manifest is not None:
                 runs[child.name] = _entry_from_manifest(manifest, "", time.time())
 
     def _live(self, entry: RegistryEntry) -> RegistryEntry:
@@ -277,7 +314,8 @@ class Registry:
         return runs[run_id]
 
     def _remove_directory(self, run_id: str) -> None:
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        """Delete a run's directory, if there is one; never through a link (`RunPathError`)."""
+        remove_run_directory(self.run_dir(run_id))
 
     def _evict(self, runs: dict[str, RegistryEntry]) -> None:
         """Drop least recently used finished runs until at most `max_runs` remain."""

@@ -32,7 +32,7 @@ from engine.formats import stored_version
 from engine.integrity import describe_damage, load_index, verify_run
 from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint, read_manifest
 from engine.registry import supervisor_alive
-from engine.run_dir import RunPaths
+from engine.run_dir import RunPaths, check_run_directory
 from ipc.segments import remove_stale_segments
 
 if TYPE_CHECKING:
@@ -49,7 +49,12 @@ __all__ = [
 
 
 def read_run_manifest(paths: RunPaths) -> Manifest:
-    """The run's manifest, or `RunNotFoundError`/`ResultsFormatError` saying what is wrong."""
+    """The run's manifest, or `RunNotFoundError`/`ResultsFormatError` saying what is wrong.
+
+    A run directory that is a link, or whose table folder is one, is refused first
+    (`RunPathError`): resuming deletes unlisted part files, and must never do so elsewhere.
+    """
+    check_run_directory(paths.root)
     if not paths.manifest.is_file():
         raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
     return read_manifest(paths.manifest)

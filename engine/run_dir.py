@@ -11,6 +11,11 @@
 
 Every file is written under a hidden temporary name and renamed into place, so a crash
 never leaves a file that looks complete but is not (readers skip names starting with ".").
+
+A run directory is a real directory, and so are its table folders: amdsim refuses a symbolic
+link in their place (`check_run_directory`) and never follows one when it deletes
+(`remove_run_directory`), so nothing outside the runs root is read, written or removed
+through a link planted under a run's name.
 """
 
 from __future__ import annotations
@@ -22,15 +27,27 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.durable import fsync_directory
-from engine.errors import ParameterError, RunStateError
+from engine.errors import ParameterError, RunNotFoundError, RunPathError, RunStateError
 
-__all__ = ["RunLock", "RunPaths", "new_run_id", "validate_run_id", "write_atomically"]
+__all__ = [
+    "RunLock",
+    "RunPaths",
+    "check_run_directory",
+    "is_real_directory",
+    "new_run_id",
+    "remove_run_directory",
+    "validate_run_id",
+    "write_atomically",
+]
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+TABLES = ("patients", "visits")
 TEMPORARY_PREFIX = "."
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -103,9 +120,61 @@ class RunPaths:
         """Size of the finished part files of both tables."""
         return sum(
             path.stat().st_size
-            for table in ("patients", "visits")
+            for table in TABLES
             for path in self.table_dir(table).glob("part-*.parquet")
         )
+
+
+def is_real_directory(path: Path) -> bool:
+    """True if `path` itself is a directory: a symbolic link to one is not."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_run_directory(path: Path) -> Path:
+    """Return `path` if it is a real directory whose table folders, where present, are too.
+
+    Raises `RunNotFoundError` if nothing is there, `RunPathError` otherwise: a link named like a run would lead amdsim out of its runs
+    root, and a linked ``visits/`` would have a resume delete part files of another run.
+    """
+    if path.is_symlink():
+        raise RunPathError(
+            f"{path} is a symbolic link, not a run directory; amdsim does not follow links to runs"
+        )
+    if not os.path.lexists(path):
+        raise RunNotFoundError(f"{path} does not exist")
+    if not is_real_directory(path):
+        raise RunPathError(f"{path} is not a run directory")
+    for table in TABLES:
+        folder = path / table
+        if os.path.lexists(folder) and not is_real_directory(folder):
+            raise RunPathError(
+                f"{folder} is a symbolic link or a file, not the run's {table} folder; "
+                "amdsim does not follow links out of a run directory"
+            )
+    return path
+
+
+def remove_run_directory(path: Path) -> bool:
+    """Delete the run directory `path` and all it holds, never following a symbolic link.
+
+    Returns False if there was nothing to delete. Raises `RunPathError` (touching nothing)
+    when `path` is a link or a file, and `OSError` when the file system refuses. Links inside
+    the run are removed as links: `shutil.rmtree` never descends into one.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
+        raise RunPathError(f"{path} is {kind}; amdsim deletes only real run directories")
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux and macOS have it
+        raise RunPathError(f"cannot delete {path} safely on this platform; delete it yourself")
+    shutil.rmtree(path)
+    return True
 
 
 def temporary_name(path: Path) -> Path:

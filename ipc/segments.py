@@ -5,7 +5,9 @@ run id) and the pid which process created and owns it. The owner unlinks its seg
 exit it lives through, and Python's resource tracker unlinks it if the owner dies alone; but
 ``kill -9`` of the whole process group takes the tracker too, and the segment stays in
 ``/dev/shm`` until someone removes it. `remove_stale_segments` is that someone: resuming a run
-and ``amdsim cleanup`` call it.
+and ``amdsim cleanup`` call it, each naming the runs it is responsible for (the run resumed;
+the runs of its own runs root). There is deliberately no "any run": another runs root, another
+checkout or a test session on the same machine owns its own leftovers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["SEGMENT_PREFIX", "remove_stale_segments", "segment_name", "stale_segments"]
@@ -32,33 +35,38 @@ def segment_name(tag: str) -> str | None:
     """
     if not sys.platform.startswith("linux"):
         return None
-    safe_tag = re.sub(r"[^0-9A-Za-z-]", "-", tag) or "run"
-    name = f"{SEGMENT_PREFIX}{safe_tag}-{os.getpid()}-{secrets.token_hex(4)}"
+    name = f"{SEGMENT_PREFIX}{_safe_tag(tag)}-{os.getpid()}-{secrets.token_hex(4)}"
     return name if len(name) <= _MAX_NAME else None
 
 
-def stale_segments(tag: str | None = None) -> list[str]:
-    """amdsim segments (of run `tag`, or of any run) whose owning process is gone."""
-    if not SHM_DIR.is_dir():
+def stale_segments(run_ids: str | Iterable[str]) -> list[str]:
+    """amdsim segments of the runs `run_ids` (one id, or several) whose owning process is gone."""
+    tags = {_safe_tag(run_id) for run_id in ([run_ids] if isinstance(run_ids, str) else run_ids)}
+    if not tags or not SHM_DIR.is_dir():
         return []
     stale = []
     for entry in SHM_DIR.iterdir():
         match = _NAME.match(entry.name)
-        if match is None or (tag is not None and match["tag"] != tag):
+        if match is None or match["tag"] not in tags:
             continue
         if not _alive(int(match["pid"])):
             stale.append(entry.name)
     return sorted(stale)
 
 
-def remove_stale_segments(tag: str | None = None) -> list[str]:
-    """Unlink the segments `stale_segments(tag)` lists; returns their names."""
+def remove_stale_segments(run_ids: str | Iterable[str]) -> list[str]:
+    """Unlink the segments `stale_segments(run_ids)` lists; returns the names it removed."""
     removed = []
-    for name in stale_segments(tag):
+    for name in stale_segments(run_ids):
         with contextlib.suppress(FileNotFoundError):
             (SHM_DIR / name).unlink()
             removed.append(name)
     return removed
+
+
+def _safe_tag(tag: str) -> str:
+    """`tag` as it appears in a segment name."""
+    return re.sub(r"[^0-9A-Za-z-]", "-", tag) or "run"
 
 
 def _alive(pid: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,14 +13,24 @@ from rich import box
 from rich.table import Table
 
 from engine.cli.console import out_console, safe_text
-from engine.cli.run_lookup import add_runs_dir_argument, open_registry, resolve_run, runs_root
-from engine.errors import RunNotFoundError
-from engine.registry import RegistryEntry
+from engine.cli.run_lookup import (
+    add_runs_dir_argument,
+    open_registry,
+    resolve_run,
+    run_ids_under,
+    runs_root,
+)
+from engine.errors import AmdsimError, RunStateError
+from engine.manifest import read_manifest
+from engine.registry import Registry, RegistryEntry
+from engine.run_control import cancel_and_wait
+from engine.run_dir import RunPaths
+from engine.run_survey import UnreadableRun
 from ipc.segments import remove_stale_segments, stale_segments
 
 __all__ = ["format_bytes", "parse_size", "register"]
 
-STATUSES = ("running", "completed", "failed", "cancelled", "interrupted", "missing")
+STATUSES = ("running", "completed", "failed", "cancelled", "interrupted", "missing", "unreadable")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
@@ -29,7 +40,10 @@ def register(commands: Any) -> None:
         "list",
         help="list runs",
         description="List the runs under the runs root, newest first. A run whose status is "
-        "'running' but whose supervisor is gone shows as 'interrupted' (resume it).",
+        "'running' but whose supervisor is gone shows as 'interrupted' (resume it). A "
+        "directory named like a run that amdsim cannot read (a newer format, a damaged or "
+        "copied manifest, a symbolic link) shows as 'unreadable' with the reason; amdsim "
+        "never deletes it.",
     )
     listing.add_argument(
         "text", nargs="?", default="", help="only runs whose id, name or protocol contains this"
@@ -52,19 +66,30 @@ def register(commands: Any) -> None:
     delete.add_argument(
         "--later", action="store_true", help="only mark them; the next 'amdsim cleanup' deletes"
     )
-    delete.add_argument("--force", action="store_true", help="delete even a running run")
+    delete.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even a running run: cancel it, wait for it to stop, then delete",
+    )
     add_runs_dir_argument(delete)
     delete.set_defaults(handler=delete_runs)
 
     cleanup = commands.add_parser(
         "cleanup",
         help="remove marked runs, orphans and leftovers of crashes",
-        description="Remove runs marked with 'delete --later', run directories no registry "
-        "entry owns, and shared memory left by killed runs; mark entries whose directory is "
-        "gone as missing.",
+        description="Remove runs marked with 'delete --later' and shared memory left by "
+        "killed runs of this runs root; mark entries whose directory is gone as missing. "
+        "Directories it cannot read are listed and left alone; symbolic links are never "
+        "followed.",
     )
     cleanup.add_argument(
         "--dry-run", action="store_true", help="say what would be removed; remove nothing"
+    )
+    cleanup.add_argument(
+        "--orphans",
+        action="store_true",
+        help="also remove directories named like runs that no entry owns and that hold no "
+        "manifest and no part file at all",
     )
     add_runs_dir_argument(cleanup)
     cleanup.set_defaults(handler=cleanup_runs)
@@ -72,10 +97,11 @@ def register(commands: Any) -> None:
 
 def list_runs(args: argparse.Namespace) -> int:
     """Handler of `amdsim list`."""
-    if not runs_root(args).is_dir():
-        entries: list[RegistryEntry] = []
-    else:
-        entries = open_registry(args).search(
+    entries: list[RegistryEntry] = []
+    unreadable: list[UnreadableRun] = []
+    if runs_root(args).is_dir():
+        registry = open_registry(args)
+        entries = registry.search(
             args.text,
             status=args.status,
             since=args.since,
@@ -83,10 +109,11 @@ def list_runs(args: argparse.Namespace) -> int:
             min_bytes=args.min_size,
             max_bytes=args.max_size,
         )
+        unreadable = _unreadable_matching(registry, args)
     if args.json:
-        out_console.print_json(msgspec.json.encode(entries).decode())
+        out_console.print_json(msgspec.json.encode([*entries, *unreadable]).decode())
         return 0
-    if not entries:
+    if not entries and not unreadable:
         out_console.print(f"no runs under {safe_text(runs_root(args))} match", soft_wrap=True)
         return 0
     named = any(entry.name for entry in entries)
@@ -107,38 +134,61 @@ def list_runs(args: argparse.Namespace) -> int:
         if not named:
             del row[1]
         table.add_row(*row)
+    for found in unreadable:  # the reason goes where the protocol would be
+        row = [
+            safe_text(found.run_id),
+            "",
+            safe_text(found.reason),
+            "[red]unreadable[/]",
+            "-",
+            "-",
+            "-",
+        ]
+        if not named:
+            del row[1]
+        table.add_row(*row)
     out_console.print(table)
     return 0
 
 
 def delete_runs(args: argparse.Namespace) -> int:
-    """Handler of `amdsim delete`."""
+    """Handler of `amdsim delete`: every RUN is looked up before any is deleted."""
     registry = open_registry(args)
     root = runs_root(args)
-    for spec in args.runs:
-        run_dir = resolve_run(spec, root)
-        if run_dir.parent.resolve() != root.resolve():
-            raise RunNotFoundError(
-                f"{run_dir} is not a run under {root}; delete a directory of your own yourself"
-            )
+    run_dirs = [resolve_run(spec, root, to_change=True) for spec in args.runs]
+    for run_dir in run_dirs:
+        run_id = run_dir.name
         if args.later:
-            registry.mark_for_cleanup(run_dir.name)
-            out_console.print(f"marked {safe_text(run_dir.name)} for cleanup")
-        else:
-            registry.delete(run_dir.name, force=args.force)
-            out_console.print(f"deleted {safe_text(run_dir.name)}")
+            registry.mark_for_cleanup(run_id)
+            out_console.print(f"marked {safe_text(run_id)} for cleanup")
+            continue
+        if registry.get(run_id).status == "running":
+            _stop_before_deleting(run_dir, force=args.force)
+        try:
+            registry.delete(run_id)
+        except OSError as exc:
+            raise AmdsimError(f"could not delete run {run_id}: {exc}") from exc
+        out_console.print(f"deleted {safe_text(run_id)}")
     return 0
 
 
 def cleanup_runs(args: argparse.Namespace) -> int:
     """Handler of `amdsim cleanup`."""
     root = runs_root(args)
-    report = open_registry(args).cleanup(dry_run=args.dry_run) if root.is_dir() else {}
-    segments = stale_segments() if args.dry_run else remove_stale_segments()
+    report: dict[str, list[str]] = {}
+    own_runs: set[str] = set()
+    if root.is_dir():
+        registry = open_registry(args)
+        # Shared memory is removed only for runs of this root, known before cleanup drops any.
+        own_runs = {entry.run_id for entry in registry.list()} | set(run_ids_under(root))
+        report = registry.cleanup(dry_run=args.dry_run, orphans=args.orphans)
+    segments = stale_segments(own_runs) if args.dry_run else remove_stale_segments(own_runs)
     verb = "would remove" if args.dry_run else "removed"
     lines = [
         (f"{verb} marked run", report.get("removed", [])),
         (f"{verb} orphan directory", report.get("orphans", [])),
+        ("kept empty directory (remove with --orphans)", report.get("kept_orphans", [])),
+        ("left unreadable directory", report.get("unreadable", [])),
         (
             "missing (directory gone)" if args.dry_run else "marked missing",
             report.get("missing", []),
@@ -172,6 +222,32 @@ def format_bytes(count: int) -> str:
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def _unreadable_matching(registry: Registry, args: argparse.Namespace) -> list[UnreadableRun]:
+    """The unreadable directories `list` shows: none once a date, size or other status is asked."""
+    if args.status not in (None, "unreadable") or any(
+        value is not None for value in (args.since, args.until, args.min_size, args.max_size)
+    ):
+        return []
+    needle = args.text.lower()
+    return [
+        found
+        for found in registry.unreadable()
+        if needle in f"{found.run_id} {found.reason}".lower()
+    ]
+
+
+def _stop_before_deleting(run_dir: Path, force: bool) -> None:
+    """Cancel a running run and wait for it to end (`force`), or refuse to delete it."""
+    if not force:
+        raise RunStateError(
+            f"run {run_dir.name} is running; cancel it first (Ctrl-C where it runs, or Cancel "
+            "in the dashboard), or use 'amdsim delete --force', which cancels it and then deletes"
+        )
+    manifest = read_manifest(RunPaths(run_dir).manifest)
+    out_console.print(f"cancelling {run_dir.name} ...")
+    cancel_and_wait(manifest)
 
 
 def _date(text: str) -> datetime.datetime:

@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
 
 def resume(args: argparse.Namespace) -> int:
     """Handler of `amdsim resume`."""
-    run_dir = resolve_run(args.run, runs_root(args))
+    run_dir = resolve_run(args.run, runs_root(args), to_change=True)
     manifest = read_run_manifest(RunPaths(run_dir))
     options = PipelineOptions(workers=args.workers, checkpoint_every=args.checkpoint_every)
     return stream_run(

@@ -210,7 +210,7 @@ def _restart(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"--restart reruns the run with its own protocol and parameters; drop {flags}"
         )
-    run_dir = resolve_run(args.restart, runs_root(args))
+    run_dir = resolve_run(args.restart, runs_root(args), to_change=True)
     from engine.resume import read_run_manifest  # noqa: PLC0415
     from engine.run_dir import RunPaths  # noqa: PLC0415
 

@@ -1,4 +1,11 @@
-"""Finding the run a command names: a run id, a unique prefix of one, or a directory path."""
+"""Finding the run a command names: a run id, a unique prefix of one, or a directory path.
+
+Whatever names it, the run found is a real directory (`engine.run_dir.check_run_directory`):
+a symbolic link named like a run, or a run whose table folder is a link, is refused before
+anything is read. Commands that change a run (``resume``, ``run --restart``, ``delete``) take
+only runs directly under the runs root; reading commands also open a results directory
+elsewhere that the user names by its path (saved in-memory results, ``--out``).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,17 @@ import argparse
 import os
 from pathlib import Path
 
-from engine.errors import RunNotFoundError
+from engine.errors import RunNotFoundError, RunPathError
 from engine.registry import Registry
-from engine.run_dir import RUN_ID_PATTERN
+from engine.run_dir import RUN_ID_PATTERN, check_run_directory
 
-__all__ = ["add_runs_dir_argument", "default_runs_dir", "open_registry", "resolve_run"]
+__all__ = [
+    "add_runs_dir_argument",
+    "default_runs_dir",
+    "open_registry",
+    "resolve_run",
+    "run_ids_under",
+]
 
 _RESULT_FILES = ("manifest.json", "results.json")  # a run directory, saved in-memory results
 
@@ -40,25 +53,32 @@ def open_registry(args: argparse.Namespace) -> Registry:
     return Registry(runs_root(args))
 
 
-def resolve_run(spec: str, root: Path) -> Path:
+def resolve_run(spec: str, root: Path, *, to_change: bool = False) -> Path:
     """The directory `spec` names: a path holding results, else a run id or unique id prefix.
 
-    Raises `RunNotFoundError` naming what was tried, or listing the candidates if the
-    prefix is ambiguous.
+    With `to_change` the run must lie directly under `root` (a command is about to write or
+    delete in it). Raises `RunPathError` (bad input: an empty name, a link, a directory
+    outside the root) or `RunNotFoundError` naming what was tried, or listing the candidates
+    if the prefix is ambiguous.
     """
+    if not spec.strip():
+        raise RunPathError(
+            "the run name is empty; give a run id, a unique prefix of one, or a results "
+            "directory (see 'amdsim list')"
+        )
     path = Path(spec)
     if path.is_dir() and any((path / name).is_file() for name in _RESULT_FILES):
-        return path
-    if RUN_ID_PATTERN.match(spec) and (root / spec).is_dir():
-        return root / spec
+        return _checked(path, root, to_change)
+    if RUN_ID_PATTERN.match(spec) and os.path.lexists(root / spec):
+        return _checked(root / spec, root, to_change)
     known = set()
     if root.is_dir():
-        known = {child.name for child in root.iterdir() if RUN_ID_PATTERN.match(child.name)}
+        known = set(run_ids_under(root))
         if (root / "registry.json").is_file():
             known |= {entry.run_id for entry in Registry(root).list()}
     matches = sorted(run_id for run_id in known if run_id.startswith(spec))
-    if len(matches) == 1 and (root / matches[0]).is_dir():
-        return root / matches[0]
+    if len(matches) == 1 and os.path.lexists(root / matches[0]):
+        return _checked(root / matches[0], root, to_change)
     if len(matches) > 1:
         raise RunNotFoundError(f"{spec!r} matches {len(matches)} runs: {', '.join(matches[:5])}")
     if len(matches) == 1:
@@ -69,3 +89,20 @@ def resolve_run(spec: str, root: Path) -> Path:
     raise RunNotFoundError(
         f"no run {spec!r}: not a results directory, nor a run id under {root} (see 'amdsim list')"
     )
+
+
+def run_ids_under(root: Path) -> list[str]:
+    """Names under `root` that are run ids (directories or not: links and files too)."""
+    if not root.is_dir():
+        return []
+    return sorted(child.name for child in root.iterdir() if RUN_ID_PATTERN.match(child.name))
+
+
+def _checked(path: Path, root: Path, to_change: bool) -> Path:
+    check_run_directory(path)
+    if to_change and path.resolve().parent != root.resolve():
+        raise RunPathError(
+            f"{path} is not a run under the runs root {root}; amdsim changes only runs under "
+            f"its runs root (name the run by its id, with --runs-dir {path.resolve().parent})"
+        )
+    return path

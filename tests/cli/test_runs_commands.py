@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from engine.cli import main
+from engine.errors import RunPathError
+from engine.manifest import write_manifest
+from engine.registry import Registry
 from engine.results import ParquetResults
-from tests.cli.test_cli import amdsim
+from engine.resume import resume_run
+from ipc.segments import SHM_DIR
+from tests.cli.test_cli import AMDSIM, amdsim
+from tests.engine.test_registry import manifest as registry_manifest
 
 PATIENTS = 3_000
 
@@ -177,13 +187,277 @@ def test_delete_and_cleanup_remove_runs_orphans_and_nothing_else(tmp_path):
 
     dry = amdsim("cleanup", "--dry-run", "--runs-dir", str(root))
     assert f"would remove marked run: {later}" in dry.stdout
+    assert f"kept empty directory (remove with --orphans): {orphan.name}" in dry.stdout
+    dry = amdsim("cleanup", "--dry-run", "--orphans", "--runs-dir", str(root))
     assert f"would remove orphan directory: {orphan.name}" in dry.stdout
     assert (root / later).exists() and orphan.exists()
 
-    done = amdsim("cleanup", "--runs-dir", str(root))
+    done = amdsim("cleanup", "--orphans", "--runs-dir", str(root))
     assert done.returncode == 0, done.stderr
     assert not (root / later).exists() and not orphan.exists() and (root / kept).exists()
     listed = json.loads(amdsim("list", "--json", "--runs-dir", str(root)).stdout)
     assert [entry["run_id"] for entry in listed] == [kept]
     again = amdsim("delete", doomed, "--runs-dir", str(root))
     assert again.returncode == 1 and "no run" in again.stderr
+
+
+# -- issue 10: bad run names, unreadable directories, running runs, symbolic links ----------
+
+
+def fake_run(root: Path, run_id: str, status: str = "completed", register: bool = True) -> Path:
+    """A run directory holding only a manifest (enough for lookups; opening it fails)."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    write_manifest(run_dir / "manifest.json", registry_manifest(run_id, status=status))
+    if register:
+        Registry(root).register(registry_manifest(run_id, status=status))
+    an_hour_ago = time.time() - 3600
+    os.utime(run_dir, (an_hour_ago, an_hour_ago))  # not a run that is just starting
+    return run_dir
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert text in result.stderr, result.stderr
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`amdsim ARGS` run by `main` in this process: as the console script, without its
+    start-up time (an unexpected exception would fail the test with its traceback)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["amdsim", *args], code, captured.out, captured.err)
+
+
+def run_commands(run: str, root: Path, tmp_path: Path) -> list[list[str]]:
+    """Every command that takes a RUN, naming `run`."""
+    where = ["--runs-dir", str(root)]
+    return [
+        ["show", run, *where],
+        ["patient", run, "0", *where],
+        ["resume", run, *where],
+        ["delete", run, *where],
+        ["delete", run, "--force", *where],
+        ["delete", run, "--later", *where],
+        ["report", run, "--out", str(tmp_path / "report.html"), *where],
+        ["run", "--restart", run, *where],
+    ]
+
+
+@pytest.mark.parametrize("blank", ["", " \t"])
+def test_delete_with_empty_id_is_an_error(tmp_path, capsys, blank):
+    """Case 2: an empty or blank id named the only run (a prefix of every id); now exit 2."""
+    root = tmp_path / "runs"
+    only = fake_run(root, "20261202-101010-0a0a")
+    one_error_line(amdsim("delete", blank, "--runs-dir", str(root)), 2, "the run name is empty")
+    for command in run_commands(blank, root, tmp_path):
+        one_error_line(in_process(capsys, *command), 2, "the run name is empty")
+        assert only.is_dir() and (only / "manifest.json").is_file(), command
+        assert not Registry(root).get(only.name).marked_for_cleanup, command
+
+
+def unreadable_runs(root: Path, elsewhere: Path) -> dict[str, str]:
+    """Directories amdsim cannot read, by run id, with a word of each reason."""
+    newer = fake_run(root, "20261202-100001-0001", register=False)
+    document = json.loads((newer / "manifest.json").read_bytes())
+    (newer / "manifest.json").write_text(json.dumps({**document, "format_version": 99}))
+    copied = fake_run(root, "20261202-100002-0002", register=False)
+    write_manifest(copied / "manifest.json", registry_manifest("20261202-100009-0009"))
+    (copied / "visits").mkdir()
+    (copied / "visits" / "part-00000.parquet").write_bytes(b"PAR1 rows PAR1")
+    truncated = fake_run(root, "20261202-100003-0003", register=False)
+    data = (truncated / "manifest.json").read_bytes()
+    (truncated / "manifest.json").write_bytes(data[: len(data) // 2])
+    headless = root / "20261202-100004-0004"  # part files but no manifest
+    (headless / "patients").mkdir(parents=True)
+    (headless / "patients" / "part-00000.parquet").write_bytes(b"PAR1 rows PAR1")
+    linked = root / "20261202-100005-0005"
+    fake_run(elsewhere, linked.name, register=False)
+    linked.symlink_to(elsewhere / linked.name)
+    for path in (headless, headless / "patients"):
+        os.utime(path, (time.time() - 3600,) * 2, follow_symlinks=False)
+    return {
+        newer.name: "format version 99",
+        copied.name: "20261202-100009-0009",
+        truncated.name: "not a valid manifest",
+        headless.name: "no manifest.json",
+        linked.name: "symbolic link",
+    }
+
+
+def test_cleanup_never_deletes_unreadable_runs_and_list_shows_them(tmp_path):
+    """Case 3: cleanup rmtree'd runs it could not read; now they are listed and kept."""
+    root = tmp_path / "runs"
+    kept = fake_run(root, "20261202-100000-0000")
+    unreadable = unreadable_runs(root, tmp_path / "elsewhere")
+    empty = root / "20261202-100006-0006"  # died while starting: nothing in it
+    empty.mkdir()
+    os.utime(empty, (time.time() - 3600,) * 2)
+
+    listing = amdsim("list", "--runs-dir", str(root))
+    assert listing.returncode == 0, listing.stderr
+    for run_id, reason in unreadable.items():
+        line = next(line for line in listing.stdout.splitlines() if run_id in line)
+        assert "unreadable" in line, line
+        assert reason.split()[0] in listing.stdout, reason
+    entries = json.loads(amdsim("list", "--json", "--runs-dir", str(root)).stdout)
+    statuses = {entry["run_id"]: entry["status"] for entry in entries}
+    assert statuses == {kept.name: "completed", **dict.fromkeys(unreadable, "unreadable")}
+    reasons = {entry["run_id"]: entry.get("reason", "") for entry in entries}
+    for run_id, reason in unreadable.items():
+        assert reason in reasons[run_id], (run_id, reasons[run_id])
+    only = json.loads(
+        amdsim("list", "--json", "--status", "unreadable", "--runs-dir", str(root)).stdout
+    )
+    assert sorted(entry["run_id"] for entry in only) == sorted(unreadable)
+
+    for command in (["cleanup"], ["cleanup", "--orphans"]):
+        done = amdsim(*command, "--runs-dir", str(root))
+        assert done.returncode == 0, done.stderr
+        for run_id in unreadable:
+            assert f"left unreadable directory: {run_id}" in done.stdout
+            assert os.path.lexists(root / run_id), (command, run_id)
+        assert "removed orphan" not in done.stdout or command == ["cleanup", "--orphans"]
+    assert not empty.exists(), "--orphans removes a directory that holds nothing"
+    assert "removed orphan directory: 20261202-100006-0006" in done.stdout
+    assert (root / "20261202-100002-0002" / "visits" / "part-00000.parquet").is_file()
+    assert (tmp_path / "elsewhere" / "20261202-100005-0005" / "manifest.json").is_file()
+    assert kept.is_dir()
+
+
+@pytest.mark.slow
+def test_delete_force_cancels_a_running_run_then_deletes_it(tmp_path):
+    """Case 6: --force on a running run tore its files away (FileNotFoundError traceback);
+    now it is cancelled through its metrics socket, waited for, then deleted."""
+    root = tmp_path / "runs"
+    runner = subprocess.Popen(
+        [
+            AMDSIM,
+            "run",
+            "--patients",
+            "2000000",
+            "--years",
+            "5",
+            "--workers",
+            "1",
+            "--runs-dir",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        run_dir = wait_until_running(root, runner)
+        refused = amdsim("delete", run_dir.name, "--runs-dir", str(root))
+        one_error_line(refused, 1, "is running; cancel it first")
+        assert "--force" in refused.stderr and (run_dir / "manifest.json").is_file()
+
+        deleter = subprocess.Popen(
+            [AMDSIM, "delete", "--force", run_dir.name, "--runs-dir", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        runner.wait(timeout=90)  # reaps the supervisor as soon as the cancel has stopped it
+        out, err = deleter.communicate(timeout=90)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    assert deleter.returncode == 0, err
+    assert f"deleted {run_dir.name}" in out and "Traceback" not in err
+    assert not run_dir.exists()
+    run_err = runner.stderr.read()
+    runner.stderr.close()
+    assert "Traceback" not in run_err and "cancelled" in run_err, run_err
+    assert json.loads(amdsim("list", "--json", "--runs-dir", str(root)).stdout) == []
+
+
+def wait_until_running(root: Path, process: subprocess.Popen) -> Path:
+    """The run directory of `process` once its registry entry says it is running."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (root / "registry.json").is_file():
+            running = [e for e in Registry(root).list() if e.status == "running"]
+            if running:
+                return root / running[0].run_id
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before it started: {process.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail("the run did not start within 60 s")
+
+
+def test_symlinks_are_refused_and_never_followed(tmp_path, capsys):
+    """Case 15: show/patient/report followed a run-id-named link out of the root, resume
+    wrote run.lock outside it and deleted a foreign part file through a linked visits/,
+    cleanup claimed to remove links it had not; now each is refused or left alone."""
+    root = tmp_path / "runs"
+    fake_run(root, "20261202-090000-0000")  # the root exists and has a registry
+    foreign = fake_run(tmp_path / "elsewhere", "20261202-090001-0001", status="failed")
+    link = root / foreign.name
+    link.symlink_to(foreign)
+    one_error_line(amdsim("show", link.name, "--runs-dir", str(root)), 2, "symbolic link")
+    for command in run_commands(link.name, root, tmp_path):
+        one_error_line(in_process(capsys, *command), 2, "symbolic link")
+    for command in run_commands(str(link), root, tmp_path):  # named by its path
+        one_error_line(in_process(capsys, *command), 2, "symbolic link")
+
+    outside = fake_run(tmp_path / "other", "20261202-090002-0002", status="failed")
+    for command in (["resume"], ["delete"], ["run", "--restart"]):
+        path = os.path.relpath(outside, Path.cwd())
+        result = in_process(capsys, *command, path, "--runs-dir", str(root))
+        one_error_line(result, 2, "is not a run under the runs root")
+    assert sorted(p.name for p in outside.iterdir()) == ["manifest.json"], "no run.lock"
+
+    linked_visits = fake_run(root, "20261202-090003-0003", status="failed")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "part-00099.parquet").write_bytes(b"someone else's")
+    (linked_visits / "visits").symlink_to(precious)
+    one_error_line(
+        in_process(capsys, "resume", linked_visits.name, "--runs-dir", str(root)),
+        2,
+        "symbolic link",
+    )
+    with pytest.raises(RunPathError, match="symbolic link"):
+        resume_run(linked_visits)
+    assert (precious / "part-00099.parquet").read_bytes() == b"someone else's"
+
+    Registry(root).mark_for_cleanup(linked_visits.name)  # before its visits/ became a link
+    done = amdsim("cleanup", "--orphans", "--runs-dir", str(root))
+    assert done.returncode == 0, done.stderr
+    assert f"left unreadable directory: {link.name}" in done.stdout
+    assert f"removed orphan directory: {link.name}" not in done.stdout
+    assert link.is_symlink() and (foreign / "manifest.json").is_file()
+    assert f"removed marked run: {linked_visits.name}" in done.stdout
+    assert not linked_visits.exists(), "the run goes, its link only as a link"
+    assert (precious / "part-00099.parquet").read_bytes() == b"someone else's"
+
+
+def test_cleanup_removes_only_stale_segments_of_runs_under_its_own_root(tmp_path):
+    """Case 15: cleanup unlinked every dead amdsim segment on the machine, other roots' too."""
+    root = tmp_path / "runs"
+    mine = fake_run(root, f"20261202-{secrets.randbelow(10**6):06d}-{secrets.token_hex(2)}")
+    theirs = f"20261202-{secrets.randbelow(10**6):06d}-{secrets.token_hex(2)}"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ours = SHM_DIR / f"amdsim-{mine.name}-{dead.pid}-0000abcd"
+    other = SHM_DIR / f"amdsim-{theirs}-{dead.pid}-0000abcd"
+    try:
+        for path in (ours, other):
+            path.write_bytes(bytes(16))
+        dry = amdsim("cleanup", "--dry-run", "--runs-dir", str(root))
+        assert f"would remove stale shared memory: {ours.name}" in dry.stdout
+        assert other.name not in dry.stdout and ours.exists()
+        done = amdsim("cleanup", "--runs-dir", str(root))
+        assert done.returncode == 0, done.stderr
+        assert f"removed stale shared memory: {ours.name}" in done.stdout
+        assert other.name not in done.stdout
+        assert not ours.exists() and other.exists()
+    finally:
+        ours.unlink(missing_ok=True)
+        other.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ import msgspec
 import psutil
 import pytest
 
-from engine.errors import AmdsimError, RunNotFoundError
+from engine.errors import AmdsimError, RunNotFoundError, RunPathError
 from engine.manifest import Manifest, write_manifest
 from engine.parameters import RunParameters
 from engine.pipeline.processes import CONTEXT
@@ -147,11 +147,17 @@ def test_cleanup_removes_marked_runs_and_orphans_and_marks_vanished_runs_missing
     starting = tmp_path / run_id(8)  # just created by a supervisor, not yet registered
     starting.mkdir()
     (tmp_path / "not-a-run").mkdir()  # never touched: not named like a run
-    expected = {"removed": [run_id(1)], "orphans": [run_id(9)], "missing": [run_id(2)]}
-    assert registry.cleanup(dry_run=True) == expected
+    expected = {
+        "removed": [run_id(1)],
+        "orphans": [run_id(9)],
+        "kept_orphans": [],
+        "missing": [run_id(2)],
+        "unreadable": [],
+    }
+    assert registry.cleanup(dry_run=True, orphans=True) == expected
     assert orphan.exists() and registry.run_dir(run_id(1)).exists()
     assert registry.get(run_id(2)).status == "completed"
-    assert registry.cleanup() == expected
+    assert registry.cleanup(orphans=True) == expected
     assert not orphan.exists() and (tmp_path / "not-a-run").exists() and starting.exists()
     assert {e.run_id: e.status for e in registry.list()} == {
         run_id(2): "missing",
@@ -168,7 +174,7 @@ def test_a_run_killed_before_it_registered_is_listed_from_its_manifest_not_remov
     an_hour_ago = time.time() - 3600
     os.utime(run_dir, (an_hour_ago, an_hour_ago))
     assert [(e.run_id, e.status) for e in registry.list()] == [(run_id(6), "interrupted")]
-    assert registry.cleanup()["orphans"] == []
+    assert registry.cleanup(orphans=True)["orphans"] == []
     assert run_dir.exists()
 
 
@@ -179,12 +185,12 @@ def test_cleanup_leaves_an_unregistered_directory_whose_supervisor_holds_its_loc
     an_hour_ago = time.time() - 3600
     os.utime(run_dir, (an_hour_ago, an_hour_ago))
     try:
-        assert registry.cleanup()["orphans"] == []
+        assert registry.cleanup(orphans=True)["orphans"] == []
         assert run_dir.exists()
     finally:
         lock.release()
     os.utime(run_dir, (an_hour_ago, an_hour_ago))
-    assert registry.cleanup()["orphans"] == [run_id(5)]
+    assert registry.cleanup(orphans=True)["orphans"] == [run_id(5)]
 
 
 def test_a_cap_on_runs_evicts_the_least_recently_used_finished_run(tmp_path):
@@ -287,3 +293,82 @@ def test_new_run_ids_are_valid_and_distinct():
 
     ids = {validate_run_id(new_run_id()) for _ in range(50)}
     assert len(ids) > 40
+
+
+def test_cleanup_never_deletes_runs_it_cannot_read(registry, tmp_path):
+    """Case 3: a newer format, a copied run and a truncated manifest were rmtree'd as orphans."""
+    an_hour_ago = time.time() - 3600
+    manifests = {
+        run_id(1): msgspec.json.encode(manifest(run_id(1), format_version=99)),
+        run_id(2): msgspec.json.encode(manifest(run_id(7))),  # copied from run 7
+        run_id(3): msgspec.json.encode(manifest(run_id(3)))[:200],
+    }
+    for name, data in manifests.items():
+        (tmp_path / name / "visits").mkdir(parents=True)
+        (tmp_path / name / "manifest.json").write_bytes(data)
+        (tmp_path / name / "visits" / "part-00000.parquet").write_bytes(b"PAR1")
+    (tmp_path / run_id(4) / "patients").mkdir(parents=True)  # data, no manifest
+    (tmp_path / run_id(4) / "patients" / "part-00000.parquet").write_bytes(b"PAR1")
+    (tmp_path / run_id(5)).mkdir()  # nothing at all: a leftover
+    for name in (run_id(i) for i in range(1, 6)):
+        os.utime(tmp_path / name, (an_hour_ago, an_hour_ago))
+
+    assert registry.list() == []
+    reasons = {found.run_id: found.reason for found in registry.unreadable()}
+    assert sorted(reasons) == [run_id(1), run_id(2), run_id(3), run_id(4)]
+    assert "format version 99" in reasons[run_id(1)]
+    assert f"belongs to run {run_id(7)}" in reasons[run_id(2)]
+    assert "not a valid manifest" in reasons[run_id(3)]
+    assert "no manifest.json" in reasons[run_id(4)]
+
+    kept = registry.cleanup()
+    assert kept["orphans"] == [] and kept["kept_orphans"] == [run_id(5)]
+    report = registry.cleanup(orphans=True)
+    assert [line.split()[0] for line in report["unreadable"]] == sorted(reasons)
+    assert report["orphans"] == [run_id(5)] and not (tmp_path / run_id(5)).exists()
+    for name in reasons:
+        assert any((tmp_path / name).rglob("part-00000.parquet")), name
+
+
+def test_deleting_a_run_never_follows_a_symbolic_link(registry, tmp_path):
+    """Case 15: rmtree must not descend a link, and a run directory that is a link is refused
+    (it used to be 'deleted' while rmtree silently failed)."""
+    foreign = tmp_path / "foreign"
+    (foreign / "deep").mkdir(parents=True)
+    (foreign / "deep" / "part-00099.parquet").write_bytes(b"someone else's")
+    registry.register(manifest(run_id(1)))
+    run_dir = registry.run_dir(run_id(1))
+    run_dir.mkdir()
+    (run_dir / "visits").symlink_to(foreign)
+    (run_dir / "extra").symlink_to(foreign / "deep")
+    registry.delete(run_id(1))
+    assert not os.path.lexists(run_dir)
+    assert (foreign / "deep" / "part-00099.parquet").read_bytes() == b"someone else's"
+
+    registry.register(manifest(run_id(2)))
+    registry.run_dir(run_id(2)).symlink_to(foreign)
+    with pytest.raises(RunPathError, match="is a symbolic link"):
+        registry.delete(run_id(2))
+    registry.mark_for_cleanup(run_id(2))
+    report = registry.cleanup(orphans=True)
+    assert report["removed"] == [] and report["unreadable"] == [
+        f"{run_id(2)} (a symbolic link; left alone)"
+    ]
+    assert registry.run_dir(run_id(2)).is_symlink()
+    assert [e.run_id for e in registry.list()] == [run_id(2)]
+    assert (foreign / "deep" / "part-00099.parquet").is_file()
+
+
+def test_a_symbolic_link_named_like_a_run_is_never_adopted_nor_removed(registry, tmp_path):
+    """Case 15: a link under the root, to a real run elsewhere, was adopted (so show followed
+    it) or reported as a removed orphan though rmtree had failed."""
+    elsewhere = tmp_path / "elsewhere" / run_id(3)
+    elsewhere.mkdir(parents=True)
+    write_manifest(elsewhere / "manifest.json", manifest(run_id(3)))
+    (tmp_path / run_id(3)).symlink_to(elsewhere)
+    (tmp_path / run_id(4)).symlink_to(tmp_path / "nowhere")
+    assert registry.list() == []
+    assert [found.run_id for found in registry.unreadable()] == [run_id(3), run_id(4)]
+    report = registry.cleanup(orphans=True)
+    assert report["orphans"] == [] and len(report["unreadable"]) == 2
+    assert (tmp_path / run_id(3)).is_symlink() and (elsewhere / "manifest.json").is_file()

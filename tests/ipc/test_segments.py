@@ -26,7 +26,7 @@ def test_a_channel_segment_is_named_after_its_run_and_owner():
         name = channel.spec.segment
         assert name.startswith(f"amdsim-20261129-120000-abcd-{os.getpid()}-")
         assert (SHM_DIR / name).exists()
-        assert name not in stale_segments(), "a live owner's segment is not stale"
+        assert name not in stale_segments("20261129-120000-abcd"), "a live owner's is not stale"
     finally:
         channel.close()
     assert not (SHM_DIR / name).exists()
@@ -45,8 +45,8 @@ def test_only_segments_of_dead_owners_are_removed_and_only_for_the_run_asked(tmp
         assert stale_segments("run-a") == [ours.name]
         assert remove_stale_segments("run-a") == [ours.name]
         assert not ours.exists() and other_run.exists() and alive.exists() and foreign.exists()
-        removed = remove_stale_segments()  # any run's (others' leftovers may be there too)
-        assert other_run.name in removed and alive.name not in removed
+        removed = remove_stale_segments(["run-a", "run-b"])
+        assert removed == [other_run.name]
         assert alive.exists() and foreign.exists() and not other_run.exists()
     finally:
         for path in created:
@@ -56,3 +56,23 @@ def test_only_segments_of_dead_owners_are_removed_and_only_for_the_run_asked(tmp
 def test_tags_are_made_safe_for_a_segment_name():
     name = segment_name("my run/../x")
     assert name is not None and "/" not in name and name.startswith("amdsim-my-run----x-")
+
+
+def test_cleanup_removes_only_segments_of_the_runs_it_names():
+    """Case 15: `remove_stale_segments(None)` removed every dead amdsim segment on the
+    machine; now the caller names its runs, and no runs means nothing removed."""
+    dead = dead_pid()
+    mine = SHM_DIR / f"amdsim-20261202-120000-{os.getpid() % 0xFFFF:04x}-{dead}-0000abcd"
+    other = SHM_DIR / f"amdsim-20261202-120001-{os.getpid() % 0xFFFF:04x}-{dead}-0000abcd"
+    try:
+        for path in (mine, other):
+            path.write_bytes(bytes(16))
+        assert remove_stale_segments([]) == [] and mine.exists() and other.exists()
+        tag = mine.name.split("-", 1)[1].rsplit("-", 2)[0]  # the run id in the name
+        assert remove_stale_segments({tag}) == [mine.name]
+        assert not mine.exists() and other.exists()
+        with pytest.raises(TypeError):
+            remove_stale_segments(None)  # type: ignore[arg-type]
+    finally:
+        mine.unlink(missing_ok=True)
+        other.unlink(missing_ok=True)
