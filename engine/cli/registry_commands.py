@@ -12,9 +12,16 @@ from rich import box
 from rich.table import Table
 
 from engine.cli.console import out_console
-from engine.cli.run_lookup import add_runs_dir_argument, open_registry, resolve_run, runs_root
+from engine.cli.run_command import add_keep_argument
+from engine.cli.run_lookup import (
+    add_runs_dir_argument,
+    open_registry,
+    resolve_run,
+    runs_root,
+    small_run_entry,
+)
 from engine.errors import RunNotFoundError
-from engine.registry import RegistryEntry
+from engine.registry import Registry, RegistryEntry
 from ipc.segments import remove_stale_segments, stale_segments
 
 __all__ = ["format_bytes", "parse_size", "register"]
@@ -66,6 +73,7 @@ def register(commands: Any) -> None:
     cleanup.add_argument(
         "--dry-run", action="store_true", help="say what would be removed; remove nothing"
     )
+    add_keep_argument(cleanup, "keep at most N runs under the runs root (now and from now on)")
     add_runs_dir_argument(cleanup)
     cleanup.set_defaults(handler=cleanup_runs)
 
@@ -102,12 +110,19 @@ def list_runs(args: argparse.Namespace) -> int:
             _status_text(entry),
             f"{entry.n_patients:,} x {entry.years:g}y",
             entry.created.astimezone().strftime("%m-%d %H:%M"),
-            format_bytes(entry.bytes_on_disk),
+            format_bytes(entry.bytes_on_disk) if entry.saved else "not saved",
         ]
         if not named:
             del row[1]
         table.add_row(*row)
     out_console.print(table)
+    marked = sum(entry.marked_for_cleanup for entry in entries)
+    cap = open_registry(args).max_runs
+    if cap is not None or marked:
+        kept = f"keeping at most {cap} runs; " if cap is not None else ""
+        out_console.print(
+            f"{kept}{marked} marked for cleanup ('amdsim cleanup' removes them)", soft_wrap=True
+        )
     return 0
 
 
@@ -116,6 +131,9 @@ def delete_runs(args: argparse.Namespace) -> int:
     registry = open_registry(args)
     root = runs_root(args)
     for spec in args.runs:
+        if (entry := small_run_entry(spec, root)) is not None:
+            _delete_small_run(registry, entry, args.later)
+            continue
         run_dir = resolve_run(spec, root)
         if run_dir.parent.resolve() != root.resolve():
             raise RunNotFoundError(
@@ -130,13 +148,32 @@ def delete_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete_small_run(registry: Registry, entry: RegistryEntry, later: bool) -> None:
+    """A small run has no run directory: only its entry goes (its --out folder is yours)."""
+    if later:
+        registry.mark_for_cleanup(entry.run_id)
+        out_console.print(f"marked {entry.run_id} for cleanup")
+        return
+    registry.delete(entry.run_id)
+    kept = f"; its saved results in {entry.location} are left as they are" if entry.location else ""
+    out_console.print(f"deleted {entry.run_id} from the registry{kept}", soft_wrap=True)
+
+
 def cleanup_runs(args: argparse.Namespace) -> int:
     """Handler of `amdsim cleanup`."""
     root = runs_root(args)
+    capped: list[str] = []
+    if args.keep is not None:
+        registry = open_registry(args)
+        if args.dry_run:
+            capped = registry.preview_cap(args.keep) if args.keep else []
+        else:
+            capped = registry.set_max_runs(args.keep or None)
     report = open_registry(args).cleanup(dry_run=args.dry_run) if root.is_dir() else {}
     segments = stale_segments() if args.dry_run else remove_stale_segments()
     verb = "would remove" if args.dry_run else "removed"
     lines = [
+        ("over the cap, marked for cleanup", capped),
         (f"{verb} marked run", report.get("removed", [])),
         (f"{verb} orphan directory", report.get("orphans", [])),
         (
@@ -152,6 +189,9 @@ def cleanup_runs(args: argparse.Namespace) -> int:
             printed = True
     if not printed:
         out_console.print("nothing to clean up")
+    if args.keep is not None and not args.dry_run:
+        cap = f"at most {args.keep} runs" if args.keep else "no cap"
+        out_console.print(f"runs under {root}: {cap} from now on", soft_wrap=True)
     return 0
 
 
@@ -193,4 +233,5 @@ def _status_text(entry: RegistryEntry) -> str:
         "failed": "red",
         "missing": "red",
     }[entry.status]
-    return f"[{colour}]{entry.status}[/]"
+    marked = " (marked)" if entry.marked_for_cleanup else ""
+    return f"[{colour}]{entry.status}[/]{marked}"

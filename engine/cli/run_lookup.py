@@ -1,4 +1,8 @@
-"""Finding the run a command names: a run id, a unique prefix of one, or a directory path."""
+"""Finding the run a command names: a run id, a unique prefix of one, or a directory path.
+
+A small run listed in the registry has no run directory: it names the folder it was saved to
+(``--out``), or nothing ("not saved"), and `small_run_entry` lets a command say so.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,19 @@ import argparse
 import os
 from pathlib import Path
 
-from engine.errors import RunNotFoundError
-from engine.registry import Registry
+from engine.cli.directories import check_directory_option
+from engine.errors import RunNotFoundError, RunStateError
+from engine.registry import REGISTRY_FILE, Registry, RegistryEntry
 from engine.run_dir import RUN_ID_PATTERN
 
-__all__ = ["add_runs_dir_argument", "default_runs_dir", "open_registry", "resolve_run"]
+__all__ = [
+    "add_runs_dir_argument",
+    "default_runs_dir",
+    "open_registry",
+    "refuse_small_run",
+    "resolve_run",
+    "small_run_entry",
+]
 
 _RESULT_FILES = ("manifest.json", "results.json")  # a run directory, saved in-memory results
 
@@ -31,8 +43,9 @@ def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def runs_root(args: argparse.Namespace) -> Path:
-    """The runs root the command should use."""
-    return args.runs_dir or default_runs_dir()
+    """The runs root the command should use; `ParameterError` if it names a file."""
+    option = "--runs-dir" if args.runs_dir else "$AMDSIM_RUNS_DIR"
+    return check_directory_option(args.runs_dir or default_runs_dir(), option)
 
 
 def open_registry(args: argparse.Namespace) -> Registry:
@@ -61,6 +74,8 @@ def resolve_run(spec: str, root: Path) -> Path:
         return root / matches[0]
     if len(matches) > 1:
         raise RunNotFoundError(f"{spec!r} matches {len(matches)} runs: {', '.join(matches[:5])}")
+    if len(matches) == 1 and (entry := small_run_entry(matches[0], root)) is not None:
+        return saved_location(entry)
     if len(matches) == 1:
         raise RunNotFoundError(
             f"run {matches[0]} is in the registry but its directory is gone "
@@ -69,3 +84,38 @@ def resolve_run(spec: str, root: Path) -> Path:
     raise RunNotFoundError(
         f"no run {spec!r}: not a results directory, nor a run id under {root} (see 'amdsim list')"
     )
+
+
+def small_run_entry(spec: str, root: Path) -> RegistryEntry | None:
+    """The registry entry of the small in-memory run `spec` names (id or unique prefix), or
+    None when it names anything else (a directory, a streaming run, nothing, several)."""
+    if not spec.strip() or Path(spec).is_dir() or not (root / REGISTRY_FILE).is_file():
+        return None
+    matches = [e for e in Registry(root).list() if e.run_id.startswith(spec)]
+    if len(matches) == 1 and matches[0].storage == "memory":
+        return matches[0]
+    return None
+
+
+def saved_location(entry: RegistryEntry) -> Path:
+    """Where a small run's results were saved; `RunNotFoundError` saying why there are none."""
+    if not entry.location:
+        raise RunNotFoundError(
+            f"run {entry.run_id} ran in memory and was not saved: run it again with --out DIR "
+            "to keep its results"
+        )
+    location = Path(entry.location)
+    if not location.is_dir():
+        raise RunNotFoundError(f"run {entry.run_id} was saved to {location}, which is gone")
+    return location
+
+
+def refuse_small_run(spec: str, root: Path, verb: str) -> None:
+    """`RunStateError` if `spec` names a small in-memory run: it finished in one go, so there
+    is nothing to `verb` (resume, restart); running it again is the way."""
+    entry = small_run_entry(spec, root)
+    if entry is not None:
+        raise RunStateError(
+            f"run {entry.run_id} ran in memory and is complete; there is nothing to {verb} "
+            "(run it again with 'amdsim run')"
+        )
