@@ -43,6 +43,7 @@ __all__ = [
     "RegistryEntry",
     "RegistryLockedError",
     "memory_entry",
+    "saved_location",
     "supervisor_alive",
 ]
 
@@ -196,6 +197,14 @@ class Registry:
                 continue
             found.append(entry)
         return found
+
+    def results_location(self, run_id: str) -> Path:
+        """Where run `run_id`'s results are: its run directory, or a small run's --out folder.
+
+        Raises `RunNotFoundError` saying why a small run has none (not saved, folder gone).
+        """
+        entry = self.get(run_id)
+        return saved_location(entry) if entry.storage == "memory" else self.run_dir(run_id)
 
     def run_dir(self, run_id: str) -> Path:
         """Where run `run_id` lives (the id is validated, so this is never outside the root)."""
@@ -543,3 +552,16 @@ def memory_entry(
         last_accessed=time.time(),
         location=str(folder) if folder is not None else "",
     )
+
+
+def saved_location(entry: RegistryEntry) -> Path:
+    """Where a small run's results were saved; `RunNotFoundError` saying why there are none."""
+    if not entry.location:
+        raise RunNotFoundError(
+            f"run {entry.run_id} ran in memory and was not saved: run it again with --out DIR "
+            "to keep its results"
+        )
+    location = Path(entry.location)
+    if not location.is_dir():
+        raise RunNotFoundError(f"run {entry.run_id} was saved to {location}, which is gone")
+    return location

@@ -1,7 +1,8 @@
 """Serve the dashboard: one `ServerContext`, a new `DashboardSession` per browser session.
 
 Binds 127.0.0.1 unless told otherwise. All JavaScript and CSS is served by this server
-(Bokeh's and Panel's bundled resources), so the dashboard works with no internet.
+(Bokeh's and Panel's bundled resources), so the dashboard works with no internet. While it
+serves, a `BackgroundCleaner` deletes the runs marked for cleanup and logs each removal.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import panel as pn
 
 from viz.app import DashboardSession
+from viz.cleaner import DEFAULT_INTERVAL_S, BackgroundCleaner
 from viz.context import ServerContext
 
 __all__ = ["make_server", "serve_dashboard"]
@@ -51,11 +53,15 @@ def serve_dashboard(
     protocols_dir: Path | None = None,
     show: bool = False,
     ready: threading.Event | None = None,
+    cleanup_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> None:
     """Serve until interrupted (Ctrl-C). Runs started from it carry on after it stops."""
     context = ServerContext(runs_root=runs_root, protocols_dir=protocols_dir)
     server = make_server(context, port, address, show)
     server.start()
+    _log_cleanups_to_stderr()
+    cleaner = BackgroundCleaner(context.runs_root, cleanup_interval_s)
+    cleaner.start()
     print(f"amdsim dashboard on http://{address}:{server.port}/ (runs in {runs_root})", flush=True)
     if ready is not None:
         ready.set()
@@ -64,5 +70,16 @@ def serve_dashboard(
     except KeyboardInterrupt:
         pass
     finally:
+        cleaner.stop()
         context.live.stop_all()
         server.stop()
+
+
+def _log_cleanups_to_stderr() -> None:
+    """Show what the background cleaner removes (nothing else configures logging)."""
+    cleaner_log = logging.getLogger("viz.cleaner")
+    if not cleaner_log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        cleaner_log.addHandler(handler)
+        cleaner_log.setLevel(logging.INFO)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.cli.directories import check_directory_option
 from engine.errors import RunNotFoundError, RunStateError
-from engine.registry import REGISTRY_FILE, Registry, RegistryEntry
+from engine.registry import REGISTRY_FILE, Registry, RegistryEntry, saved_location
 from engine.run_dir import RUN_ID_PATTERN
 
 __all__ = [
@@ -95,19 +95,6 @@ def small_run_entry(spec: str, root: Path) -> RegistryEntry | None:
     if len(matches) == 1 and matches[0].storage == "memory":
         return matches[0]
     return None
-
-
-def saved_location(entry: RegistryEntry) -> Path:
-    """Where a small run's results were saved; `RunNotFoundError` saying why there are none."""
-    if not entry.location:
-        raise RunNotFoundError(
-            f"run {entry.run_id} ran in memory and was not saved: run it again with --out DIR "
-            "to keep its results"
-        )
-    location = Path(entry.location)
-    if not location.is_dir():
-        raise RunNotFoundError(f"run {entry.run_id} was saved to {location}, which is gone")
-    return location
 
 
 def refuse_small_run(spec: str, root: Path, verb: str) -> None:
