@@ -130,6 +130,4 @@ class FileSystemError(AmdsimError):
         paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
         where = " -> ".join(paths)
         message = f"{where}: {reason}" if where else reason
-        error = cls(f"{doing}: {message}" if doing else message)
-        error.__cause__ = exc
-        return error
+        return cls(f"{doing}: {message}" if doing else message)

@@ -530,7 +530,8 @@ def memory_entry(
 ) -> RegistryEntry:
     """The entry of a small run that stayed in memory: completed, saved to `location` or not.
 
-    `counts` are the (patients, visits) simulated; `location` is stored absolute, so the entry is found from any working directory.
+    `counts` are the (patients, visits) simulated; `location` is stored absolute, so the
+    entry is found from any working directory.
     """
     folder = location.resolve() if location is not None else None
     size = 0

@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
         return _restart(args)
     if args.out is not None:
         check_directory_option(args.out, "--out")
-    if args.runs_dir is not None or args.keep is not None:
-        root = runs_root(args)
-        if args.keep is not None:  # "keep" is asked for here: a failure to store it is one
-            Registry(root).set_max_runs(args.keep or None)
+    if args.runs_dir is not None:
+        runs_root(args)  # a --runs-dir naming a file is refused before anything runs
+    if args.keep is not None:  # asked for: failing to store it fails the command
+        Registry(runs_root(args)).set_max_runs(args.keep or None)
     values = {name: _given(args, name) for name in MODEL_DEFAULTS}
     protocol = call_with_warnings(lambda: load_protocol(values["protocol"]))
     params = validate_parameters(
@@ -260,9 +260,9 @@ def _given(args: argparse.Namespace, name: str) -> Any:
 
 
 def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunParameters) -> int:
+    created = datetime.datetime.now(datetime.UTC)
     with progress_bar() as bar:
         task = bar.add_task("simulating", total=params.n_patients)
-        created = datetime.datetime.now(datetime.UTC)
 
         def on_progress(progress: RunProgress) -> None:
             bar.update(task, completed=progress.patients_done)
