@@ -1,4 +1,4 @@
-"""Directory options (``--out``, ``--runs-dir``): refuse a file, or a path under one, up front.
+"""Path options (``--out``, ``--runs-dir``): refuse a file, or a path under one, up front.
 
 Checked before a command simulates or writes anything, so a mistyped option costs nothing and
 says which option is wrong (exit 2) instead of failing later inside ``mkdir``. What the
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.errors import ParameterError
 
-__all__ = ["check_directory_option"]
+__all__ = ["check_directory_option", "check_file_option"]
 
 
 def check_directory_option(path: Path, option: str) -> Path:
@@ -20,9 +20,21 @@ def check_directory_option(path: Path, option: str) -> Path:
     The error names the option and the file in the way: ``--out results.csv/x:
     results.csv is a file, not a directory``.
     """
+    _check_folders(path, f"{option} {path}")
+    return path
+
+
+def check_file_option(path: Path, option: str) -> Path:
+    """`path` if a file could be written there (not a directory, no file in the way)."""
+    if path.is_dir():
+        raise ParameterError(f"{option} {path} is a directory; name the file to write")
+    _check_folders(path.parent, f"{option} {path}")
+    return path
+
+
+def _check_folders(path: Path, given: str) -> None:
     for candidate in (path, *path.parents):
         if candidate.is_dir():
-            return path
+            return
         if candidate.exists() or candidate.is_symlink():
-            raise ParameterError(f"{option} {path}: {candidate} is a file, not a directory")
-    return path
+            raise ParameterError(f"{given}: {candidate} is a file, not a directory")

@@ -225,6 +225,10 @@ def test_out_or_runs_dir_naming_a_file_or_a_path_under_a_file_is_one_line(tmp_pa
         code, _, err = cli(capsys, *command, "--runs-dir", str(a_file / "below"))
         assert code == 2, command
         assert "is a file, not a directory" in one_error_line(err)
+    code, _, err = cli(capsys, "report", "x", "--out", str(a_file / "report.html"))
+    assert code == 2 and f"{a_file} is a file, not a directory" in one_error_line(err)
+    code, _, err = cli(capsys, "report", "x", "--out", str(tmp_path))
+    assert code == 2 and "is a directory; name the file to write" in one_error_line(err)
     assert a_file.read_text() == "mine"
 
 
