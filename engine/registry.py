@@ -8,8 +8,8 @@ the entries it last read; `refresh()` picks up other processes' changes.
 A run marked ``running`` whose supervisor is gone (its pid is not alive, or is now another
 process) is reported as ``interrupted``: that is how a crash or a kill -9 shows up.
 
-Small runs that stayed in memory are listed too (``storage: memory``), with the folder they
-were saved to (``--out``) or none ("not saved"); they own no run directory. A cap on the
+Small runs that stayed in memory are listed too (``storage: memory``, see
+`engine.small_runs`); they own no run directory. A cap on the
 number of runs (``max_runs``, stored in the file) marks the oldest finished runs for cleanup
 whenever the registry changes; `remove_marked` (``amdsim cleanup``, the dashboard's
 background task) deletes them, never a run whose supervisor holds its lock.
@@ -34,7 +34,6 @@ import psutil
 
 from engine.errors import AmdsimError, FileSystemError, RunNotFoundError, RunStateError
 from engine.manifest import Manifest, read_manifest
-from engine.parameters import RunParameters
 from engine.run_dir import RUN_ID_PATTERN, RunLock, RunPaths, validate_run_id, write_atomically
 
 __all__ = [
@@ -42,8 +41,6 @@ __all__ = [
     "Registry",
     "RegistryEntry",
     "RegistryLockedError",
-    "memory_entry",
-    "saved_location",
     "supervisor_alive",
 ]
 
@@ -197,14 +194,6 @@ class Registry:
                 continue
             found.append(entry)
         return found
-
-    def results_location(self, run_id: str) -> Path:
-        """Where run `run_id`'s results are: its run directory, or a small run's --out folder.
-
-        Raises `RunNotFoundError` saying why a small run has none (not saved, folder gone).
-        """
-        entry = self.get(run_id)
-        return saved_location(entry) if entry.storage == "memory" else self.run_dir(run_id)
 
     def run_dir(self, run_id: str) -> Path:
         """Where run `run_id` lives (the id is validated, so this is never outside the root)."""
@@ -518,51 +507,3 @@ def _entry_from_manifest(
         marked_for_cleanup=marked,
         error=manifest.error,
     )
-
-
-def memory_entry(
-    run_id: str,
-    protocol: str,
-    params: RunParameters,
-    counts: tuple[int, int],
-    created: datetime.datetime,
-    location: Path | None = None,
-) -> RegistryEntry:
-    """The entry of a small run that stayed in memory: completed, saved to `location` or not.
-
-    `counts` are the (patients, visits) simulated; `location` is stored absolute, so the
-    entry is found from any working directory.
-    """
-    folder = location.resolve() if location is not None else None
-    size = 0
-    if folder is not None and folder.is_dir():
-        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-    return RegistryEntry(
-        run_id=validate_run_id(run_id),
-        protocol=protocol,
-        status="completed",
-        storage="memory",
-        created=created,
-        finished=datetime.datetime.now(datetime.UTC),
-        n_patients=params.n_patients,
-        years=params.years,
-        seed=params.seed,
-        patients=counts[0],
-        visits=counts[1],
-        bytes_on_disk=size,
-        last_accessed=time.time(),
-        location=str(folder) if folder is not None else "",
-    )
-
-
-def saved_location(entry: RegistryEntry) -> Path:
-    """Where a small run's results were saved; `RunNotFoundError` saying why there are none."""
-    if not entry.location:
-        raise RunNotFoundError(
-            f"run {entry.run_id} ran in memory and was not saved: run it again with --out DIR "
-            "to keep its results"
-        )
-    location = Path(entry.location)
-    if not location.is_dir():
-        raise RunNotFoundError(f"run {entry.run_id} was saved to {location}, which is gone")
-    return location

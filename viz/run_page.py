@@ -30,11 +30,11 @@ from engine.protocol_loader import (
     load_protocol_text,
     resolve_protocol_path,
 )
-from engine.registry import memory_entry
 from engine.results.base import SimulationResults
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
 from engine.run_dir import new_run_id
 from engine.runner import run_simulation
+from engine.small_runs import memory_entry
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample

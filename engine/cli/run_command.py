@@ -40,11 +40,12 @@ from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.pipeline.supervisor import DEFAULT_CHECKPOINT_EVERY
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
-from engine.registry import Registry, memory_entry
+from engine.registry import Registry
 from engine.resume import restart_run
 from engine.run_dir import new_run_id
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory
+from engine.small_runs import memory_entry
 from engine.totals import SummaryStats
 
 __all__ = ["add_execution_arguments", "register", "stream_run"]

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from engine.cli.directories import check_directory_option
 from engine.errors import RunNotFoundError, RunStateError
-from engine.registry import REGISTRY_FILE, Registry, RegistryEntry, saved_location
+from engine.registry import REGISTRY_FILE, Registry, RegistryEntry
 from engine.run_dir import RUN_ID_PATTERN
+from engine.small_runs import saved_location
 
 __all__ = [
     "add_runs_dir_argument",

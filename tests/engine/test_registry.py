@@ -243,7 +243,7 @@ def test_small_in_memory_runs_are_listed_never_missing_and_delete_leaves_their_f
     registry, tmp_path
 ):
     """Case 18: memory entries own no run directory; a saved one names its folder."""
-    from engine.registry import memory_entry
+    from engine.small_runs import memory_entry
 
     params = RunParameters(n_patients=100, years=1, seed=3)
     totals = (100, 900)

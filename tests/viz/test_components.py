@@ -17,9 +17,10 @@ from engine.manifest import read_manifest
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, run_pipeline
 from engine.protocol_loader import load_protocol
-from engine.registry import Registry, memory_entry
+from engine.registry import Registry
 from engine.results import ResultsFactory
 from engine.run_dir import RunLock, RunPaths, new_run_id
+from engine.small_runs import memory_entry
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample, ProcessMemory
