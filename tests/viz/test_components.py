@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -512,3 +513,39 @@ def test_the_background_cleaner_removes_marked_runs_never_a_running_one_and_logs
         cleaner.stop()
         lock.release()
     assert cleaner.run_once() == [running]  # once its supervisor has let go
+
+
+def test_the_dashboard_server_cleans_up_marked_runs_while_it_serves(tmp_path, monkeypatch):
+    """Case 19: `serve_dashboard` runs the background cleaner and stops it on the way out."""
+    import viz.server
+    from tests.engine.test_registry import manifest
+
+    root = tmp_path / "runs"
+    registry = Registry(root)
+    marked = "20261101-010000-0001"
+    registry.register(manifest(marked))
+    registry.run_dir(marked).mkdir()
+    registry.mark_for_cleanup(marked)
+
+    class FakeLoop:
+        def start(self) -> None:  # "serving": until the cleaner has done its work
+            deadline = time.monotonic() + 10
+            while registry.run_dir(marked).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    class FakeServer:
+        port = 5999
+        io_loop = FakeLoop()
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    threads_before = {t.name for t in threading.enumerate()}
+    monkeypatch.setattr(viz.server, "make_server", lambda *args, **kwargs: FakeServer())
+    viz.server.serve_dashboard(root, cleanup_interval_s=0.05)
+    assert not registry.run_dir(marked).exists()
+    assert Registry(root).list() == []
+    assert "amdsim-cleaner" not in {t.name for t in threading.enumerate()} - threads_before
