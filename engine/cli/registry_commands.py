@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from engine.cli.console import out_console
@@ -155,7 +156,8 @@ def _delete_small_run(registry: Registry, entry: RegistryEntry, later: bool) -> 
         out_console.print(f"marked {entry.run_id} for cleanup")
         return
     registry.delete(entry.run_id)
-    kept = f"; its saved results in {entry.location} are left as they are" if entry.location else ""
+    kept = f"; its saved results in {escape(entry.location)} are left as they are"
+    kept = kept if entry.location else ""
     out_console.print(f"deleted {entry.run_id} from the registry{kept}", soft_wrap=True)
 
 
@@ -191,7 +193,7 @@ def cleanup_runs(args: argparse.Namespace) -> int:
         out_console.print("nothing to clean up")
     if args.keep is not None and not args.dry_run:
         cap = f"at most {args.keep} runs" if args.keep else "no cap"
-        out_console.print(f"runs under {root}: {cap} from now on", soft_wrap=True)
+        out_console.print(f"runs under {escape(str(root))}: {cap} from now on", soft_wrap=True)
     return 0
 
 
