@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AmdsimError",
     "DiskSpaceError",
+    "FileSystemError",
     "MemoryBudgetError",
     "ParameterError",
     "ProtocolError",
@@ -130,3 +131,24 @@ class RunPathError(ParameterError):
     directory outside the runs root given to a command that changes runs (``resume``,
     ``run --restart``, ``delete``). Name the run by its id, or pass its root with ``--runs-dir``.
     """
+
+
+class FileSystemError(AmdsimError):
+    """The operating system refused a file operation (read-only file system, a path that is a
+    file where a directory is needed, no permission, an I/O error).
+
+    Raised where amdsim writes: the registry, run directories, saved results; the CLI also
+    turns any stray `OSError` into one. The message names the path and the reason
+    (``runs/: read-only file system``); fix the path or the file system, or choose another
+    directory (``--runs-dir``, ``--out``).
+    """
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, doing: str = "") -> FileSystemError:
+        """The error for `exc`, prefixed by what amdsim was `doing` (``writing the registry``)."""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        reason = reason[:1].lower() + reason[1:]
+        paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+        where = " -> ".join(paths)
+        message = f"{where}: {reason}" if where else reason
+        return cls(f"{doing}: {message}" if doing else message)

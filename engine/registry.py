@@ -7,6 +7,12 @@ the entries it last read; `refresh()` picks up other processes' changes.
 
 A run marked ``running`` whose supervisor is gone (its pid is not alive, or is now another
 process) is reported as ``interrupted``: that is how a crash or a kill -9 shows up.
+
+Small runs that stayed in memory are listed too (``storage: memory``, see
+`engine.small_runs`); they own no run directory. A cap on the
+number of runs (``max_runs``, stored in the file) marks the oldest finished runs for cleanup
+whenever the registry changes; `remove_marked` (``amdsim cleanup``, the dashboard's
+background task) deletes them, never a run whose supervisor holds its lock.
 Does not cover: what is inside a run directory (`engine.manifest`), resuming (`engine.resume`).
 """
 
@@ -25,7 +31,7 @@ from typing import Literal
 import msgspec
 import psutil
 
-from engine.errors import AmdsimError, RunNotFoundError, RunStateError
+from engine.errors import AmdsimError, FileSystemError, RunNotFoundError, RunStateError
 from engine.manifest import Manifest
 from engine.run_dir import (
     RUN_ID_PATTERN,
@@ -38,7 +44,13 @@ from engine.run_dir import (
 )
 from engine.run_survey import UnreadableRun, survey_directory
 
-__all__ = ["REGISTRY_FILE", "Registry", "RegistryEntry", "RegistryLockedError", "supervisor_alive"]
+__all__ = [
+    "REGISTRY_FILE",
+    "Registry",
+    "RegistryEntry",
+    "RegistryLockedError",
+    "supervisor_alive",
+]
 
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = "registry.lock"
@@ -47,6 +59,7 @@ LOCK_TIMEOUT_S = 30.0
 ORPHAN_GRACE_S = 60.0  # a run directory this new may be starting up: not an orphan yet
 
 Status = Literal["running", "completed", "failed", "cancelled", "interrupted", "missing"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "missing"})
 
 
 class RegistryLockedError(AmdsimError):
@@ -77,14 +90,22 @@ class RegistryEntry(msgspec.Struct, frozen=True, kw_only=True):
     last_accessed: float = 0.0
     marked_for_cleanup: bool = False
     error: str = ""
+    location: str = ""  # a small run's --out folder (absolute); "" for run dirs and unsaved runs
+
+    @property
+    def saved(self) -> bool:
+        """False only for a small in-memory run whose results were not saved (no --out)."""
+        return self.storage == "parquet" or bool(self.location)
 
 
 class _RegistryFile(msgspec.Struct, kw_only=True):
     format_version: int = REGISTRY_FORMAT_VERSION
     runs: dict[str, RegistryEntry] = {}
+    max_runs: int | None = None  # the cap: older finished runs beyond it are marked for cleanup
 
 
 _DECODER = msgspec.json.Decoder(_RegistryFile)
+_UNCHANGED = object()  # `Registry._change`: keep the stored cap
 
 
 def supervisor_alive(pid: int, started: float) -> bool:
@@ -100,11 +121,14 @@ def supervisor_alive(pid: int, started: float) -> bool:
 class Registry:
     """The runs under one root directory."""
 
-    def __init__(self, root: str | os.PathLike[str], max_runs: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.max_runs = max_runs
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileSystemError.from_os_error(exc, "cannot create the runs root") from exc
         self._entries: dict[str, RegistryEntry] = {}
+        self._max_runs: int | None = None
         self.refresh()
 
     @property
@@ -114,9 +138,15 @@ class Registry:
 
     # -- reading --------------------------------------------------------------------------
 
+    @property
+    def max_runs(self) -> int | None:
+        """The cap on runs kept (as last read); None: no cap."""
+        return self._max_runs
+
     def refresh(self) -> None:
         """Re-read the file, seeing every other process's changes."""
-        self._entries = self._read().runs
+        current = self._read()
+        self._entries, self._max_runs = current.runs, current.max_runs
 
     def get(self, run_id: str) -> RegistryEntry:
         """One run (as last read), with its status as it stands now."""
@@ -131,11 +161,17 @@ class Registry:
     def list(self) -> list[RegistryEntry]:
         """Every run, newest first, statuses as they stand now."""
         self.refresh()
+        entries = self._entries
         if any((child / "manifest.json").is_file() for child in self._unlisted()):
-            with self._change() as runs:
-                self._adopt(runs)
+            try:
+                with self._change() as runs:
+                    self._adopt(runs)
+                entries = self._entries
+            except FileSystemError:  # a read-only root: list them without recording them
+                entries = dict(self._entries)
+                self._adopt(entries)
         return sorted(
-            (self._live(e) for e in self._entries.values()), key=lambda e: e.created, reverse=True
+            (self._live(e) for e in entries.values()), key=lambda e: e.created, reverse=True
         )
 
     def search(
@@ -188,13 +224,42 @@ class Registry:
     # -- changing -------------------------------------------------------------------------
 
     def register(self, manifest: Manifest, name: str = "") -> RegistryEntry:
-        """Add a run (or replace its entry) from its manifest; evicts over `max_runs`."""
+        """Add a run (or replace its entry) from its manifest; marks runs over `max_runs`."""
         entry = _entry_from_manifest(manifest, name, time.time())
+        return self.add(entry)
+
+    def add(self, entry: RegistryEntry) -> RegistryEntry:
+        """Add an entry (or replace the one with its id), e.g. a small run's `memory_entry`."""
         with self._change() as runs:
             runs[entry.run_id] = entry
-            if self.max_runs is not None:
-                self._evict(runs)
-        return entry
+        return self._entries[entry.run_id]
+
+    def set_max_runs(self, max_runs: int | None) -> list[str]:
+        """Store the cap on runs (None: no cap) and apply it; the ids it newly marked.
+
+        Beyond `max_runs` runs, the oldest finished ones (by creation) are marked for
+        cleanup; running and interrupted runs are never marked, and marked runs do not count.
+        """
+        if max_runs is not None and max_runs < 1:
+            raise ValueError(f"max_runs must be at least 1 or None, got {max_runs}")
+        with self._change(max_runs=max_runs) as runs:
+            before = {run_id for run_id, e in runs.items() if e.marked_for_cleanup}
+        return sorted(
+            run_id
+            for run_id, e in self._entries.items()
+            if e.marked_for_cleanup and run_id not in before
+        )
+
+    def preview_cap(self, max_runs: int) -> list[str]:
+        """The ids `set_max_runs(max_runs)` would mark now, changing nothing."""
+        self.refresh()
+        runs = dict(self._entries)
+        self._apply_cap(runs, max_runs)
+        return sorted(
+            i
+            for i, e in runs.items()
+            if e.marked_for_cleanup != self._entries[i].marked_for_cleanup
+        )
 
     def update(self, manifest: Manifest) -> RegistryEntry:
         """Record a run's new status and sizes from its manifest (registering it if needed)."""
@@ -233,8 +298,18 @@ class Registry:
             entry = self._live(self._require(runs, run_id))
             if entry.status == "running" and not force:
                 raise AmdsimError(f"run {run_id} is still running; cancel it first (or force)")
-            self._remove_directory(run_id)
+            if entry.storage == "parquet":  # a small run's --out folder is the user's own
+                self._remove_directory(run_id)
             del runs[run_id]
+
+    def remove_marked(self, dry_run: bool = False) -> list[str]:
+        """Delete the runs marked for cleanup that no supervisor holds; the ids removed.
+
+        A small run's entry goes, never its --out folder (outside the root, the user's own).
+        """
+        with self._change() as runs:
+            self._apply_cap(runs, self._max_runs)
+            return self._remove_marked(runs, dry_run)
 
     def cleanup(self, dry_run: bool = False, orphans: bool = False) -> dict[str, list[str]]:
         """Remove marked runs (and, with `orphans`, empty leftovers); mark vanished runs ``missing``.
@@ -255,16 +330,14 @@ class Registry:
         }
         with self._change() as runs:
             self._adopt(runs)
+            self._apply_cap(runs, self._max_runs)
+            report["removed"] = self._remove_marked(runs, dry_run)
             for run_id, entry in list(runs.items()):
-                run_dir = self.run_dir(run_id)
-                if run_dir.is_symlink():
+                if run_id in report["removed"]:
+                    continue
+                if self.run_dir(run_id).is_symlink():
                     report["unreadable"].append(f"{run_id} (a symbolic link; left alone)")
-                elif entry.marked_for_cleanup and self._live(entry).status != "running":
-                    report["removed"].append(run_id)
-                    if not dry_run:
-                        self._remove_directory(run_id)
-                        del runs[run_id]
-                elif not run_dir.is_dir() and entry.status != "missing":
+                elif not self._present(entry) and entry.status != "missing":
                     report["missing"].append(run_id)
                     if not dry_run:
                         runs[run_id] = msgspec.structs.replace(entry, status="missing")
@@ -317,39 +390,100 @@ class Registry:
         """Delete a run's directory, if there is one; never through a link (`RunPathError`)."""
         remove_run_directory(self.run_dir(run_id))
 
-    def _evict(self, runs: dict[str, RegistryEntry]) -> None:
-        """Drop least recently used finished runs until at most `max_runs` remain."""
-        assert self.max_runs is not None
-        candidates = sorted(
-            (e for e in runs.values() if self._live(e).status != "running"),
-            key=lambda e: e.last_accessed,
-        )
-        while len(runs) > self.max_runs and candidates:
-            victim = candidates.pop(0)
-            self._remove_directory(victim.run_id)
-            del runs[victim.run_id]
+    def _present(self, entry: RegistryEntry) -> bool:
+        """Whether what the entry lists is still there (an unsaved small run always is)."""
+        if entry.storage == "memory":
+            return not entry.location or Path(entry.location).is_dir()
+        return self.run_dir(entry.run_id).is_dir()
+
+    def _remove_marked(self, runs: dict[str, RegistryEntry], dry_run: bool) -> list[str]:
+        removed = []
+        for run_id, entry in list(runs.items()):
+            if not entry.marked_for_cleanup or self._live(entry).status == "running":
+                continue
+            if self.run_dir(run_id).is_symlink():  # never followed: cleanup reports it
+                continue
+            if entry.storage == "parquet" and not dry_run:
+                if not self._remove_unless_held(run_id):
+                    continue
+            elif entry.storage == "parquet" and _held(self.run_dir(run_id)):
+                continue
+            removed.append(run_id)
+            if not dry_run:
+                del runs[run_id]
+        return removed
+
+    def _remove_unless_held(self, run_id: str) -> bool:
+        """Delete a run's directory under its run lock; False if a supervisor holds it."""
+        run_dir = self.run_dir(run_id)
+        if not run_dir.is_dir():
+            return True
+        try:
+            lock = RunLock(RunPaths(run_dir))
+        except RunStateError:
+            return False
+        try:
+            self._remove_directory(run_id)
+        finally:
+            lock.release()
+        return True
+
+    @staticmethod
+    def _apply_cap(runs: dict[str, RegistryEntry], max_runs: int | None) -> None:
+        """Mark the oldest finished runs until at most `max_runs` remain unmarked."""
+        if max_runs is None:
+            return
+        kept = [e for e in runs.values() if not e.marked_for_cleanup]
+        excess = len(kept) - max_runs
+        if excess <= 0:
+            return
+        finished = sorted((e for e in kept if e.status in FINISHED), key=lambda e: e.created)
+        for entry in finished[:excess]:
+            runs[entry.run_id] = msgspec.structs.replace(entry, marked_for_cleanup=True)
 
     def _read(self) -> _RegistryFile:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return _RegistryFile()
+        except OSError as exc:
+            raise FileSystemError.from_os_error(exc, "cannot read the run registry") from exc
         try:
             return _DECODER.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise AmdsimError(f"{self.path} is not a valid run registry: {exc}") from exc
 
     @contextlib.contextmanager
-    def _change(self) -> Iterator[dict[str, RegistryEntry]]:
-        """Lock, read the latest file, let the caller change the runs, write, unlock."""
-        with _locked(self.root / LOCK_FILE):
-            current = self._read()
-            runs = dict(current.runs)
-            yield runs
-            write_atomically(
-                self.path, msgspec.json.format(msgspec.json.encode(_RegistryFile(runs=runs)))
-            )
-        self._entries = runs
+    def _change(self, max_runs: object = _UNCHANGED) -> Iterator[dict[str, RegistryEntry]]:
+        """Lock, read the latest file, let the caller change the runs, apply the cap, write,
+        unlock. An `OSError` (read-only file system, ...) becomes a `FileSystemError`."""
+        try:
+            with _locked(self.root / LOCK_FILE):
+                current = self._read()
+                runs = dict(current.runs)
+                cap = current.max_runs if max_runs is _UNCHANGED else max_runs
+                assert cap is None or isinstance(cap, int)
+                self._max_runs = cap
+                yield runs
+                self._apply_cap(runs, cap)
+                document = _RegistryFile(runs=runs, max_runs=cap)
+                write_atomically(self.path, msgspec.json.format(msgspec.json.encode(document)))
+        except OSError as exc:
+            raise FileSystemError.from_os_error(exc, "cannot change the run registry") from exc
+        self._entries, self._max_runs = runs, cap
+
+
+def _held(run_dir: Path) -> bool:
+    """True if a supervisor holds the run's lock (its directory is in use)."""
+    if not RunPaths(run_dir).lock.is_file():
+        return False
+    try:
+        RunLock(RunPaths(run_dir)).release()
+    except RunStateError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _being_started(run_dir: Path) -> bool:

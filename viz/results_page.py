@@ -3,11 +3,14 @@ lookup. Also the body of `amdsim report` (see `viz.report`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import panel as pn
 
-from engine.errors import AmdsimError
+from engine.errors import AmdsimError, RunNotFoundError
 from engine.results import ResultsFactory
 from engine.results.base import SimulationResults
+from engine.small_runs import results_location
 from engine.state_manager import StateManager
 from engine.stats.run_stats import RunStatistics
 from viz.charts import (
@@ -133,7 +136,7 @@ class ResultsPage:
         finished = [
             e.run_id
             for e in self.context.registry().list()
-            if e.status in ("completed", "cancelled") and e.patients > 0
+            if e.status in ("completed", "cancelled") and e.patients > 0 and e.saved
         ]
         options = held + finished
         if options != self.run_select.options:
@@ -149,7 +152,7 @@ class ResultsPage:
         try:
             if results is None:
                 with self.context.timings.measure("open results"):
-                    results = ResultsFactory.open(self.context.runs_root / key)
+                    results = ResultsFactory.open(self._location(key))
                 self.state.put(key, results)
             with self.context.timings.measure("read statistics"):
                 stats = results.statistics()
@@ -171,6 +174,15 @@ class ResultsPage:
         self.timeline.clear()
         self.patient_summary.object = ""
         return True
+
+    def _location(self, key: str) -> Path:
+        """A run's results: its run directory, or the folder a small run was saved to."""
+        registry = self.context.registry()
+        try:
+            registry.get(key)
+        except RunNotFoundError:  # not listed (yet): its directory, if there is one
+            return self.context.runs_root / key
+        return results_location(registry, key)  # says why a small run has no results
 
     def lookup(self, patient_id: int) -> bool:
         """Show one patient's row and timeline."""

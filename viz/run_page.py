@@ -8,7 +8,9 @@ their own process and followed through the metrics stream ("On disk").
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -29,8 +31,11 @@ from engine.protocol_loader import (
     load_protocol_text,
     resolve_protocol_path,
 )
+from engine.results.base import SimulationResults
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
+from engine.run_dir import new_run_id
 from engine.runner import run_simulation
+from engine.small_runs import memory_entry
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample
@@ -41,6 +46,8 @@ from viz.live import RunWatch
 from viz.safe_text import plain
 
 __all__ = ["RunPage", "gauge_colour"]
+
+log = logging.getLogger(__name__)
 
 _BAR_COLOURS = {
     MemoryLevel.GREEN: "success",
@@ -242,12 +249,14 @@ class RunPage:
         self.cancel_button.disabled = False
 
     def _run_in_memory(self, protocol: Protocol, params: RunParameters) -> str:
+        created = datetime.datetime.now(datetime.UTC)
         started = time.perf_counter()
         with self.context.timings.measure("in-memory run"):
             results = run_simulation(
                 protocol, params.n_patients, params.years, params.seed, in_memory=True
             )
-        key = f"memory-{int(time.time() * 1000)}"
+        key = new_run_id()  # listed in the registry under it, as "memory, not saved"
+        self._list_small_run(key, protocol, params, results, created)
         self.state.put(key, results)
         self.state.run_completed()
         self.watch = None
@@ -263,6 +272,23 @@ class RunPage:
         if self.on_finished is not None:
             self.on_finished(key)
         return key
+
+    def _list_small_run(
+        self,
+        run_id: str,
+        protocol: Protocol,
+        params: RunParameters,
+        results: SimulationResults,
+        created: datetime.datetime,
+    ) -> None:
+        """List a finished small run on the Runs page; a registry problem only logs."""
+        counts = (results.patient_count, results.visit_count)
+        try:
+            self.context.registry().add(
+                memory_entry(run_id, protocol.name, params, counts, created)
+            )
+        except AmdsimError as exc:
+            log.warning("small run %s is not listed in the registry: %s", run_id, exc)
 
     def cancel(self) -> bool:
         """Ask the followed run to cancel; False if there is none running."""

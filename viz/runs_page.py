@@ -1,5 +1,6 @@
 """The Runs page: the registry as a searchable, sortable table that refreshes by itself,
-with Open, Resume, Restart, Delete and Mark for cleanup on the selected run."""
+with Open, Resume, Restart, Delete and Mark for cleanup on the selected run, and the
+registry's cap on runs ("keep at most N") with a button that removes the marked runs now."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 import pandas as pd
 import panel as pn
 
-from engine.errors import AmdsimError
+from engine.errors import AmdsimError, RunStateError
 from engine.registry import RegistryEntry
 from viz.context import ServerContext
 from viz.safe_text import plain
@@ -18,6 +19,7 @@ __all__ = ["RunsPage", "entries_frame"]
 COLUMNS = [
     "run_id",
     "status",
+    "storage",
     "protocol",
     "patients",
     "visits",
@@ -27,6 +29,7 @@ COLUMNS = [
     "created",
     "marked",
 ]
+CAP_BUTTONS = ("Set cap", "Clean up marked")
 STATUSES = ["(any)", "running", "completed", "interrupted", "cancelled", "failed", "missing"]
 
 
@@ -36,6 +39,7 @@ def entries_frame(entries: list[RegistryEntry]) -> pd.DataFrame:
         {
             "run_id": e.run_id,
             "status": e.status,
+            "storage": _storage_text(e),
             "protocol": e.protocol,
             "patients": e.patients or e.n_patients,
             "visits": e.visits,
@@ -48,6 +52,12 @@ def entries_frame(entries: list[RegistryEntry]) -> pd.DataFrame:
         for e in entries
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _storage_text(entry: RegistryEntry) -> str:
+    if entry.storage == "parquet":
+        return "disk"
+    return "memory, saved" if entry.saved else "memory, not saved"
 
 
 class RunsPage:
@@ -83,17 +93,25 @@ class RunsPage:
             "Mark for cleanup": self.mark_selected,
             "Delete": self.delete_selected,
         }
+        self.keep = pn.widgets.IntInput(
+            label="Keep at most (0: no cap)", value=0, start=0, width=170
+        )
+        buttons["Set cap"] = self.set_cap
+        buttons["Clean up marked"] = self.cleanup_marked
         self.buttons = {}
         for label, action in buttons.items():
             button = pn.widgets.Button(label=label, color="default")
             button.on_click(lambda _, act=action: act())
             self.buttons[label] = button
+        self._cap_shown = False  # the input shows the stored cap once, then what is typed
         self.search.param.watch(lambda _: self.refresh(), "value_input")
         self.status_filter.param.watch(lambda _: self.refresh(), "value")
+        actions = [self.buttons[label] for label in buttons if label not in CAP_BUTTONS]
         self.layout = pn.Column(
             pn.Row(self.search, self.status_filter),
             self.table,
-            pn.Row(*self.buttons.values()),
+            pn.Row(*actions),
+            pn.Row(self.keep, *(self.buttons[label] for label in CAP_BUTTONS)),
             self.message,
             sizing_mode="stretch_width",
         )
@@ -103,7 +121,11 @@ class RunsPage:
         status = None if self.status_filter.value == "(any)" else self.status_filter.value
         text = self.search.value_input or self.search.value or ""
         with self.context.timings.measure("registry list"):
-            entries = self.context.registry().search(text=text, status=status)
+            registry = self.context.registry()
+            entries = registry.search(text=text, status=status)
+        if not self._cap_shown:
+            self.keep.value = registry.max_runs or 0
+            self._cap_shown = True
         frame = entries_frame(entries)
         if not frame.equals(self.table.value):
             selected = self.selected_run()
@@ -165,6 +187,8 @@ class RunsPage:
 
     def restart_selected(self) -> None:
         def restart(run_id: str) -> None:
+            if self.context.registry().get(run_id).storage == "memory":
+                raise RunStateError(f"{run_id} ran in memory: start it again on the Run page")
             self._require_status(
                 run_id, {"interrupted", "cancelled", "failed", "completed"}, "restart"
             )
@@ -180,12 +204,32 @@ class RunsPage:
 
         self._act("toggled the cleanup mark of", mark)
 
+    def set_cap(self) -> None:
+        """Store the "keep at most" value as the registry's cap; say what it marked."""
+        keep = int(self.keep.value or 0)
+        try:
+            marked = self.context.registry().set_max_runs(keep or None)
+        except AmdsimError as exc:
+            self._say(str(exc), "danger")
+            return
+        cap = f"keeping at most {keep} runs" if keep else "no cap on runs"
+        self._say(f"{cap}; newly marked for cleanup: {', '.join(marked) or 'none'}", "success")
+        self.refresh()
+
+    def cleanup_marked(self) -> None:
+        """Delete the marked runs now (the server also does it in the background)."""
+        try:
+            removed = self.context.registry().remove_marked()
+        except AmdsimError as exc:
+            self._say(str(exc), "danger")
+            return
+        self._say(f"removed: {', '.join(removed) or 'nothing was marked'}", "success")
+        self.refresh()
+
     def delete_selected(self) -> None:
         self._act("deleted", lambda run_id: self.context.registry().delete(run_id))
 
     def _require_status(self, run_id: str, allowed: set[str], verb: str) -> None:
-        from engine.errors import RunStateError  # noqa: PLC0415
-
         status = self.context.registry().get(run_id).status
         if status not in allowed:
             raise RunStateError(f"cannot {verb} {run_id}: it is {status}")

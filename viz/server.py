@@ -2,7 +2,8 @@
 
 Binds 127.0.0.1 unless told otherwise; who may connect (origins, password) is decided by
 `viz.access`. All JavaScript and CSS is served by this server (Bokeh's and Panel's bundled
-resources, and our own login page), so the dashboard works with no internet.
+resources, and our own login page), so the dashboard works with no internet. While it
+serves, a `BackgroundCleaner` deletes the runs marked for cleanup and logs each removal.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import panel as pn
 from engine.errors import ServeError
 from viz.access import PASSWORD_VARIABLE, USER, Access, plan_access
 from viz.app import DashboardSession
+from viz.cleaner import DEFAULT_INTERVAL_S, BackgroundCleaner
 from viz.context import ServerContext
 
 __all__ = ["make_server", "serve_dashboard"]
@@ -105,6 +107,7 @@ def serve_dashboard(
     show: bool = False,
     ready: threading.Event | None = None,
     access: Access | None = None,
+    cleanup_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> None:
     """Serve until interrupted (Ctrl-C). Runs started from it carry on after it stops.
 
@@ -114,6 +117,9 @@ def serve_dashboard(
     context = ServerContext(runs_root=runs_root, protocols_dir=protocols_dir)
     server = make_server(context, access, show)
     server.start()
+    _log_cleanups_to_stderr()
+    cleaner = BackgroundCleaner(context.runs_root, cleanup_interval_s)
+    cleaner.start()
     _announce(
         access,
         f"amdsim dashboard on http://{access.address}:{server.port}/ (runs in {runs_root})",
@@ -125,5 +131,16 @@ def serve_dashboard(
     except KeyboardInterrupt:
         pass
     finally:
+        cleaner.stop()
         context.live.stop_all()
         server.stop()
+
+
+def _log_cleanups_to_stderr() -> None:
+    """Show what the background cleaner removes (nothing else configures logging)."""
+    cleaner_log = logging.getLogger("viz.cleaner")
+    if not cleaner_log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        cleaner_log.addHandler(handler)
+        cleaner_log.setLevel(logging.INFO)

@@ -21,7 +21,7 @@ from engine.cli import (
     viz_commands,
 )
 from engine.cli.console import print_error
-from engine.errors import AmdsimError, ParameterError, ProtocolError
+from engine.errors import AmdsimError, FileSystemError, ParameterError, ProtocolError
 
 __all__ = ["main"]
 
@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except AmdsimError as exc:
         print_error(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:  # the last boundary: a file operation nobody turned into a message
+        print_error(str(FileSystemError.from_os_error(exc)))
         return EXIT_FAILED
     except KeyboardInterrupt:
         print_error("interrupted")

@@ -13,12 +13,14 @@ from rich import box
 from rich.table import Table
 
 from engine.cli.console import out_console, safe_text
+from engine.cli.run_command import add_keep_argument
 from engine.cli.run_lookup import (
     add_runs_dir_argument,
     open_registry,
     resolve_run,
     run_ids_under,
     runs_root,
+    small_run_entry,
 )
 from engine.errors import AmdsimError, RunStateError
 from engine.manifest import read_manifest
@@ -91,6 +93,7 @@ def register(commands: Any) -> None:
         help="also remove directories named like runs that no entry owns and that hold no "
         "manifest and no part file at all",
     )
+    add_keep_argument(cleanup, "keep at most N runs under the runs root (now and from now on)")
     add_runs_dir_argument(cleanup)
     cleanup.set_defaults(handler=cleanup_runs)
 
@@ -129,7 +132,7 @@ def list_runs(args: argparse.Namespace) -> int:
             _status_text(entry),
             f"{entry.n_patients:,} x {entry.years:g}y",
             entry.created.astimezone().strftime("%m-%d %H:%M"),
-            format_bytes(entry.bytes_on_disk),
+            format_bytes(entry.bytes_on_disk) if entry.saved else "not saved",
         ]
         if not named:
             del row[1]
@@ -148,6 +151,13 @@ def list_runs(args: argparse.Namespace) -> int:
             del row[1]
         table.add_row(*row)
     out_console.print(table)
+    marked = sum(entry.marked_for_cleanup for entry in entries)
+    cap = open_registry(args).max_runs
+    if cap is not None or marked:
+        kept = f"keeping at most {cap} runs; " if cap is not None else ""
+        out_console.print(
+            f"{kept}{marked} marked for cleanup ('amdsim cleanup' removes them)", soft_wrap=True
+        )
     return 0
 
 
@@ -155,8 +165,18 @@ def delete_runs(args: argparse.Namespace) -> int:
     """Handler of `amdsim delete`: every RUN is looked up before any is deleted."""
     registry = open_registry(args)
     root = runs_root(args)
-    run_dirs = [resolve_run(spec, root, to_change=True) for spec in args.runs]
-    for run_dir in run_dirs:
+    # Every RUN is resolved (and refused if bad) before anything is deleted.
+    targets: list[tuple[RegistryEntry | None, Path | None]] = []
+    for spec in args.runs:
+        if (entry := small_run_entry(spec, root)) is not None:
+            targets.append((entry, None))
+        else:
+            targets.append((None, resolve_run(spec, root, to_change=True)))
+    for entry, run_dir in targets:
+        if entry is not None:
+            _delete_small_run(registry, entry, args.later)
+            continue
+        assert run_dir is not None
         run_id = run_dir.name
         if args.later:
             registry.mark_for_cleanup(run_id)
@@ -172,9 +192,28 @@ def delete_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete_small_run(registry: Registry, entry: RegistryEntry, later: bool) -> None:
+    """A small run has no run directory: only its entry goes (its --out folder is yours)."""
+    if later:
+        registry.mark_for_cleanup(entry.run_id)
+        out_console.print(f"marked {safe_text(entry.run_id)} for cleanup")
+        return
+    registry.delete(entry.run_id)
+    kept = f"; its saved results in {safe_text(entry.location)} are left as they are"
+    kept = kept if entry.location else ""
+    out_console.print(f"deleted {safe_text(entry.run_id)} from the registry{kept}", soft_wrap=True)
+
+
 def cleanup_runs(args: argparse.Namespace) -> int:
     """Handler of `amdsim cleanup`."""
     root = runs_root(args)
+    capped: list[str] = []
+    if args.keep is not None:
+        registry = open_registry(args)
+        if args.dry_run:
+            capped = registry.preview_cap(args.keep) if args.keep else []
+        else:
+            capped = registry.set_max_runs(args.keep or None)
     report: dict[str, list[str]] = {}
     own_runs: set[str] = set()
     if root.is_dir():
@@ -185,6 +224,7 @@ def cleanup_runs(args: argparse.Namespace) -> int:
     segments = stale_segments(own_runs) if args.dry_run else remove_stale_segments(own_runs)
     verb = "would remove" if args.dry_run else "removed"
     lines = [
+        ("over the cap, marked for cleanup", capped),
         (f"{verb} marked run", report.get("removed", [])),
         (f"{verb} orphan directory", report.get("orphans", [])),
         ("kept empty directory (remove with --orphans)", report.get("kept_orphans", [])),
@@ -202,6 +242,9 @@ def cleanup_runs(args: argparse.Namespace) -> int:
             printed = True
     if not printed:
         out_console.print("nothing to clean up")
+    if args.keep is not None and not args.dry_run:
+        cap = f"at most {args.keep} runs" if args.keep else "no cap"
+        out_console.print(f"runs under {safe_text(str(root))}: {cap} from now on", soft_wrap=True)
     return 0
 
 
@@ -269,4 +312,5 @@ def _status_text(entry: RegistryEntry) -> str:
         "failed": "red",
         "missing": "red",
     }[entry.status]
-    return f"[{colour}]{entry.status}[/]"
+    marked = " (marked)" if entry.marked_for_cleanup else ""
+    return f"[{colour}]{entry.status}[/]{marked}"

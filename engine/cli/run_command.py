@@ -1,19 +1,24 @@
 """`amdsim run`: simulate a cohort, show progress, print a summary table.
 
-Runs of up to `MEMORY_THRESHOLD_PATIENTS` patients stay in this process (saved with --out);
-larger ones stream through worker processes into a run directory under the runs root,
-checkpointing as they go. ``--restart RUN`` discards a run's results and runs it again.
+Runs of up to `MEMORY_THRESHOLD_PATIENTS` patients stay in this process (saved with --out)
+and are listed in the registry of the runs root all the same; larger ones stream through
+worker processes into a run directory under the runs root, checkpointing as they go.
+``--restart RUN`` discards a run's results and runs it again; ``--keep N`` sets the
+registry's cap on runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.cli.console import call_with_warnings, out_console, safe_text
+from engine.cli.directories import check_directory_option
 from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
 from engine.cli.run_display import (
     ProgressWatcher,
@@ -22,8 +27,8 @@ from engine.cli.run_display import (
     progress_bar,
     report_streaming_run,
 )
-from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
-from engine.errors import ParameterError
+from engine.cli.run_lookup import add_runs_dir_argument, refuse_small_run, resolve_run, runs_root
+from engine.errors import AmdsimError, ParameterError
 from engine.manifest import Manifest
 from engine.parameters import (
     DEFAULT_SHARD_SIZE,
@@ -36,10 +41,13 @@ from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.pipeline.supervisor import DEFAULT_CHECKPOINT_EVERY
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
+from engine.registry import Registry
 from engine.resume import restart_run
 from engine.run_dir import new_run_id
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory
+from engine.small_runs import memory_entry
+from engine.totals import SummaryStats
 
 __all__ = ["add_execution_arguments", "register", "stream_run"]
 
@@ -112,6 +120,7 @@ def register(commands: Any) -> None:
         default="parquet",
         help="file format of small runs saved with --out (default: %(default)s)",
     )
+    add_keep_argument(parser, "from now on, keep at most N runs under the runs root")
     parser.add_argument(
         "--restart",
         metavar="RUN",
@@ -119,6 +128,30 @@ def register(commands: Any) -> None:
         "from the start with its own protocol and parameters",
     )
     parser.set_defaults(handler=run)
+
+
+def add_keep_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--keep N``: set the registry's cap on runs (shared with `cleanup`)."""
+    parser.add_argument(
+        "--keep",
+        type=keep_count,
+        metavar="N",
+        help=f"{what}: older finished runs beyond N are marked for cleanup (the cap is "
+        "stored in the registry; 'none' removes it)",
+    )
+
+
+def keep_count(text: str) -> int:
+    """``--keep`` values: a whole number >= 1, or ``none`` (no cap), read as 0."""
+    if text.strip().lower() in ("none", "off"):
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of runs (1 or more, or none)")
+    return value
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
     """Handler of `amdsim run`."""
     if args.restart is not None:
         return _restart(args)
+    if args.out is not None:
+        check_directory_option(args.out, "--out")
+    if args.runs_dir is not None:
+        runs_root(args)  # a --runs-dir naming a file is refused before anything runs
+    if args.keep is not None:  # asked for: failing to store it fails the command
+        Registry(runs_root(args)).set_max_runs(args.keep or None)
     values = {name: _given(args, name) for name in MODEL_DEFAULTS}
     protocol = call_with_warnings(lambda: load_protocol(values["protocol"]))
     params = validate_parameters(
@@ -210,6 +249,7 @@ def _restart(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"--restart reruns the run with its own protocol and parameters; drop {flags}"
         )
+    refuse_small_run(args.restart, runs_root(args), "restart")
     run_dir = resolve_run(args.restart, runs_root(args), to_change=True)
     from engine.resume import read_run_manifest  # noqa: PLC0415
     from engine.run_dir import RunPaths  # noqa: PLC0415
@@ -238,6 +278,7 @@ def _given(args: argparse.Namespace, name: str) -> Any:
 
 
 def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunParameters) -> int:
+    created = datetime.datetime.now(datetime.UTC)
     with progress_bar() as bar:
         task = bar.add_task("simulating", total=params.n_patients)
 
@@ -250,10 +291,36 @@ def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunPara
     if args.out is not None:
         save_replacing(results, args.out, args.format)
     stats = results.summary_stats()
+    run_id = call_with_warnings(lambda: _list_small_run(args, protocol, params, stats, created))
     if args.json:
-        print_summary_json(protocol.name, params, stats, wall_s, {"storage": "memory"})
+        extra = {"storage": "memory", "run_id": run_id}
+        extra["location"] = str(args.out.resolve()) if args.out is not None else None
+        print_summary_json(protocol.name, params, stats, wall_s, extra)
     else:
-        print_summary(protocol.name, params, stats, wall_s, [])
+        rows = [("Run", run_id)] if run_id else []
+        if args.out is None:
+            rows.append(("Saved", "not saved (--out DIR keeps the rows)"))
+        print_summary(protocol.name, params, stats, wall_s, rows)
         if args.out is not None:
             out_console.print(f"Saved to {safe_text(args.out)} ({args.format})", soft_wrap=True)
     return 0
+
+
+def _list_small_run(
+    args: argparse.Namespace,
+    protocol: Protocol,
+    params: RunParameters,
+    stats: SummaryStats,
+    created: datetime.datetime,
+) -> str | None:
+    """List a finished small run in the registry; its id, or None (with a warning) if the
+    registry cannot be written: the run itself has succeeded and its summary still prints."""
+    run_id = new_run_id()
+    try:
+        root = runs_root(args)
+        counts = (stats.patients, stats.visits)
+        Registry(root).add(memory_entry(run_id, protocol.name, params, counts, created, args.out))
+    except AmdsimError as exc:
+        warnings.warn(f"this run is not listed in 'amdsim list': {exc}", stacklevel=1)
+        return None
+    return run_id

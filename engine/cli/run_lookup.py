@@ -5,6 +5,9 @@ a symbolic link named like a run, or a run whose table folder is a link, is refu
 anything is read. Commands that change a run (``resume``, ``run --restart``, ``delete``) take
 only runs directly under the runs root; reading commands also open a results directory
 elsewhere that the user names by its path (saved in-memory results, ``--out``).
+
+A small run listed in the registry has no run directory: it names the folder it was saved to
+(``--out``), or nothing ("not saved"), and `small_run_entry` lets a command say so.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ import argparse
 import os
 from pathlib import Path
 
-from engine.errors import RunNotFoundError, RunPathError
-from engine.registry import Registry
+from engine.cli.directories import check_directory_option
+from engine.errors import RunNotFoundError, RunPathError, RunStateError
+from engine.registry import REGISTRY_FILE, Registry, RegistryEntry
 from engine.run_dir import RUN_ID_PATTERN, check_run_directory
+from engine.small_runs import saved_location
 
 __all__ = [
     "add_runs_dir_argument",
     "default_runs_dir",
     "open_registry",
+    "refuse_small_run",
     "resolve_run",
     "run_ids_under",
+    "small_run_entry",
 ]
 
 _RESULT_FILES = ("manifest.json", "results.json")  # a run directory, saved in-memory results
@@ -44,8 +51,9 @@ def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def runs_root(args: argparse.Namespace) -> Path:
-    """The runs root the command should use."""
-    return args.runs_dir or default_runs_dir()
+    """The runs root the command should use; `ParameterError` if it names a file."""
+    option = "--runs-dir" if args.runs_dir else "$AMDSIM_RUNS_DIR"
+    return check_directory_option(args.runs_dir or default_runs_dir(), option)
 
 
 def open_registry(args: argparse.Namespace) -> Registry:
@@ -81,6 +89,8 @@ def resolve_run(spec: str, root: Path, *, to_change: bool = False) -> Path:
         return _checked(root / matches[0], root, to_change)
     if len(matches) > 1:
         raise RunNotFoundError(f"{spec!r} matches {len(matches)} runs: {', '.join(matches[:5])}")
+    if len(matches) == 1 and (entry := small_run_entry(matches[0], root)) is not None:
+        return saved_location(entry)
     if len(matches) == 1:
         raise RunNotFoundError(
             f"run {matches[0]} is in the registry but its directory is gone "
@@ -106,3 +116,25 @@ def _checked(path: Path, root: Path, to_change: bool) -> Path:
             f"its runs root (name the run by its id, with --runs-dir {path.resolve().parent})"
         )
     return path
+
+
+def small_run_entry(spec: str, root: Path) -> RegistryEntry | None:
+    """The registry entry of the small in-memory run `spec` names (id or unique prefix), or
+    None when it names anything else (a directory, a streaming run, nothing, several)."""
+    if not spec.strip() or Path(spec).is_dir() or not (root / REGISTRY_FILE).is_file():
+        return None
+    matches = [e for e in Registry(root).list() if e.run_id.startswith(spec)]
+    if len(matches) == 1 and matches[0].storage == "memory":
+        return matches[0]
+    return None
+
+
+def refuse_small_run(spec: str, root: Path, verb: str) -> None:
+    """`RunStateError` if `spec` names a small in-memory run: it finished in one go, so there
+    is nothing to `verb` (resume, restart); running it again is the way."""
+    entry = small_run_entry(spec, root)
+    if entry is not None:
+        raise RunStateError(
+            f"run {entry.run_id} ran in memory and is complete; there is nothing to {verb} "
+            "(run it again with 'amdsim run')"
+        )

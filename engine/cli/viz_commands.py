@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.console import out_console, safe_text
+from engine.cli.directories import check_file_option
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
 from viz.access import PASSWORD_VARIABLE, plan_access
 
@@ -73,6 +74,7 @@ def write(args: argparse.Namespace) -> int:
     """Handler of `amdsim report`."""
     from viz.report import write_report  # noqa: PLC0415 - Bokeh loads only when needed
 
+    check_file_option(args.out, "--out")
     path = write_report(resolve_run(args.run, runs_root(args)), args.out)
     out_console.print(f"wrote {safe_text(path)} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0

@@ -21,6 +21,7 @@ from engine.resume import resume_run
 from ipc.segments import SHM_DIR
 from tests.cli.test_cli import AMDSIM, amdsim
 from tests.engine.test_registry import manifest as registry_manifest
+from tests.read_only import read_only_directory
 
 PATIENTS = 3_000
 
@@ -461,3 +462,178 @@ def test_cleanup_removes_only_stale_segments_of_runs_under_its_own_root(tmp_path
     finally:
         ours.unlink(missing_ok=True)
         other.unlink(missing_ok=True)
+
+
+# -- issue 10: small runs in the registry, the cap on runs, bad directories ---------------
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`amdsim ARGS` in this process (fast; and patched file functions reach it)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def the_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_out_or_runs_dir_naming_a_file_or_a_path_under_a_file_is_one_line(tmp_path, capsys):
+    """Case 14: --out/--runs-dir naming a file, or a path under one: exit 2, one line."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for option in ("--out", "--runs-dir"):
+        for target in (a_file, a_file / "below"):
+            for patients in ("100", "2000"):
+                code, _, err = cli(
+                    capsys, "run", "--patients", patients, "--years", "1", option, str(target)
+                )
+                assert code == 2, (option, target, patients)
+                line = the_error_line(err)
+                assert f"{option} {target}: {a_file} is a file, not a directory" in line
+    for command in (["list"], ["cleanup"], ["delete", "20260101-000000-abcd"], ["show", "x"]):
+        code, _, err = cli(capsys, *command, "--runs-dir", str(a_file / "below"))
+        assert code == 2, command
+        assert "is a file, not a directory" in the_error_line(err)
+    code, _, err = cli(capsys, "report", "x", "--out", str(a_file / "report.html"))
+    assert code == 2 and f"{a_file} is a file, not a directory" in the_error_line(err)
+    code, _, err = cli(capsys, "report", "x", "--out", str(tmp_path))
+    assert code == 2 and "is a directory; name the file to write" in the_error_line(err)
+    assert a_file.read_text() == "mine"
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    with read_only_directory(tmp_path / "ro", monkeypatch) as directory:
+        yield directory
+
+
+def test_a_read_only_file_system_is_one_line_for_run_out_cleanup_delete_resume_report(
+    read_only, capsys
+):
+    """Case 14: run, run --out, cleanup, delete, resume, report on a read-only file system."""
+    root = read_only.path / "runs"
+    streamed = start_run(root, 1)["run_id"]
+    code, _, _ = cli(capsys, "run", "--patients", "100", "--years", "1", "--runs-dir", str(root))
+    assert code == 0
+    read_only.freeze()
+    commands = [
+        ["run", "--patients", "2000", "--years", "1", "--workers", "1", "--runs-dir", str(root)],
+        ["run", "--patients", "100", "--years", "1", "--out", str(read_only.path / "saved")],
+        ["run", "--patients", "2000", "--years", "1", "--out", str(read_only.path / "big")],
+        ["cleanup", "--runs-dir", str(root)],
+        ["cleanup", "--keep", "1", "--runs-dir", str(root)],
+        ["delete", streamed, "--runs-dir", str(root)],
+        ["delete", "--later", streamed, "--runs-dir", str(root)],
+        ["resume", streamed, "--runs-dir", str(root)],
+        ["report", streamed, "--out", str(read_only.path / "report.html"), "--runs-dir", str(root)],
+    ]
+    for command in commands:
+        code, _, err = cli(capsys, *command)
+        assert code == 1, command
+        line = the_error_line(err)
+        assert line.endswith("read-only file system") and str(read_only.path) in line, line
+    code, out, _ = cli(capsys, "list", "--runs-dir", str(root))
+    assert code == 0 and streamed in out  # reading still works
+    assert (root / streamed / "manifest.json").is_file()
+
+
+def test_a_small_run_is_listed_and_commands_say_it_was_not_saved(tmp_path, capsys):
+    """Case 18: a run of <= 1000 patients is in `list`; show/patient/resume/delete say why."""
+    root = tmp_path / "runs"
+    code, out, _ = cli(capsys, "run", "--patients", "200", "--years", "1", "--runs-dir", str(root))
+    assert code == 0 and "not saved" in out
+    code, out, _ = cli(capsys, "list", "--json", "--runs-dir", str(root))
+    [entry] = json.loads(out)
+    run_id = entry["run_id"]
+    assert (entry["status"], entry["storage"], entry["location"]) == ("completed", "memory", "")
+    assert (entry["n_patients"], entry["patients"]) == (200, 200) and entry["visits"] > 0
+    assert entry["protocol"] == "Aflibercept treat-and-extend"
+    code, out, _ = cli(capsys, "list", "--runs-dir", str(root))
+    assert run_id in out and "not saved" in out
+    for command, says in (
+        (["show", run_id], "ran in memory and was not saved: run it again with --out"),
+        (["patient", run_id, "3"], "was not saved"),
+        (["report", run_id, "--out", str(tmp_path / "r.html")], "was not saved"),
+        (["resume", run_id], "ran in memory and is complete; there is nothing to resume"),
+        (["run", "--restart", run_id], "there is nothing to restart"),
+    ):
+        code, _, err = cli(capsys, *command, "--runs-dir", str(root))
+        assert code == 1, command
+        assert says in the_error_line(err)
+    code, out, _ = cli(capsys, "delete", run_id[:-1], "--runs-dir", str(root))
+    assert code == 0 and f"deleted {run_id}" in out
+    assert json.loads(cli(capsys, "list", "--json", "--runs-dir", str(root))[1]) == []
+
+
+def test_a_small_run_saved_with_out_is_opened_from_its_folder_and_delete_leaves_it(
+    tmp_path, capsys
+):
+    """Case 18: --out: the entry names the folder; show/patient read it; delete keeps it."""
+    root, saved = tmp_path / "runs", tmp_path / "mine"
+    args = ["run", "--patients", "150", "--years", "1", "--out", str(saved), "--json"]
+    code, out, _ = cli(capsys, *args, "--runs-dir", str(root))
+    assert code == 0
+    summary = json.loads(out)
+    run_id = summary["run_id"]
+    assert summary["location"] == str(saved.resolve())
+    [entry] = json.loads(cli(capsys, "list", "--json", "--runs-dir", str(root))[1])
+    assert entry["location"] == str(saved.resolve()) and entry["bytes_on_disk"] > 0
+    code, out, _ = cli(capsys, "show", run_id, "--json", "--runs-dir", str(root))
+    assert code == 0 and json.loads(out)["patients_stored"] == 150
+    code, out, _ = cli(capsys, "patient", run_id, "7", "--json", "--runs-dir", str(root))
+    assert code == 0 and json.loads(out)["patient"]["patient_id"] == 7
+    code, out, _ = cli(capsys, "delete", run_id, "--runs-dir", str(root))
+    assert code == 0 and "left as they are" in out
+    assert (saved / "results.json").is_file()
+
+
+def test_a_small_run_on_a_read_only_runs_root_warns_and_still_prints_its_summary(read_only, capsys):
+    """Case 18: registering never fails the run: one warning line, the summary, exit 0."""
+    root = read_only.path / "runs"
+    root.mkdir()
+    read_only.freeze()
+    code, out, err = cli(
+        capsys, "run", "--patients", "100", "--years", "1", "--runs-dir", str(root)
+    )
+    assert code == 0
+    assert "Mean final VA" in out
+    assert err.strip().startswith("warning: this run is not listed in 'amdsim list'")
+    assert "read-only file system" in err and len(err.strip().splitlines()) == 1
+
+
+def test_keep_caps_the_runs_and_cleanup_removes_the_oldest_finished_ones(tmp_path, capsys):
+    """Case 19: run --keep N stores the cap; older runs get marked; cleanup --keep removes."""
+    root = tmp_path / "runs"
+    small = ["run", "--patients", "100", "--years", "1", "--runs-dir", str(root), "--json"]
+    ids = [json.loads(cli(capsys, *small)[1])["run_id"] for _ in range(3)]
+    code, out, _ = cli(capsys, *small, "--keep", "2")
+    assert code == 0
+    ids.append(json.loads(out)["run_id"])
+    listed = {
+        e["run_id"]: e
+        for e in json.loads(cli(capsys, "list", "--json", "--runs-dir", str(root))[1])
+    }
+    assert [i for i in ids if listed[i]["marked_for_cleanup"]] == ids[:2]
+    code, out, _ = cli(capsys, "list", "--runs-dir", str(root))
+    assert "keeping at most 2 runs; 2 marked for cleanup" in out
+
+    code, out, _ = cli(capsys, "cleanup", "--keep", "1", "--dry-run", "--runs-dir", str(root))
+    assert f"over the cap, marked for cleanup: {ids[2]}" in out
+    assert f"would remove marked run: {ids[0]}" in out
+    assert len(json.loads(cli(capsys, "list", "--json", "--runs-dir", str(root))[1])) == 4
+
+    code, out, _ = cli(capsys, "cleanup", "--keep", "1", "--runs-dir", str(root))
+    assert code == 0 and "at most 1 runs from now on" in out
+    remaining = [
+        e["run_id"] for e in json.loads(cli(capsys, "list", "--json", "--runs-dir", str(root))[1])
+    ]
+    assert remaining == [ids[3]]
+    code, out, _ = cli(capsys, "cleanup", "--keep", "none", "--runs-dir", str(root))
+    assert "no cap from now on" in out
+    with pytest.raises(SystemExit) as refused:
+        cli(capsys, *small, "--keep", "0")
+    assert refused.value.code == 2 and "is not a number of runs" in capsys.readouterr().err

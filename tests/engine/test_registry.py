@@ -193,19 +193,99 @@ def test_cleanup_leaves_an_unregistered_directory_whose_supervisor_holds_its_loc
     assert registry.cleanup(orphans=True)["orphans"] == [run_id(5)]
 
 
-def test_a_cap_on_runs_evicts_the_least_recently_used_finished_run(tmp_path):
-    registry = Registry(tmp_path, max_runs=2)
+def test_a_cap_marks_the_oldest_finished_runs_for_cleanup_never_a_running_one(registry):
+    """Case 19: beyond `max_runs`, the oldest finished runs are marked (not deleted at once)."""
+    base = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+
+    def add(i: int, **changes) -> None:
+        registry.register(
+            manifest(run_id(i), created=base + datetime.timedelta(hours=i), **changes)
+        )
+        registry.run_dir(run_id(i)).mkdir(exist_ok=True)
+
+    add(1, status="running", alive=True)
+    add(2)
+    add(3, status="running", alive=False)  # interrupted: resumable, never marked
+    add(4, status="failed")
+    assert registry.set_max_runs(2) == [run_id(2), run_id(4)][:2]
+    assert registry.max_runs == 2 and Registry(registry.root).max_runs == 2  # stored
+    marked = {e.run_id for e in registry.list() if e.marked_for_cleanup}
+    assert marked == {run_id(2), run_id(4)}
+    add(5)  # one more: run 5 is the newest finished run, so it stays unmarked... over the cap
+    assert {e.run_id for e in registry.list() if e.marked_for_cleanup} == {
+        run_id(2),
+        run_id(4),
+        run_id(5),
+    }
+    assert all(registry.run_dir(run_id(i)).is_dir() for i in range(1, 6))  # only marked
+    assert registry.remove_marked() == [run_id(2), run_id(4), run_id(5)]
+    assert {e.run_id for e in registry.list()} == {run_id(1), run_id(3)}
+    assert not registry.run_dir(run_id(2)).exists() and registry.run_dir(run_id(1)).exists()
+    registry.set_max_runs(None)
+    add(6)
+    assert not registry.get(run_id(6)).marked_for_cleanup
+    with pytest.raises(ValueError, match="at least 1"):
+        registry.set_max_runs(0)
+
+
+def test_remove_marked_leaves_a_marked_run_whose_supervisor_holds_its_lock(registry):
+    """Case 19: cleanup never deletes a running run, even if its entry looks finished."""
     registry.register(manifest(run_id(1)))
-    registry.run_dir(run_id(1)).mkdir()
-    time.sleep(0.01)
-    registry.register(manifest(run_id(2), status="running", alive=True))
-    time.sleep(0.01)
-    registry.register(manifest(run_id(3)))
-    assert {e.run_id for e in registry.list()} == {run_id(2), run_id(3)}
-    assert not registry.run_dir(run_id(1)).exists()
-    registry.touch(run_id(3))
-    registry.register(manifest(run_id(4)))  # run 2 is running, so run 3 goes despite the touch
-    assert {e.run_id for e in registry.list()} == {run_id(2), run_id(4)}
+    run_dir = registry.run_dir(run_id(1))
+    run_dir.mkdir()
+    registry.mark_for_cleanup(run_id(1))
+    lock = RunLock(RunPaths(run_dir))  # a resume has just taken it over
+    try:
+        assert registry.remove_marked(dry_run=True) == []
+        assert registry.remove_marked() == []
+        assert run_dir.is_dir() and registry.get(run_id(1)).marked_for_cleanup
+    finally:
+        lock.release()
+    assert registry.remove_marked() == [run_id(1)]
+    assert not run_dir.exists()
+
+
+def test_small_in_memory_runs_are_listed_never_missing_and_delete_leaves_their_folder(
+    registry, tmp_path
+):
+    """Case 18: memory entries own no run directory; a saved one names its folder."""
+    from engine.small_runs import memory_entry
+
+    params = RunParameters(n_patients=100, years=1, seed=3)
+    totals = (100, 900)
+    now = datetime.datetime.now(datetime.UTC)
+    saved = tmp_path / "elsewhere"
+    saved.mkdir()
+    (saved / "results.json").write_text("{}")
+    registry.add(memory_entry(run_id(1), "Mine", params, totals, now))
+    registry.add(memory_entry(run_id(2), "Mine", params, totals, now, saved))
+    entries = {e.run_id: e for e in registry.list()}
+    assert (entries[run_id(1)].storage, entries[run_id(1)].saved) == ("memory", False)
+    assert entries[run_id(2)].location == str(saved.resolve()) and entries[run_id(2)].saved
+    assert (entries[run_id(1)].patients, entries[run_id(1)].visits) == (100, 900)
+    assert registry.cleanup()["missing"] == []
+    registry.delete(run_id(2))
+    assert (saved / "results.json").is_file()
+    registry.add(memory_entry(run_id(3), "Mine", params, totals, now, saved))
+    (saved / "results.json").unlink()
+    saved.rmdir()
+    assert registry.cleanup()["missing"] == [run_id(3)]
+
+
+def test_a_read_only_runs_root_is_a_file_system_error_naming_the_path(tmp_path, monkeypatch):
+    """Case 14: the registry turns an OSError into one line: path and reason."""
+    from engine.errors import FileSystemError
+    from tests.read_only import read_only_directory
+
+    with read_only_directory(tmp_path / "ro", monkeypatch) as directory:
+        registry = Registry(directory.path)
+        registry.register(manifest(run_id(1)))
+        directory.freeze()
+        with pytest.raises(FileSystemError, match=r"registry.lock: read-only file system"):
+            registry.mark_for_cleanup(run_id(1))
+        with pytest.raises(FileSystemError, match=r"cannot create the runs root: .*read-only"):
+            Registry(directory.path / "runs")
+        assert [e.run_id for e in Registry(directory.path).list()] == [run_id(1)]
 
 
 def test_refresh_sees_changes_made_by_another_registry_object(tmp_path):

@@ -3,8 +3,11 @@ values, colours and chart data out."""
 
 from __future__ import annotations
 
+import datetime
 import html
+import logging
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +22,8 @@ from engine.pipeline import PipelineOptions, run_pipeline
 from engine.protocol_loader import load_protocol
 from engine.registry import Registry
 from engine.results import ResultsFactory
-from engine.run_dir import RunPaths, new_run_id
+from engine.run_dir import RunLock, RunPaths, new_run_id
+from engine.small_runs import memory_entry
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample, ProcessMemory
@@ -33,6 +37,7 @@ from viz.charts import (
     VisionProgressionChart,
     WorkloadChart,
 )
+from viz.cleaner import BackgroundCleaner
 from viz.context import ServerContext
 from viz.report import write_report
 from viz.results_page import ResultsPage
@@ -486,3 +491,132 @@ def test_report_and_dashboard_commands_from_the_console_script(streamed_run, tmp
         [amdsim, "dashboard", "--help"], capture_output=True, text=True, check=True
     )
     assert "127.0.0.1" in helped.stdout
+
+
+# -- issue 10: small runs on the Runs page, the cap, background cleanup -------------------
+
+
+def test_a_small_run_from_the_form_is_listed_on_the_runs_page_as_not_saved(context):
+    """Case 18: a dashboard run of <= 1000 patients is in the registry, marked not saved."""
+    state = StateManager()
+    run_page = RunPage(context, state)
+    run_page.patients.value = 300
+    run_id = run_page.start()
+    assert run_id is not None and run_id in state
+    runs_page = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
+    runs_page.refresh()
+    row = runs_page.table.value.iloc[0]
+    assert (row["run_id"], row["status"], row["storage"]) == (
+        run_id,
+        "completed",
+        "memory, not saved",
+    )
+    assert row["patients"] == 300
+    runs_page.select(run_id)
+    runs_page.restart_selected()
+    assert "ran in memory" in runs_page.message.object
+    assert ResultsPage(context, state).open(run_id)  # the session that ran it holds it
+    elsewhere = ResultsPage(context, StateManager())
+    assert not elsewhere.open(run_id)
+    assert "ran in memory and was not saved" in elsewhere.message.object
+
+
+def _small_entry(root: Path, hours: int, **changes) -> str:
+    run_id = f"20261101-{hours:02d}0000-{hours:04x}"
+    created = datetime.datetime(2026, 11, 1, hours, tzinfo=datetime.UTC)
+    params = RunParameters(n_patients=100, years=1, seed=hours)
+    Registry(root).add(memory_entry(run_id, "Mine", params, (100, 800), created, **changes))
+    return run_id
+
+
+def test_runs_page_sets_the_cap_and_cleans_up_the_marked_runs(context):
+    """Case 19: the Runs page's "keep at most" control and "Clean up marked" button."""
+    root = context.runs_root
+    ids = [_small_entry(root, hours) for hours in range(1, 5)]
+    page = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
+    page.refresh()
+    assert page.keep.value == 0
+    page.keep.value = 2
+    page.set_cap()
+    assert Registry(root).max_runs == 2
+    assert f"newly marked for cleanup: {ids[0]}, {ids[1]}" in page.message.object
+    marked = dict(zip(page.table.value["run_id"], page.table.value["marked"], strict=True))
+    assert [marked[i] for i in ids] == ["yes", "yes", "", ""]
+    page.cleanup_marked()
+    assert page.message.object == f"removed: {ids[0]}, {ids[1]}"
+    assert sorted(page.table.value["run_id"]) == ids[2:]
+    again = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
+    again.refresh()
+    assert again.keep.value == 2  # the stored cap is shown
+    again.keep.value = 0
+    again.set_cap()
+    assert Registry(root).max_runs is None and "no cap on runs" in again.message.object
+
+
+def test_the_background_cleaner_removes_marked_runs_never_a_running_one_and_logs_them(
+    tmp_path, caplog
+):
+    """Case 19: the server's periodic task deletes marked runs, skips a held one, logs."""
+    from tests.engine.test_registry import manifest
+
+    root = tmp_path / "runs"
+    registry = Registry(root)
+    done, running = "20261101-010000-0001", "20261101-020000-0002"
+    for run_id in (done, running):
+        registry.register(manifest(run_id))
+        registry.run_dir(run_id).mkdir()
+        registry.mark_for_cleanup(run_id)
+    lock = RunLock(RunPaths(registry.run_dir(running)))  # its supervisor is going
+    cleaner = BackgroundCleaner(root, interval_s=0.05)
+    try:
+        with caplog.at_level(logging.INFO, logger="viz.cleaner"):
+            cleaner.start()
+            deadline = time.monotonic() + 10
+            while registry.run_dir(done).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            cleaner.stop()
+        assert not registry.run_dir(done).exists()
+        assert registry.run_dir(running).is_dir()
+        assert [e.run_id for e in Registry(root).list()] == [running]
+        assert f"background cleanup removed run {done}" in caplog.text
+        assert running not in caplog.text
+    finally:
+        cleaner.stop()
+        lock.release()
+    assert cleaner.run_once() == [running]  # once its supervisor has let go
+
+
+def test_the_dashboard_server_cleans_up_marked_runs_while_it_serves(tmp_path, monkeypatch):
+    """Case 19: `serve_dashboard` runs the background cleaner and stops it on the way out."""
+    import viz.server
+    from tests.engine.test_registry import manifest
+
+    root = tmp_path / "runs"
+    registry = Registry(root)
+    marked = "20261101-010000-0001"
+    registry.register(manifest(marked))
+    registry.run_dir(marked).mkdir()
+    registry.mark_for_cleanup(marked)
+
+    class FakeLoop:
+        def start(self) -> None:  # "serving": until the cleaner has done its work
+            deadline = time.monotonic() + 10
+            while registry.run_dir(marked).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    class FakeServer:
+        port = 5999
+        io_loop = FakeLoop()
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    threads_before = {t.name for t in threading.enumerate()}
+    monkeypatch.setattr(viz.server, "make_server", lambda *args, **kwargs: FakeServer())
+    viz.server.serve_dashboard(root, cleanup_interval_s=0.05)
+    assert not registry.run_dir(marked).exists()
+    assert Registry(root).list() == []
+    assert "amdsim-cleaner" not in {t.name for t in threading.enumerate()} - threads_before
