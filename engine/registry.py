@@ -491,15 +491,9 @@ def _being_started(run_dir: Path) -> bool:
     try:
         if time.time() - run_dir.stat().st_mtime < ORPHAN_GRACE_S:
             return True
-        lock = RunPaths(run_dir).lock
-        if not lock.is_file():
-            return False
-        RunLock(RunPaths(run_dir)).release()
-    except RunStateError:
-        return True
     except OSError:
         return False
-    return False
+    return _held(run_dir)
 
 
 @contextlib.contextmanager
