@@ -6,7 +6,17 @@ socket; each sender connects, and the receiver lends it a few slots as *credits*
 a sender encodes the message, copies it into a slot it holds and tells the receiver which
 slot over its own connection; the receiver decodes it in place (columns as memoryviews
 into the slot, no copy) and, once the caller releases it, hands the slot back. A sender
-with no credit waits for one: that is the backpressure, and the bound on memory.
+with no credit waits for one: that is the backpressure, and the bound on memory. Small
+messages (under `INLINE_BYTES`) skip the slots and travel on the connection itself; they are
+bounded too: once a sender has as many inline messages unreleased as it has credits, the
+receiver stops reading its connection until one is released, so the sender's next send
+blocks on the full socket.
+
+Flow control cannot deadlock, whatever the number of slots. The receiver is the side that
+reads, so it never waits on a send: credits go out as one frame per batch of slots, written
+without blocking; what a sender's full socket does not take waits in the receiver (merged
+into the next frame) until the socket has room, while the receiver keeps reading. A sender
+blocked sending therefore always gets unblocked, and it reads its credits when it needs one.
 
 Why this shape. No lock or queue is shared between processes, so a sender killed at any
 moment (even while waiting for a slot) cannot wedge the others: its connection simply
@@ -15,8 +25,9 @@ delivered first. Senders may join at any time (a replacement worker just connect
 channel ends, like Trio's, when every sender the receiver has admitted has closed. A sender
 is admitted shortly after it connects, so to hand over between senders without a gap, keep
 one open: the owner names its sender in the spec and holds it until it will start no more,
-and the channel cannot end before that sender has connected and closed. Small messages
-(under `INLINE_BYTES`) skip the slots and travel on the connection itself.
+and the channel cannot end before that sender has connected and closed. How many slots to
+make is the owner's choice; `bounded_credits` caps a wish at `SENDER_SLOT_BYTES` per sender,
+so the segment does not grow with how finely a run is cut.
 
 Does not cover: what the messages mean (`ipc.messages`), who sends what (`engine.pipeline`).
 """
@@ -28,6 +39,7 @@ import itertools
 import os
 import queue
 import secrets
+import selectors
 import socket
 import struct
 import sys
@@ -45,6 +57,7 @@ from ipc.segments import segment_name
 
 __all__ = [
     "INLINE_BYTES",
+    "SENDER_SLOT_BYTES",
     "Channel",
     "ChannelClosedError",
     "ChannelReceiver",
@@ -55,9 +68,11 @@ __all__ = [
     "MessageTooLargeError",
     "Received",
     "WouldBlock",
+    "bounded_credits",
 ]
 
 INLINE_BYTES = 64 * 1024
+SENDER_SLOT_BYTES = 64 << 20  # `bounded_credits`: the most slot bytes one sender is lent
 HEADER_BYTES = 64  # statistics kept by the receiver at the start of the segment
 _STATS = struct.Struct("<qqqq")  # in_use, peak, messages, bytes
 _CONNECT_RETRY_S = 0.01
@@ -66,8 +81,10 @@ _CONNECT_RETRY_S = 0.01
 _HELLO = b"H"  # sender -> receiver: sender id
 _FILLED = b"F"  # sender -> receiver: slot, bytes
 _INLINE = b"I"  # sender -> receiver: the encoded message itself
-_CREDIT = b"C"  # receiver -> sender: a slot the sender may fill
+_CREDIT = b"C"  # receiver -> sender: slots the sender may fill, any number in one frame
 _FRAME = struct.Struct("<qq")
+_SLOT = struct.Struct("<q")
+_LENGTH = struct.Struct("!i")  # the length prefix `multiprocessing.connection` frames carry
 
 
 class EndOfChannel(Exception):
@@ -96,6 +113,15 @@ class ChannelSpec(msgspec.Struct, frozen=True, kw_only=True):
     slot_bytes: int
     credits_per_sender: int
     owner_sender: int | None = None  # if set, the channel cannot end before it has connected
+
+
+def bounded_credits(wanted: int, slot_bytes: int) -> int:
+    """`wanted` credits per sender, but no more slots than `SENDER_SLOT_BYTES` hold (at least 2).
+
+    For owners that size the channel from their work (slots for a block of shards): the
+    segment then stays bounded however finely the work is cut.
+    """
+    return max(1, min(wanted, max(2, SENDER_SLOT_BYTES // slot_bytes)))
 
 
 class ChannelStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -273,7 +299,7 @@ class ChannelSender:
             if self._poll(0):
                 frame = self._receive_frame()
                 if frame[:1] == _CREDIT:
-                    self._credits.append(_FRAME.unpack_from(frame, 1)[0])
+                    self._credits.extend(slot for (slot,) in _SLOT.iter_unpack(frame[1:]))
                 continue
             if not block or self._credits:
                 return
@@ -323,13 +349,41 @@ class Received:
 
 
 class _SenderState:
+    """What the receiver knows of one sender's connection; changed by the receiving thread only."""
+
     def __init__(self, conn: connection.Connection) -> None:
         self.conn = conn
+        # A second handle on the same socket, for sends that must never block (MSG_DONTWAIT);
+        # the connection itself stays blocking, so a frame is always read whole.
+        self.socket = socket.socket(fileno=os.dup(conn.fileno()))
         self.sender_id: int | None = None
         self.wanted = 0
-        self.credits: set[int] = set()
+        self.credits: set[int] = set()  # slots lent to it (sent or still to send), not filled
+        self.unsent: list[int] = []  # lent, not yet written: they go out in the next frame
+        self.outgoing = b""  # the part of a credit frame its socket has not taken yet
+        self.filled = 0  # slots it filled that are not yet released
+        self.inline_held = 0  # inline messages received from it, not yet released
         self.closed = False
         self.broken = False  # a send to it failed; its EOF is still to be read
+
+    @property
+    def readable(self) -> bool:
+        """False while it has as many inline messages unreleased as credits: backpressure."""
+        return not self.closed and self.inline_held < max(1, self.wanted)
+
+    @property
+    def has_output(self) -> bool:
+        return not self.broken and bool(self.outgoing or self.unsent)
+
+    @property
+    def drained(self) -> bool:
+        return self.filled == 0 and self.inline_held == 0
+
+    def close(self) -> None:
+        self.closed = True
+        for handle in (self.socket, self.conn):
+            with contextlib.suppress(OSError):
+                handle.close()
 
 
 class ChannelReceiver:
@@ -362,7 +416,7 @@ class ChannelReceiver:
         self._turn = itertools.count()
         self._closed = False
         self._new_connections: queue.SimpleQueue[connection.Connection] = queue.SimpleQueue()
-        self._released: queue.SimpleQueue[tuple[int, memoryview]] = queue.SimpleQueue()
+        self._released: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._owner_thread = threading.get_ident()  # the thread that receives; slots change there
         self._wake_read, self._wake_write = socket.socketpair()
         self._listener = connection.Listener(spec.address, family="AF_UNIX", authkey=spec.authkey)
@@ -371,27 +425,28 @@ class ChannelReceiver:
         )
         self._acceptor.start()
 
-    def _release_from_any_thread(self, slot: int, view: memoryview) -> None:
+    def _release_from_any_thread(self, release: Callable[[], None]) -> None:
         if threading.get_ident() == self._owner_thread:
-            self._release(slot, view)
+            release()
             return
-        self._released.put((slot, view))
+        self._released.put(release)
         with contextlib.suppress(OSError):
             self._wake_write.send(b"\0")
 
     def _apply_releases(self) -> None:
         while True:
             try:
-                slot, view = self._released.get_nowait()
+                release = self._released.get_nowait()
             except queue.Empty:
                 return
-            self._release(slot, view)
+            release()
 
     def receive(self, timeout_s: float | None = None) -> Received:
         """The next message from any sender; raises `EndOfChannel` when all have closed.
 
-        Every frame already waiting is read first, so occupancy counts everything sent and
-        not yet released; messages are returned in arrival order per sender.
+        Every frame already waiting is read first (up to each sender's allowance of inline
+        messages), so occupancy counts everything sent and not yet released; messages are
+        returned in arrival order per sender.
         """
         self._owner_thread = threading.get_ident()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -402,15 +457,14 @@ class ChannelReceiver:
             self._admit_new_connections()
             if self._ended():
                 raise EndOfChannel
-            ready = self._wait(deadline, timeout_s)
-            for state in self._in_turn(ready):
-                while not state.closed and state.conn.poll(0):
+            for state in self._in_turn(self._wait(deadline, timeout_s)):
+                while state.readable and state.conn.poll(0):
                     result = self._read_one(state)
                     if result is not None:
                         self._ready.append(result)
 
     def _ended(self) -> bool:
-        if self._senders or self._in_flight:
+        if self._senders or self._in_flight or self._closing_after_release:
             return False
         if self.spec.owner_sender is not None:
             return self._owner_seen
@@ -431,8 +485,7 @@ class ChannelReceiver:
             self._listener.close()
         self._admit_new_connections()  # accepted but never received from: close those too
         for state in self._senders:
-            with contextlib.suppress(OSError):
-                state.conn.close()
+            state.close()
         self._senders.clear()
         self._wake_read.close()
         self._wake_write.close()
@@ -469,18 +522,36 @@ class ChannelReceiver:
             self._senders.append(_SenderState(conn))
             self._ever_connected = True
 
-    def _wait(self, deadline: float | None, timeout_s: float | None) -> list[Any]:
+    def _wait(self, deadline: float | None, timeout_s: float | None) -> list[_SenderState]:
+        """Wait until a sender may be read or the wake-up socket rings; meanwhile send the
+        credits that wait for room in a sender's socket. Returns the senders to read.
+        """
         wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = connection.wait([s.conn for s in self._senders] + [self._wake_read], wait_s)
+        with selectors.PollSelector() as selector:
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            for state in self._senders:
+                events = (selectors.EVENT_READ if state.readable else 0) | (
+                    selectors.EVENT_WRITE if state.has_output else 0
+                )
+                if events:
+                    selector.register(state.conn, events, state)
+            ready = selector.select(wait_s)
+        readable = []
+        for key, events in ready:
+            if key.fileobj is self._wake_read:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_read.recv(4096)
+                continue
+            if events & selectors.EVENT_WRITE:
+                self._flush(key.data)
+            if events & selectors.EVENT_READ:
+                readable.append(key.data)
         if not ready and deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"nothing received within {timeout_s} s")
-        if self._wake_read in ready:
-            with contextlib.suppress(BlockingIOError):
-                self._wake_read.recv(4096)
-        return ready
+        return readable
 
-    def _in_turn(self, ready: list[Any]) -> list[_SenderState]:
-        states = [s for s in self._senders if s.conn in ready]
+    def _in_turn(self, ready: list[_SenderState]) -> list[_SenderState]:
+        states = [s for s in self._senders if s in ready]
         if len(states) > 1:
             shift = next(self._turn) % len(states)
             states = states[shift:] + states[:shift]
@@ -498,14 +569,20 @@ class ChannelReceiver:
             state.wanted = min(wanted, self.spec.credits_per_sender)
             self._owner_seen |= state.sender_id == self.spec.owner_sender
             self._lend_credits(state)
+            self._flush(state)
             return None
         if kind == _INLINE:
+            message = self._decoder.decode(memoryview(frame)[1:])
+            state.inline_held += 1
             self._count(len(frame) - 1)
             return Received(
-                self._decoder.decode(memoryview(frame)[1:]), state.sender_id, lambda: None
+                message,
+                state.sender_id,
+                lambda: self._release_from_any_thread(lambda: self._release_inline(state)),
             )
         slot, size = _FRAME.unpack_from(frame, 1)
         state.credits.discard(slot)
+        state.filled += 1
         self._in_flight[slot] = state
         self._count(size)
         start = HEADER_BYTES + slot * self.spec.slot_bytes
@@ -515,24 +592,36 @@ class ChannelReceiver:
         except BaseException:
             self._release(slot, view)
             raise
-        return Received(message, state.sender_id, lambda: self._release_from_any_thread(slot, view))
+        return Received(
+            message,
+            state.sender_id,
+            lambda: self._release_from_any_thread(lambda: self._release(slot, view)),
+        )
 
     def _sender_gone(self, state: _SenderState) -> None:
-        state.closed = True
-        with contextlib.suppress(OSError):
-            state.conn.close()
+        state.close()
         self._senders.remove(state)
         self._free.extend(state.credits)
         state.credits.clear()
+        state.unsent.clear()
+        state.outgoing = b""
         self._lend_spare_slots()
-        if any(owner is state for owner in self._in_flight.values()):
-            self._closing_after_release[id(state)] = state
-        else:
+        if state.drained:
             self._announce_closed(state)
+        else:
+            self._closing_after_release[id(state)] = state
 
     def _announce_closed(self, state: _SenderState) -> None:
         if self._on_sender_closed is not None and state.sender_id is not None:
             self._on_sender_closed(state.sender_id)
+
+    def _after_release(self, state: _SenderState) -> None:
+        if (
+            state.closed
+            and state.drained
+            and self._closing_after_release.pop(id(state), None) is not None
+        ):
+            self._announce_closed(state)
 
     # -- slots ---------------------------------------------------------------------------
 
@@ -543,19 +632,19 @@ class ChannelReceiver:
             with contextlib.suppress(BufferError):
                 view.release()
         state = self._in_flight.pop(slot)
+        state.filled -= 1
         if state.closed or state.broken or len(state.credits) >= state.wanted:
             self._free.append(slot)
             self._lend_spare_slots()
         else:
             self._give(state, slot)
+            self._flush(state)
         self._write_statistics()
-        drained = not any(owner is state for owner in self._in_flight.values())
-        if (
-            state.closed
-            and drained
-            and self._closing_after_release.pop(id(state), None) is not None
-        ):
-            self._announce_closed(state)
+        self._after_release(state)
+
+    def _release_inline(self, state: _SenderState) -> None:
+        state.inline_held -= 1  # it may be read again: the next wait includes it
+        self._after_release(state)
 
     def _lend_credits(self, state: _SenderState) -> None:
         while self._free and not state.broken and len(state.credits) < state.wanted:
@@ -563,17 +652,40 @@ class ChannelReceiver:
 
     def _lend_spare_slots(self) -> None:
         for state in self._senders:
-            if state.sender_id is not None:
+            if state.sender_id is not None and self._free:
                 self._lend_credits(state)
+                self._flush(state)
 
     def _give(self, state: _SenderState, slot: int) -> None:
         state.credits.add(slot)
-        try:
-            state.conn.send_bytes(_CREDIT + _FRAME.pack(slot, 0))
-        except (OSError, EOFError):  # it has gone; lend it nothing more
-            state.broken = True
+        state.unsent.append(slot)
+
+    def _flush(self, state: _SenderState) -> None:
+        """Send the sender its unsent credits, as far as its socket takes them; never blocks.
+
+        The rest waits for `_wait` to see the socket writable (new credits join the next frame).
+        """
+        while state.has_output:
+            if not state.outgoing:
+                payload = _CREDIT + b"".join(_SLOT.pack(slot) for slot in state.unsent)
+                state.outgoing = _LENGTH.pack(len(payload)) + payload
+                state.unsent.clear()
+            try:
+                sent = state.socket.send(state.outgoing, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return  # its socket is full: it is busy sending, and will read later
+            except OSError:  # it has gone; lend it nothing more (its EOF is still to be read)
+                self._broken(state)
+                return
+            state.outgoing = state.outgoing[sent:]
+
+    def _broken(self, state: _SenderState) -> None:
+        state.broken = True
+        for slot in state.unsent:
             state.credits.discard(slot)
             self._free.append(slot)
+        state.unsent.clear()
+        state.outgoing = b""
 
     def _count(self, size: int) -> None:
         self._messages += 1
