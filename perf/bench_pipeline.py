@@ -8,6 +8,7 @@
 2. 100k vs 1M vs 5M patients: peak total RSS must stay flat (ratio <= 1.2).
 
     python perf/bench_pipeline.py [--runs 3] [--patients 1000000] [--scaling 100000,1000000,5000000]
+                                  [--shard-size 4096]   (small shards: batches travel inline)
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ class RssSampler:
             self._stop.wait(self.interval_s)
 
 
-def pipeline_run(patients: int, years: float, workers: int) -> dict[str, float]:
+def pipeline_run(
+    patients: int, years: float, workers: int, shard_size: int = 4096
+) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="amdsim-bench-"))
     try:
-        params = RunParameters(n_patients=patients, years=years, seed=1)
+        params = RunParameters(n_patients=patients, years=years, seed=1, shard_size=shard_size)
         with RssSampler() as sampler:
             started = time.perf_counter()
             supervisor = Supervisor(
@@ -128,16 +131,21 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1_000_000)
     parser.add_argument("--years", type=float, default=5.0)
     parser.add_argument("--scaling", default="100000,1000000,5000000")
+    parser.add_argument("--shard-size", type=int, default=4096)
     args = parser.parse_args()
     mib = 2**20
 
     print(
-        f"bench_pipeline: {args.patients:,} patients x {args.years:g} years, medians of {args.runs} runs"
+        f"bench_pipeline: {args.patients:,} patients x {args.years:g} years, shard size "
+        f"{args.shard_size:,}, medians of {args.runs} runs"
     )
     kernel_rate = kernel_only(args.patients, args.years, args.runs)
     print(f"  kernel only (one core)       {kernel_rate / 1e6:6.2f} M visits/s")
     for workers in (1, 2):
-        results = [pipeline_run(args.patients, args.years, workers) for _ in range(args.runs)]
+        results = [
+            pipeline_run(args.patients, args.years, workers, args.shard_size)
+            for _ in range(args.runs)
+        ]
         rate = median(results, "visits_per_s")
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in results)
         print(
@@ -166,7 +174,7 @@ def main() -> None:
         print(f"  peak total RSS by cohort size ({args.years:g} years, default workers):")
         peaks = []
         for patients in sizes:
-            result = pipeline_run(patients, args.years, workers=0)
+            result = pipeline_run(patients, args.years, workers=0, shard_size=args.shard_size)
             peaks.append(result["peak_rss"])
             print(
                 f"    {patients:>10,} patients   {result['peak_rss'] / mib:6.0f} MiB   {result['visits_per_s'] / 1e6:5.2f} M visits/s"

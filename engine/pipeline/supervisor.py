@@ -58,7 +58,7 @@ from engine.protocol import Protocol
 from engine.registry import Registry
 from engine.run_dir import RUN_ID_PATTERN, RunLock, RunPaths
 from engine.shards import plan_blocks
-from ipc.channel import Channel, ChannelSender
+from ipc.channel import Channel, ChannelSender, bounded_credits
 from ipc.messages import (
     Assign,
     FinishRun,
@@ -132,7 +132,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     writer_lanes: int = 0  # 0: default_writer_lanes()
     compression: Compression = "zstd"
     slot_bytes: int = 4 << 20
-    slots_per_worker: int = 0  # 0: one block of shards plus one, so a block never waits
+    slots_per_worker: int = 0  # 0: a block of shards plus one, within SENDER_SLOT_BYTES
     roll_bytes: int = 128 << 20
     max_attempts: int = 3
     checkpoint_every: int | None = None
@@ -161,7 +161,8 @@ def resolve_options(options: PipelineOptions, params: RunParameters) -> Pipeline
         options = msgspec.structs.replace(options, writer_lanes=default_writer_lanes())
     if options.slots_per_worker == 0:
         shards_per_block = len(plan_blocks(params)[0])
-        options = msgspec.structs.replace(options, slots_per_worker=shards_per_block + 1)
+        slots = bounded_credits(shards_per_block + 1, options.slot_bytes)
+        options = msgspec.structs.replace(options, slots_per_worker=slots)
     if options.row_group_patients < 1:
         raise ParameterError(
             f"row_group_patients must be at least 1, got {options.row_group_patients}"

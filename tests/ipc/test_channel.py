@@ -158,6 +158,69 @@ def test_a_full_channel_blocks_the_sender_until_a_slot_is_released(channel):
     receiver.close()
 
 
+def send_inline_then_slots(spec, inline: int, slotted: int) -> None:
+    """Child process: `inline` small messages (which never read credits), then `slotted` big."""
+    with ChannelSender(spec, 1) as sender:
+        for shard in range(inline):
+            sender.send(batch(shard, size=8_000))
+        for shard in range(inline, inline + slotted):
+            sender.send(batch(shard, size=70_000))  # over INLINE_BYTES: through a slot
+
+
+def test_many_more_credits_than_a_socket_buffer_holds_do_not_deadlock():
+    """Issue 10, case 1: 1,000 credits (one frame each used to overflow the socket) while the
+    sender, sending inline, reads none: the receiver must keep reading, never block lending."""
+    credits = 1_000
+    slot_bytes = 72 * 1024  # just above INLINE_BYTES: a sparse 70 MiB segment
+    with Channel(slot_count=credits, slot_bytes=slot_bytes, credits_per_sender=credits) as owned:
+        receiver = ChannelReceiver(owned.spec, DECODER)
+        sender = CONTEXT.Process(target=send_inline_then_slots, args=(owned.spec, 600, 40))
+        sender.start()
+        got: list[tuple[int, int, bool]] = []
+        receiving = threading.Thread(target=lambda: got.extend(receive_all(receiver)), daemon=True)
+        receiving.start()
+        try:
+            receiving.join(60)
+            assert not receiving.is_alive(), "the receiver and sender deadlocked"
+            sender.join(30)
+        finally:
+            kill_all([sender])  # unblocks a receiver stuck in a send, so the test can end
+            receiving.join(10)
+            receiver.close()
+        statistics = owned.statistics()
+    assert sender.exitcode == 0
+    assert [shard for shard, _, _ in got] == list(range(640)) and all(ok for _, _, ok in got)
+    assert statistics.messages == 640 and statistics.peak_in_use >= 1  # big ones used slots
+
+
+def test_unreleased_inline_messages_stop_the_receiver_reading_their_sender(channel):
+    """Small messages have backpressure too: at most `credits` unreleased per sender."""
+    receiver = ChannelReceiver(channel.spec, DECODER)
+    sent = []
+
+    def send_small() -> None:
+        with ChannelSender(channel.spec, 1) as sender:
+            for shard in range(20):
+                sender.send(batch(shard, size=60_000))  # inline: no slot involved
+                sent.append(shard)
+
+    sending = threading.Thread(target=send_small)
+    sending.start()
+    owner = ChannelSender(channel.spec, 0, credits=0)
+    held = [receiver.receive(timeout_s=10), receiver.receive(timeout_s=10)]  # its 2 credits
+    with pytest.raises(TimeoutError):
+        receiver.receive(timeout_s=0.5)  # not read while two are held...
+    assert sending.is_alive() and len(sent) < 20  # ...so its socket filled and it waits
+    for received in held:
+        received.release()
+    owner.close()
+    got = [shard for shard, _, _ in receive_all(receiver)]
+    sending.join(10)
+    receiver.close()
+    assert [m.message for m in held] == [None, None]
+    assert got == list(range(2, 20)) and sent == list(range(20))
+
+
 def test_closing_the_last_sender_ends_the_receiver():
     channel = Channel(slot_count=4, slot_bytes=SLOT)
     receiver = ChannelReceiver(channel.spec, DECODER)
