@@ -52,7 +52,7 @@ def test_verify_reports_a_corrupted_part_file(tmp_path, originals, amdsim, compr
         "again ('amdsim run --restart 20261202-101010-abcd')"
     )
 
-    resumed = amdsim("resume", str(run_dir))
+    resumed = amdsim("resume", run_dir.name, "--runs-dir", str(run_dir.parent))
     assert resumed.returncode == 1
     assert "Traceback" not in resumed.stderr
     assert resumed.stderr.startswith(
@@ -86,7 +86,7 @@ def test_resume_of_an_interrupted_run_with_a_missing_part_file_is_refused(
     manifest = read_manifest(run_dir / "manifest.json")
     write_manifest(run_dir / "manifest.json", msgspec.structs.replace(manifest, status="cancelled"))
     Path(run_dir / "patients" / "part-00002.parquet").unlink()
-    result = amdsim("resume", str(run_dir))
+    result = amdsim("resume", run_dir.name, "--runs-dir", str(run_dir.parent))
     assert result.returncode == 1
     assert result.stderr.startswith(
         "error: run 20261202-101010-abcd has 1 damaged file: patients/part-00002.parquet: missing"

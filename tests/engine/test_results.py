@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -189,10 +188,8 @@ def test_to_dataframe_gives_both_tables(results):
 
 
 def test_to_dataframe_refuses_when_it_would_not_fit_the_budget(results, monkeypatch):
-    memory = namedtuple("memory", "available")
-    monkeypatch.setattr(
-        "engine.results.base.psutil.virtual_memory", lambda: memory(available=1_000)
-    )
+    # The machine has 1,000 bytes left: the budget is half of the headroom under the limit.
+    monkeypatch.setattr("engine.memory.limits.SystemProbe.available_bytes", lambda self: 1_000)
     with pytest.raises(
         MemoryBudgetError, match=r"the visits table as a DataFrame needs about .* MiB budget"
     ) as caught:

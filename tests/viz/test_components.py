@@ -539,18 +539,18 @@ def test_runs_page_sets_the_cap_and_cleans_up_the_marked_runs(context):
     page.keep.value = 2
     page.set_cap()
     assert Registry(root).max_runs == 2
-    assert f"newly marked for cleanup: {ids[0]}, {ids[1]}" in page.message.object
+    assert f"newly marked for cleanup: {ids[0]}, {ids[1]}" in shown(page.message.object)
     marked = dict(zip(page.table.value["run_id"], page.table.value["marked"], strict=True))
     assert [marked[i] for i in ids] == ["yes", "yes", "", ""]
     page.cleanup_marked()
-    assert page.message.object == f"removed: {ids[0]}, {ids[1]}"
+    assert shown(page.message.object) == f"removed: {ids[0]}, {ids[1]}"
     assert sorted(page.table.value["run_id"]) == ids[2:]
     again = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
     again.refresh()
     assert again.keep.value == 2  # the stored cap is shown
     again.keep.value = 0
     again.set_cap()
-    assert Registry(root).max_runs is None and "no cap on runs" in again.message.object
+    assert Registry(root).max_runs is None and "no cap on runs" in shown(again.message.object)
 
 
 def test_the_background_cleaner_removes_marked_runs_never_a_running_one_and_logs_them(
