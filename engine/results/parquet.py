@@ -11,11 +11,12 @@ counts) when it is opened, every page's checksum is verified as it is read, and 
 row group raises `ResultsFormatError` naming the file and the row group, never wrong values.
 A completed run whose checkpoint.json is lost is indexed from its part files' metadata.
 Does not cover: writing (`engine.pipeline.writer`), choosing a tier (`engine.results.factory`).
+See also: opening and reading part files (`engine.results.part_files`), decoded rows
+(`engine.results.row_group`), the manifest and statistics (`engine.results.run_state`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,34 +27,24 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, numpy_view
-from engine.errors import ResultsFormatError, RunNotFoundError
-from engine.formats import decode_versioned
-from engine.integrity import check_part_identity, load_index, open_part_file
-from engine.manifest import Checkpoint, Manifest, ShardLocation, read_manifest
+from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA
+from engine.errors import ResultsFormatError
+from engine.integrity import load_index
+from engine.manifest import Manifest, ShardLocation
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
+from engine.results.part_files import ITERATION_OPEN_FILES, PartFiles
+from engine.results.row_group import RowGroup, combine, concat
+from engine.results.run_state import read_run_manifest, read_run_statistics
 from engine.run_dir import RunPaths
-from engine.stats.run_stats import (
-    STATS_FORMAT_VERSION,
-    STATS_UPGRADES,
-    RunStatistics,
-    RunStatisticsState,
-    StatsAccumulator,
-)
+from engine.stats.run_stats import RunStatistics
 from engine.totals import SummaryStats
 
 __all__ = ["CacheStatistics", "ParquetResults"]
 
 PATIENT_CACHE_SIZE = 1024
 ROW_GROUP_CACHE_SIZE = 4
-# Part files kept open for lookups (each table's file counts once). The footers of a pair
-# holding ~1M patients take ~6 MB in memory, so this bounds a reader at ~75 MB of footers
-# however many files a run has; iteration keeps a few open (writer lanes interleave shards
-# between files) and closes them as it moves on.
-OPEN_FILES = 24
-ITERATION_OPEN_FILES = 4
 
 
 class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,28 +62,6 @@ class CacheStatistics(msgspec.Struct, frozen=True, kw_only=True):
         return self.hits / lookups if lookups else 0.0
 
 
-class _RowGroup:
-    """Rows read from disk (one row group or more, whole patients from `first_patient` on):
-    their patients and visits, and where each patient's visits start."""
-
-    __slots__ = ("first_patient", "patients", "starts", "visits")
-
-    def __init__(self, first_patient: int, patients: pa.Table, visits: pa.Table) -> None:
-        self.first_patient = first_patient
-        self.patients = patients
-        self.visits = visits
-        counts = numpy_view(patients.column("visits"), "int32")
-        self.starts = [0, *counts.cumsum().tolist()]
-
-    def patient(self, patient_id: int) -> PatientRecord:
-        row = patient_id - self.first_patient
-        start, stop = self.starts[row], self.starts[row + 1]
-        return PatientRecord(
-            patient=self.patients.slice(row, 1).to_pylist()[0],
-            visits=_compact(self.visits.slice(start, stop - start)),
-        )
-
-
 class ParquetResults(SimulationResults):
     """Read access to a run directory written by the streaming pipeline."""
 
@@ -100,7 +69,7 @@ class ParquetResults(SimulationResults):
 
     def __init__(self, run_dir: str | Path, patient_cache_size: int = PATIENT_CACHE_SIZE) -> None:
         self.paths = RunPaths(Path(run_dir))
-        self._manifest = _read_manifest(self.paths)
+        self._manifest = read_run_manifest(self.paths)
         self._checkpoint = load_index(self.paths, self._manifest)
         self._statistics: RunStatistics | None = None
         self._locations = sorted(self._checkpoint.shards, key=lambda loc: loc.first_patient)
@@ -109,10 +78,9 @@ class ParquetResults(SimulationResults):
         for location in self._locations:
             self._by_shard.setdefault(location.shard, []).append(location)
             self._by_file.setdefault(location.file, []).append(location)
-        self._files: OrderedDict[tuple[str, int], pq.ParquetFile] = OrderedDict()
-        self._files_lock = threading.Lock()
+        self._parts = PartFiles(self.paths, self._manifest.run_id, self._by_file)
         self._patients: OrderedDict[int, PatientRecord] = OrderedDict()
-        self._row_groups: OrderedDict[tuple[int, int], _RowGroup] = OrderedDict()
+        self._row_groups: OrderedDict[tuple[int, int], RowGroup] = OrderedDict()
         self._cache_size = patient_cache_size
         self._hits = 0
         self._misses = 0
@@ -184,7 +152,7 @@ class ParquetResults(SimulationResults):
     def statistics(self) -> RunStatistics:
         """The run's statistics: stats.json once finished, else the checkpoint's."""
         if self._statistics is None:
-            self._statistics = _read_statistics(self.paths, self._manifest, self._checkpoint)
+            self._statistics = read_run_statistics(self.paths, self._manifest, self._checkpoint)
         return self._statistics
 
     # -- rows -----------------------------------------------------------------------------
@@ -219,7 +187,7 @@ class ParquetResults(SimulationResults):
             hi = min(end, last) - group.first_patient
             patients.append(group.patients.slice(lo, hi - lo))
             visits.append(group.visits.slice(group.starts[lo], group.starts[hi] - group.starts[lo]))
-        return _concat(patients, PATIENTS_SCHEMA), _concat(visits, VISITS_SCHEMA)
+        return concat(patients, PATIENTS_SCHEMA), concat(visits, VISITS_SCHEMA)
 
     def iterate_patients(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
         """Patients in id order, at most `batch_size` rows a batch, one row group in memory."""
@@ -237,7 +205,7 @@ class ParquetResults(SimulationResults):
         """Uncompressed size from the files' footers (no data read)."""
         total = 0
         for part in self._checkpoint.parts:
-            metadata = self._file(table, part.number).metadata
+            metadata = self._parts.get(table, part.number).metadata
             total += sum(
                 metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
             )
@@ -249,10 +217,7 @@ class ParquetResults(SimulationResults):
             return
         self._closed = True
         self._reader.shutdown(wait=True)
-        with self._files_lock:
-            for handle in self._files.values():
-                handle.close()
-            self._files.clear()
+        self._parts.close()
         self._patients.clear()
         self._row_groups.clear()
 
@@ -269,7 +234,7 @@ class ParquetResults(SimulationResults):
                 return location
         raise KeyError(f"patient {patient_id} is not on disk (its shard has not been written)")
 
-    def _row_group(self, location: ShardLocation, offset: int) -> _RowGroup:
+    def _row_group(self, location: ShardLocation, offset: int) -> RowGroup:
         key = (location.shard, location.part, offset)
         group = self._row_groups.get(key)
         if group is None:
@@ -281,77 +246,22 @@ class ParquetResults(SimulationResults):
             self._row_groups.move_to_end(key)
         return group
 
-    def _read(self, location: ShardLocation, first: int, stop: int) -> _RowGroup:
+    def _read(self, location: ShardLocation, first: int, stop: int) -> RowGroup:
         """The patients of visits row groups ``first .. stop - 1`` of the part (offsets from
         its first) and their visits; both tables are read at once."""
         if self._closed:
             raise ResultsFormatError(f"{self.paths.root}: these results are closed")
         visits = self._reader.submit(
-            self._read_table,
+            self._parts.read_table,
             "visits",
             location.file,
             [location.visits_row_group + offset for offset in range(first, stop)],
         )
-        patients = self._read_table("patients", location.file, [location.patients_row_group])
+        patients = self._parts.read_table("patients", location.file, [location.patients_row_group])
         size = location.row_group_patients
         if size:  # the part's patients are one row group: keep those of the visits read
             patients = patients.slice(first * size, (stop - first) * size)
-        return _RowGroup(location.first_patient + first * size, patients, visits.result())
-
-    def _read_table(self, table: str, number: int, row_groups: list[int]) -> pa.Table:
-        handle = self._file(table, number)
-        return self._read_row_groups(handle, table, number, row_groups)
-
-    def _read_row_groups(
-        self, handle: pq.ParquetFile, table: str, number: int, row_groups: list[int]
-    ) -> pa.Table:
-        """Rows of `row_groups`, every page checksum verified; a damaged page raises
-        `ResultsFormatError` naming the file and the row group(s)."""
-        try:
-            if len(row_groups) == 1:
-                return handle.read_row_group(row_groups[0])
-            return handle.read_row_groups(row_groups)
-        except (OSError, pa.ArrowException) as exc:
-            group, cause = row_groups[0], exc
-            for group in row_groups:  # which one it is, when several were read at once
-                try:
-                    handle.read_row_group(group)
-                except (OSError, pa.ArrowException) as single:
-                    cause = single
-                    break
-            path = self.paths.part_file(table, number)
-            raise ResultsFormatError(
-                f"{path}: row group {group} cannot be read ({cause}); the file is damaged: "
-                f"check the run with 'amdsim verify {self._manifest.run_id}'"
-            ) from exc
-
-    def _file(self, table: str, number: int) -> pq.ParquetFile:
-        """An open part file, from the least-recently-used set of `OPEN_FILES`."""
-        key = (table, number)
-        with self._files_lock:
-            handle = self._files.get(key)
-            if handle is None:
-                handle = self._open_file(table, number)
-                self._files[key] = handle
-                if len(self._files) > OPEN_FILES:
-                    # Dropped, not closed: a reader thread may still be using it.
-                    self._files.popitem(last=False)
-            else:
-                self._files.move_to_end(key)
-            return handle
-
-    def _open_file(self, table: str, number: int) -> pq.ParquetFile:
-        """Open a part file after checking it is this run's and holds what the index says."""
-        path = self.paths.part_file(table, number)
-        handle = open_part_file(path)
-        try:
-            check_part_identity(
-                path, handle.metadata, self._manifest.run_id, table, self._by_file.get(number, [])
-            )
-        except BaseException:
-            handle.close()
-            raise
-        return handle
+        return RowGroup(location.first_patient + first * size, patients, visits.result())
 
     def _iterate(self, table: TableName, batch_size: int) -> Iterator[pa.RecordBatch]:
         if batch_size < 1:
@@ -367,14 +277,14 @@ class ParquetResults(SimulationResults):
                 raise ResultsFormatError(f"{self.paths.root}: these results are closed")
             handle = handles.get(location.file)
             if handle is None:
-                handle = handles[location.file] = self._open_file(table, location.file)
+                handle = handles[location.file] = self._parts.open(table, location.file)
                 if len(handles) > ITERATION_OPEN_FILES:
                     handles.popitem(last=False)[1].close()
             else:
                 handles.move_to_end(location.file)
             base = getattr(location, row_group_of)
             count = location.row_group_count if table == "visits" else 1
-            data = self._read_row_groups(
+            data = self._parts.read_row_groups(
                 handle, table, location.file, list(range(base, base + count))
             )
             for whole in data.to_batches():
@@ -385,50 +295,10 @@ class ParquetResults(SimulationResults):
                     carried_rows += take
                     rest = rest.slice(take)
                     if carried_rows == batch_size:
-                        yield _combine(carried)
+                        yield combine(carried)
                         carried, carried_rows = [], 0
             del data
         for handle in handles.values():
             handle.close()
         if carried:
-            yield _combine(carried)
-
-
-def _compact(table: pa.Table) -> pa.Table:
-    """A copy of a slice in its own buffers: a cached patient must not keep a whole row group
-    alive. (`concat_arrays` copies without importing pandas, unlike `take`.)"""
-    columns = [pa.concat_arrays(column.chunks) for column in table.columns]
-    return pa.Table.from_arrays(columns, schema=table.schema)
-
-
-def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    if len(batches) == 1:
-        return batches[0]
-    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
-
-
-def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def _read_manifest(paths: RunPaths) -> Manifest:
-    if not paths.manifest.is_file():
-        raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
-    return read_manifest(paths.manifest)
-
-
-def _read_statistics(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> RunStatistics:
-    if paths.stats.is_file():
-        state = decode_versioned(
-            paths.stats.read_bytes(),
-            RunStatisticsState,
-            STATS_FORMAT_VERSION,
-            STATS_UPGRADES,
-            str(paths.stats),
-            "statistics file",
-        )
-        return RunStatistics.from_state(state)
-    if checkpoint.stats is not None:
-        return StatsAccumulator.from_state(checkpoint.stats).result()
-    params = manifest.parameters
-    return StatsAccumulator(params.shard_count, params.horizon_days).result()
+            yield combine(carried)
