@@ -32,10 +32,10 @@ from engine.parameters import (
     validate_parameters,
 )
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.pipeline.supervisor import DEFAULT_CHECKPOINT_EVERY
+from engine.pipeline.launch import restart_run
+from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
-from engine.resume import restart_run
 from engine.run_dir import new_run_id
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory

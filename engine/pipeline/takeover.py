@@ -1,0 +1,66 @@
+"""Taking over an existing run directory, for a resume or a restart, under the run's lock.
+
+A restart wipes the directory (but its lock) and starts over with the run's own protocol
+and parameters. A resume checks that the run may go on (`engine.resume`), loads its
+checkpoint, discards what the interruption left that the checkpoint does not list, and keeps
+the run's compression and slot size, since shards must be cut as before.
+
+Does not cover: the checks themselves (`engine.resume`), running (`engine.pipeline.supervisor`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from engine import resume
+from engine.manifest import Checkpoint, Manifest
+from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY, PipelineOptions
+from engine.run_dir import RunPaths
+
+__all__ = ["Mode", "TakeOver", "checkpoint_every", "take_over"]
+
+log = logging.getLogger(__name__)
+Mode = Literal["new", "resume", "restart"]
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """What a supervisor starts from: the run's previous manifest and, when resuming, its
+    checkpoint, the files discarded and the options adjusted to the run."""
+
+    options: PipelineOptions
+    previous: Manifest | None = None
+    checkpoint: Checkpoint | None = None
+    discarded: list[str] = field(default_factory=list)
+
+
+def take_over(paths: RunPaths, mode: Mode, options: PipelineOptions) -> TakeOver:
+    """Prepare a resume or a restart (nothing to do for a new run); call under the run's lock."""
+    if mode == "new":
+        return TakeOver(options)
+    previous = resume.read_run_manifest(paths)
+    if mode == "restart":
+        resume.wipe_run_directory(paths)
+        return TakeOver(options, previous)
+    resume.check_resumable(paths, previous)
+    checkpoint = resume.load_checkpoint(paths, previous)
+    discarded = resume.discard_unlisted_files(paths, checkpoint)
+    if discarded:
+        log.info("discarded what the interruption left: %s", ", ".join(discarded))
+    options = msgspec.structs.replace(
+        options, compression=previous.compression, slot_bytes=previous.slot_bytes
+    )
+    return TakeOver(options, previous, checkpoint, discarded)
+
+
+def checkpoint_every(options: PipelineOptions, previous: Manifest | None, mode: Mode) -> int:
+    """Patients between checkpoints: the option, else a resumed run's own, else the default."""
+    if options.checkpoint_every is not None:
+        return options.checkpoint_every
+    if previous is not None and mode == "resume":
+        return previous.checkpoint_every
+    return DEFAULT_CHECKPOINT_EVERY
