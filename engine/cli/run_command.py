@@ -177,11 +177,21 @@ def stream_run(
     """Run `launch(on_started)` with a progress bar, then print its summary; the exit code."""
     watcher = ProgressWatcher(total)
     started = time.perf_counter()
+    supervisors: list[Supervisor] = []
+
+    def on_started(supervisor: Supervisor) -> None:
+        supervisors.append(supervisor)
+        watcher.attach(supervisor)
+
     try:
-        manifest = launch(watcher.attach)
+        manifest = launch(on_started)
     finally:
         watcher.stop()
-    return report_streaming_run(manifest, run_dir, watcher, time.perf_counter() - started, as_json)
+    code = report_streaming_run(manifest, run_dir, watcher, time.perf_counter() - started, as_json)
+    signalled = supervisors[0].cancelled_by if supervisors else None
+    if manifest.status == "cancelled" and signalled is not None:
+        return 128 + signalled  # as a shell reports it: 130 for SIGINT, 143 for SIGTERM
+    return code
 
 
 def _restart(args: argparse.Namespace) -> int:

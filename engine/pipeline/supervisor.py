@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -114,6 +116,8 @@ class Supervisor:
         self._failure: type[AmdsimError] | None = None
         self._stop_deadline: float | None = None
         self._cancel_reason: str | None = None
+        self.cancelled_by: signal.Signals | None = None  # the signal that cancelled the run
+        self._restore_signals: Callable[[], None] = lambda: None
         self._wake_read, self._wake_write = socket.socketpair()
         self.monitor = monitor or MemoryMonitor(root_pid=os.getpid())
         self.estimate: RunEstimate | None = None
@@ -196,9 +200,13 @@ class Supervisor:
         elif not self.paths.manifest.is_file():
             raise RunStateError(f"{self.paths.root} is not a run directory (no manifest.json)")
         self._lock = RunLock(self.paths)
+        # From here a signal cancels instead of killing this process half-way (children that
+        # a group signal reaches ignore it); `run()` restores the handlers at its end.
+        self._restore_signals = cancel_on_signals(self._cancel_by_signal)
         try:
             self._start()
         except BaseException:
+            self._restore_signals()
             with contextlib.suppress(Exception):
                 self._shutdown()
             self._lock.release()
@@ -272,12 +280,11 @@ class Supervisor:
         Raises `WorkerCrashedError` or `WriterFailedError` (after cleaning up) if it failed;
         a cancelled run returns its manifest with status ``cancelled``.
         """
-        restore = cancel_on_signals(self.cancel)
         try:
             self._loop()
         finally:
-            restore()
             self._shutdown()
+            self._restore_signals()
             with contextlib.suppress(Exception):
                 record_in_registry(self.paths, read_manifest(self.paths.manifest))
             if self._lock is not None:
@@ -294,6 +301,11 @@ class Supervisor:
             self._cancel_reason = reason
         with contextlib.suppress(OSError):
             self._wake_write.send(b"\0")
+
+    def _cancel_by_signal(self, sig: signal.Signals) -> None:
+        if self.cancelled_by is None:
+            self.cancelled_by = sig
+        self.cancel(f"interrupted by {sig.name}")
 
     # -- main loop ----------------------------------------------------------------------
 

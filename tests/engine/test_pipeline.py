@@ -24,6 +24,8 @@ from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.protocol_loader import load_protocol
+from engine.resume import check_resumable, load_checkpoint
+from engine.run_dir import RunPaths
 from ipc.metrics import MetricsSubscriber
 from tests.cli.test_cli import AMDSIM
 
@@ -287,7 +289,7 @@ def test_metrics_arrive_at_least_twice_a_second_with_every_process(tmp_path):
 
 
 def _start_cli_run(
-    tmp_path: Path, patients: int
+    tmp_path: Path, patients: int, new_session: bool = False
 ) -> tuple[subprocess.Popen, Path, MetricsSubscriber]:
     if AMDSIM is None:
         pytest.fail("the amdsim console script is not installed")
@@ -297,6 +299,7 @@ def _start_cli_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -334,16 +337,40 @@ def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_on_the_cli_cancels_the_run_and_exits_130(tmp_path, sent):
+def test_ctrl_c_or_sigterm_on_the_cli_cancels_the_run_and_exits_130_or_143(tmp_path, sent):
     process, run_dir, subscriber = _start_cli_run(tmp_path, 5_000_000)
     children = _children_of_run(subscriber)
     subscriber.close()
     process.send_signal(sent)
     _, err = process.communicate(timeout=10)
-    assert process.returncode == 130, err
+    assert process.returncode == 128 + sent, err
     assert f"cancelled: interrupted by {sent.name}" in err
     assert read_manifest(run_dir / "manifest.json").status == "cancelled"
     assert not _wait_gone(children, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("sent", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["term", "int"]
+)
+def test_sigterm_or_sigint_to_the_process_group_cancels_quietly_and_resumably(
+    tmp_path, sent, exit_code
+):
+    """What `timeout`, `kill -TERM -- -PGID`, systemd, a container stop or Ctrl-C in a
+    terminal do: every process of the run gets the signal, and the run ends as a cancel."""
+    process, run_dir, subscriber = _start_cli_run(tmp_path, 5_000_000, new_session=True)
+    children = _children_of_run(subscriber)
+    subscriber.close()
+    os.killpg(process.pid, sent)
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == exit_code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cancelled: interrupted by {sent.name}"), err
+    manifest = read_manifest(run_dir / "manifest.json")
+    assert manifest.status == "cancelled"
+    assert not _wait_gone(children, 5.0)
+    paths = RunPaths(run_dir)
+    check_resumable(paths, manifest)
+    assert load_checkpoint(paths, manifest).shards, "nothing written before the signal was kept"
 
 
 def _segments_owned_by(pids: set[int]) -> set[str]:
