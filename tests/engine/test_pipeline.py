@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import psutil
 import pyarrow as pa
@@ -23,11 +24,15 @@ from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
+from engine.pipeline.processes import CONTEXT, start_process
+from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.protocol_loader import load_protocol
 from engine.resume import check_resumable, load_checkpoint
 from engine.run_dir import RunPaths
+from ipc.channel import Channel
+from ipc.messages import Assign, Stop
 from ipc.metrics import MetricsSubscriber
-from tests.cli.test_cli import AMDSIM
+from tests.cli.test_cli import AMDSIM, amdsim
 
 N_PATIENTS = 12_000
 SHARD_SIZE = 1_000
@@ -371,6 +376,44 @@ def test_sigterm_or_sigint_to_the_process_group_cancels_quietly_and_resumably(
     paths = RunPaths(run_dir)
     check_resumable(paths, manifest)
     assert load_checkpoint(paths, manifest).shards, "nothing written before the signal was kept"
+
+
+def test_more_workers_than_shards_starts_only_what_has_work_and_stays_quiet(tmp_path):
+    """`--workers 8 --patients 2000`: one shard, so one worker, and no tracebacks."""
+    runs = tmp_path / "runs"
+    result = amdsim("run", "--workers", "8", "--patients", "2000", "--runs-dir", str(runs))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (manifest_path,) = runs.glob("*/manifest.json")
+    manifest = read_manifest(manifest_path)
+    assert manifest.status == "completed"
+    assert manifest.workers == manifest.shard_count == 1
+
+
+def test_an_idle_worker_stopped_while_it_connects_exits_quietly(capfd):
+    """A worker whose task came as the run ended (nobody listens on the channel any more)
+    exits at once when told to stop: exit code 0, nothing on stderr."""
+    channel = Channel(slot_count=2, slot_bytes=64 << 10, tag="idle-worker-test")
+    config = WorkerConfig(channel=channel.spec, protocol=load_protocol(), parameters=params())
+    ours, theirs = CONTEXT.Pipe()
+    worker = CONTEXT.Process(target=worker_main, args=(config, 1, theirs), daemon=True)
+    try:
+        start_process(worker)
+        theirs.close()
+        assert ours.poll(30), "the worker never said it was ready"
+        ours.recv_bytes()  # WorkerReady
+        ours.send_bytes(msgspec.msgpack.encode(Assign(task=1, shards=[0], attempt=0)))
+        time.sleep(0.3)  # it is now retrying to connect
+        ours.send_bytes(msgspec.msgpack.encode(Stop()))
+        worker.join(5)
+        assert worker.exitcode == 0
+    finally:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+        ours.close()
+        channel.close()
+    assert capfd.readouterr().err == ""
 
 
 def _segments_owned_by(pids: set[int]) -> set[str]:
