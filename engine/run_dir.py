@@ -113,13 +113,21 @@ def temporary_name(path: Path) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one step: write, flush to disk, rename."""
+    """Replace `path` with `data` in one step: write, flush to disk, rename.
+
+    If anything fails (a full disk), `path` is left as it was and the temporary removed.
+    """
     temporary = temporary_name(path)
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 class RunLock:

@@ -3,7 +3,9 @@
 The supervisor writes the manifest as ``running`` before any process starts; the writer
 rewrites it when the run ends normally (completed, or cancelled with its files closed).
 When the writer does not get that far, the supervisor records the end itself
-(`record_abnormal_end`). The registry of the runs root lists the run; a registry problem
+(`record_abnormal_end`); when even that cannot be written (a disk that stays full), the last
+good manifest stays, still saying ``running``, and `amdsim list` shows the run as
+``interrupted`` once its supervisor is gone. The registry of the runs root lists the run; a registry problem
 is logged and never fails a run.
 
 Does not cover: the manifest's schema (`engine.manifest`), the registry (`engine.registry`).
@@ -28,7 +30,12 @@ from engine.protocol import Protocol
 from engine.registry import Registry
 from engine.run_dir import RUN_ID_PATTERN, RunPaths
 
-__all__ = ["record_abnormal_end", "record_in_registry", "running_manifest"]
+__all__ = [
+    "record_abnormal_end",
+    "record_in_registry",
+    "remove_temporary_files",
+    "running_manifest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +73,14 @@ def running_manifest(
     return manifest
 
 
-def record_in_registry(paths: RunPaths, manifest: Manifest, register: bool = False) -> None:
+def record_in_registry(
+    paths: RunPaths, manifest: Manifest, register: bool = False, quiet: bool = False
+) -> None:
     """List the run in the registry of its runs root; a registry problem never fails a run.
 
-    Only directories named like run ids are listed (``--out some/name`` is not).
+    Only directories named like run ids are listed (``--out some/name`` is not). A problem
+    is logged as a warning, or only at info level when `quiet` (the run has already failed,
+    and its error says why: a full disk fails both).
     """
     if not RUN_ID_PATTERN.match(paths.root.name):
         return
@@ -80,24 +91,41 @@ def record_in_registry(paths: RunPaths, manifest: Manifest, register: bool = Fal
         else:
             registry.update(manifest)
     except (AmdsimError, OSError) as exc:
-        log.warning("could not record run %s in the registry: %s", paths.root.name, exc)
+        log.log(
+            logging.INFO if quiet else logging.WARNING,
+            "could not record run %s in the registry: %s",
+            paths.root.name,
+            exc,
+        )
 
 
 def record_abnormal_end(paths: RunPaths, manifest: Manifest, status: str, error: str) -> None:
-    """The writer did not finish: remove its temporaries and write the run's end status."""
+    """The writer did not finish: remove its temporaries and write the run's end status.
+
+    Raises `OSError` if the manifest cannot be written (a disk that stays full): the last
+    good manifest is left as it was, and no temporary file.
+    """
+    remove_temporary_files(paths)
+    try:
+        write_manifest(
+            paths.manifest,
+            msgspec.structs.replace(
+                manifest,
+                status=status,
+                error=error,
+                finished=datetime.datetime.now(datetime.UTC),
+                bytes_on_disk=paths.bytes_on_disk(),
+            ),
+        )
+    finally:
+        remove_temporary_files(paths)  # the manifest's own, if writing it failed
+
+
+def remove_temporary_files(paths: RunPaths) -> None:
+    """Remove the files left under temporary names anywhere in the run."""
     for path in paths.temporary_files():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    write_manifest(
-        paths.manifest,
-        msgspec.structs.replace(
-            manifest,
-            status=status,
-            error=error,
-            finished=datetime.datetime.now(datetime.UTC),
-            bytes_on_disk=paths.bytes_on_disk(),
-        ),
-    )
 
 
 def package_version() -> str:

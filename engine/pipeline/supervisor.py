@@ -286,7 +286,9 @@ class Supervisor:
             self._shutdown()
             self._restore_signals()
             with contextlib.suppress(Exception):
-                record_in_registry(self.paths, read_manifest(self.paths.manifest))
+                record_in_registry(
+                    self.paths, read_manifest(self.paths.manifest), quiet=self._failure is not None
+                )
             if self._lock is not None:
                 self._lock.release()
         if self._failure is WorkerCrashedError:
@@ -402,10 +404,25 @@ class Supervisor:
             self._record_abnormal_end()
 
     def _record_abnormal_end(self) -> None:
-        """The writer did not finish: mark the run cancelled or failed, without temporaries."""
+        """The writer did not finish: mark the run cancelled or failed, without temporaries.
+
+        If the manifest cannot be written, the first cause stays the run's error (the
+        writer's, when it reported one) and the run is left to show as ``interrupted``.
+        """
         status = "cancelled" if self._status == "cancelled" and self._failure is None else "failed"
         error = self._error or "the writer did not finish"
-        record_abnormal_end(self.paths, self.manifest, status, error)
+        try:
+            record_abnormal_end(self.paths, self.manifest, status, error)
+        except OSError as exc:
+            unrecorded = (
+                f"could not record the run as {status} ({exc.strerror or exc}); "
+                "it shows as interrupted and can be resumed"
+            )
+            if self._failure is None:
+                self._failure, self._error = WriterFailedError, f"{error}; {unrecorded}"
+            else:
+                self._error = f"{self._error}; {unrecorded}"
+            return
         if self._failure is None and status == "failed":
             self._failure, self._error = WriterFailedError, error
 

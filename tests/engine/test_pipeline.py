@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -23,12 +24,12 @@ from engine import run_simulation
 from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
-from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
+from engine.pipeline import PipelineOptions, Supervisor, records, run_pipeline
 from engine.pipeline.processes import CONTEXT, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.protocol_loader import load_protocol
 from engine.resume import check_resumable, load_checkpoint
-from engine.run_dir import RunPaths
+from engine.run_dir import RunPaths, write_atomically
 from ipc.channel import Channel
 from ipc.messages import Assign, Stop
 from ipc.metrics import MetricsSubscriber
@@ -248,6 +249,110 @@ def test_cancel_mid_run_stops_everything_within_five_seconds(tmp_path, how):
     # What was written is complete, readable Parquet.
     patients, _ = read_run(tmp_path / "run")
     assert len(patients["patient_id"]) == manifest.patients
+
+
+def test_disk_that_stays_full_reports_the_writer_error_and_leaves_the_last_good_manifest(
+    tmp_path, monkeypatch
+):
+    """The writer hits ENOSPC, and the supervisor's own manifest write fails too: the
+    writer's error is what the run raises, the manifest is the last good one, no temporary
+    file is left (injected at the write; see the tmpfs test for a real full disk)."""
+
+    def disk_still_full(path, manifest):
+        path.with_name(f".{path.name}.tmp").write_bytes(b"")  # what open() left before failing
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records, "write_manifest", disk_still_full)
+    options = PipelineOptions(workers=1, roll_bytes=100_000, writer_fail_after_bytes=350_000)
+    with pytest.raises(WriterFailedError) as raised:
+        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    message = str(raised.value)
+    assert message.startswith("the writer failed: OSError: [Errno 28] No space left on device")
+    assert "could not record the run as failed (No space left on device)" in message
+    run_dir = tmp_path / "run"
+    assert read_manifest(run_dir / "manifest.json").status == "running"  # the last good one
+    assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "manifest.json"
+    target.write_bytes(b"good")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(target, b"new")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+@pytest.fixture
+def small_file_system(tmp_path):
+    """A 64 MiB tmpfs mounted for the test (needs root; skipped where mounting is refused)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_disk_that_stays_full_on_a_real_file_system_fails_in_one_line_and_shows_interrupted(
+    small_file_system,
+):
+    """A CLI run whose disk fills up and stays full while it stops (a ballast file takes
+    every byte freed): one line naming the writer's ENOSPC, the last good manifest, no
+    temporary file, and `amdsim list` derives ``interrupted``."""
+    runs = small_file_system / "runs"
+    process = subprocess.Popen(
+        [
+            *(AMDSIM, "run", "--patients", "300000", "--workers", "1"),
+            *("--checkpoint-every", "20000", "--runs-dir", str(runs)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("*/patients/part-*.parquet")) and process.poll() is None:
+        assert time.monotonic() < deadline, "the run wrote no part file within 60 s"
+        time.sleep(0.02)
+
+    def keep_full() -> None:
+        with open(small_file_system / "ballast", "wb", buffering=0) as ballast:
+            while process.poll() is None:
+                try:
+                    ballast.write(bytes(4096))
+                except OSError:
+                    time.sleep(0.002)
+
+    filler = threading.Thread(target=keep_full)
+    filler.start()
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        filler.join()
+    assert process.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: the writer failed: OSError: [Errno 28]"), err
+    assert "No space left on device" in lines[0]
+    (run_dir,) = (p.parent for p in runs.glob("*/manifest.json"))
+    assert read_manifest(run_dir / "manifest.json").status == "running"
+    assert not list(small_file_system.rglob(".*.tmp")), "temporary files left behind"
+    (small_file_system / "ballast").unlink()
+    listed = amdsim("list", "--runs-dir", str(runs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [run["status"] for run in json.loads(listed.stdout)] == ["interrupted"]
 
 
 def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(tmp_path):
