@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from multiprocessing import spawn
 from multiprocessing.context import SpawnProcess
 
-__all__ = ["CONTEXT", "prepare_child", "start_process", "stop_processes"]
+__all__ = ["CONTEXT", "describe_exit", "prepare_child", "start_process", "stop_processes"]
 
 log = logging.getLogger(__name__)
 CONTEXT = multiprocessing.get_context("spawn")
@@ -107,6 +107,26 @@ def stop_processes(
     for process in alive:
         if not process.is_alive():
             process.close()
+
+
+def describe_exit(process: SpawnProcess, reap_s: float = 1.0) -> str:
+    """How a child that ended did so, for messages: ``was killed by SIGKILL (signal 9)``,
+    ``exited with code 1``, or ``vanished without an exit status``.
+
+    Its sentinel can be ready a moment before the kernel lets it be reaped, so this waits
+    up to `reap_s` for the exit status.
+    """
+    process.join(reap_s)
+    code = process.exitcode
+    if code is None:
+        return "vanished without an exit status"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"was killed by {name} (signal {-code})"
+    return f"exited with code {code}"
 
 
 def _join_all(processes: list[SpawnProcess], timeout_s: float) -> None:

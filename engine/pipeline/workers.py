@@ -23,7 +23,7 @@ import msgspec
 from engine.errors import AmdsimError, WorkerCrashedError
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle, describe_shards
 from engine.pipeline.memory_policy import MemoryPolicy
-from engine.pipeline.processes import CONTEXT, start_process
+from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
 from ipc.messages import Assign, Stop, TaskDone, WorkerFailed, WorkerReady, WorkerToSupervisor
 
@@ -153,19 +153,17 @@ class WorkerPool:
         self.drain(worker)
         if worker.stopping:
             return
-        code = worker.process.exitcode  # type: ignore[attr-defined]
-        log.warning("worker %s (pid %s) died with exit code %s", worker.id, worker.pid, code)
+        how = describe_exit(worker.process)  # type: ignore[arg-type]
+        log.warning("worker %s (pid %s) %s", worker.id, worker.pid, how)
         if worker.task is not None:
-            self._retry(
-                worker.task, f"worker {worker.id} (pid {worker.pid}) died with exit code {code}", ""
-            )
+            self._retry(worker.task, f"worker {worker.id} (pid {worker.pid}) {how}", "")
             worker.task = None
         if not self.handing_out:
             return
         if self._restarts >= self._max_restarts:
             self._fail(
                 WorkerCrashedError,
-                f"workers died {self._restarts + 1} times (last exit code {code})",
+                f"workers died {self._restarts + 1} times (the last {how})",
                 "",
             )
             return

@@ -19,7 +19,7 @@ import msgspec
 
 from engine.errors import AmdsimError, WriterFailedError
 from engine.pipeline.assignment import ShardProgress
-from engine.pipeline.processes import CONTEXT, start_process
+from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.writer import WriterConfig, writer_main
 from ipc.messages import (
     SenderClosed,
@@ -88,5 +88,5 @@ class WriterLink:
         if not self.finished and not self.failed:
             self.failed = True
             assert self.process is not None
-            code = self.process.exitcode
-            self._fail(WriterFailedError, f"the writer process died with exit code {code}", "")
+            how = describe_exit(self.process)
+            self._fail(WriterFailedError, f"the writer process {how} without finishing", "")

@@ -25,7 +25,7 @@ from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, Supervisor, records, run_pipeline
-from engine.pipeline.processes import CONTEXT, start_process
+from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.protocol_loader import load_protocol
 from engine.resume import check_resumable, load_checkpoint
@@ -197,6 +197,36 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_output_is_unchanged(tmp_pat
     )
     assert len(patients["patient_id"]) == big.n_patients
     assert manifest.totals == expected.totals
+
+
+def test_a_killed_writer_is_reported_with_the_signal_that_killed_it(tmp_path):
+    """Not "died with exit code None": how the writer ended, in words."""
+
+    def kill_the_writer(supervisor: Supervisor, sample) -> None:
+        os.kill(next(p.pid for p in sample.processes if p.role == "writer"), signal.SIGKILL)
+
+    watcher = Watcher(0.05, kill_the_writer)
+    big = params(n_patients=2_000_000, shard_size=4_096)
+    with pytest.raises(WriterFailedError) as raised:
+        run_pipeline(
+            load_protocol(), big, tmp_path / "run", PipelineOptions(workers=1), watcher.attach
+        )
+    assert str(raised.value) == (
+        "the writer process was killed by SIGKILL (signal 9) without finishing"
+    )
+
+
+def test_describe_exit_says_how_a_child_ended():
+    ended = [CONTEXT.Process(target=os._exit, args=(code,)) for code in (0, 3)]
+    killed = CONTEXT.Process(target=time.sleep, args=(30,))
+    for process in [*ended, killed]:
+        start_process(process)
+    killed.terminate()
+    assert [describe_exit(p) for p in [*ended, killed]] == [
+        "exited with code 0",
+        "exited with code 3",
+        "was killed by SIGTERM (signal 15)",
+    ]
 
 
 def test_a_shard_failing_once_is_retried_and_the_run_completes(tmp_path, in_process):
