@@ -86,17 +86,15 @@ def resolve_options(options: PipelineOptions, params: RunParameters) -> Pipeline
     """`options` with every "0: default" filled in for this run, checked.
 
     What a supervisor would run with; also what estimates of the run are made from. Workers
-    are capped at the run's blocks of shards: no more start than can have work.
+    are capped at the run's shards: no more start than can have work.
     """
     if options.workers == 0:
         options = msgspec.structs.replace(options, workers=default_workers())
     if options.workers < 1:
         raise ParameterError(f"workers must be at least 1, got {options.workers}")
-    blocks = len(plan_blocks(params))
-    if options.workers > blocks:
-        # A task is a block of shards, so more workers than blocks (never more than shards)
-        # would only start, wait and be stopped.
-        options = msgspec.structs.replace(options, workers=blocks)
+    if options.workers > params.shard_count:
+        # A worker without a shard would only start, wait and be stopped.
+        options = msgspec.structs.replace(options, workers=params.shard_count)
     if options.writer_lanes == 0:
         options = msgspec.structs.replace(options, writer_lanes=default_writer_lanes())
     if options.slots_per_worker == 0:
