@@ -1,16 +1,17 @@
 """The supervisor: owns a streaming run from start to the last cleaned-up segment.
 
-Covers the run's lifecycle: taking the run directory, writing the manifest, opening the
-channel and the metrics stream; starting one writer and W workers; the loop that watches
-every process's pipe and sentinel, hands out tasks as workers become free and re-runs the
-shards of a worker that failed or died (bounded attempts); cancelling on Ctrl-C, SIGTERM or
-a request on the metrics socket; and, on every exit path, stopping children (wait, SIGTERM,
-SIGKILL) and removing the shared memory.
+Covers the run's lifecycle: claiming the run directory, writing the manifest, opening the
+channel and the metrics stream, starting one writer and W workers; the loop that watches
+every process's pipe and sentinel and publishes metrics; deciding how the run ends
+(completed, cancelled on Ctrl-C, SIGTERM or a request on the metrics socket, or failed);
+and, on every exit path, stopping children (wait, stack dump, SIGKILL), removing the shared
+memory and recording the end.
 
-Each other concern lives in a module of its own: options (`engine.pipeline.options`), the
-shard queue and progress (`assignment`), memory policy (`memory_policy`), metrics samples
-(`sampling`), manifest and registry records (`records`), signals (`signals`), resume and
-restart preparation (`takeover`), starting and stopping processes (`processes`).
+Each other concern has a module of its own, in `engine.pipeline`: `options`; the shard
+queue and progress (`assignment`); the workers, their tasks and retries (`workers`); the
+writer (`writer_link`); memory policy (`memory_policy`); metrics samples (`sampling`);
+manifest and registry records (`records`); signals (`signals`); resume and restart
+(`takeover`); starting and stopping processes (`processes`); entry points (`launch`).
 Does not cover: simulating (`engine.pipeline.worker`), writing files (`engine.pipeline.writer`),
 the transport (`ipc.channel`, `ipc.metrics`).
 """
@@ -31,8 +32,6 @@ import msgspec
 
 from engine.errors import (
     AmdsimError,
-    ParameterError,
-    RunStateError,
     WorkerCrashedError,
     WriterFailedError,
 )
@@ -42,40 +41,22 @@ from engine.memory.monitor import MemoryMonitor
 from engine.parameters import RunParameters
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle
 from engine.pipeline.memory_policy import MemoryPolicy, check_resources
-from engine.pipeline.options import (
-    DEFAULT_CHECKPOINT_EVERY,
-    PipelineOptions,
-    default_workers,
-    default_writer_lanes,
-    resolve_options,
-)
+from engine.pipeline.options import PipelineOptions, resolve_options
 from engine.pipeline.processes import stop_processes
 from engine.pipeline.records import record_abnormal_end, record_in_registry, running_manifest
 from engine.pipeline.sampling import SampleRecorder, process_memory
 from engine.pipeline.signals import cancel_on_signals
-from engine.pipeline.takeover import Mode, checkpoint_every, take_over
-from engine.pipeline.worker import WorkerConfig
+from engine.pipeline.takeover import Mode, checkpoint_every, claim_directory, take_over
 from engine.pipeline.workers import WorkerPool
-from engine.pipeline.writer import WriterConfig
 from engine.pipeline.writer_link import WriterLink
 from engine.protocol import Protocol
 from engine.run_dir import RunLock, RunPaths
 from engine.shards import plan_blocks
 from ipc.channel import Channel, ChannelSender
-from ipc.messages import (
-    FinishRun,
-    MetricsSample,
-)
+from ipc.messages import FinishRun, MetricsSample
 from ipc.metrics import MetricsPublisher, metrics_socket_path
 
-__all__ = [
-    "DEFAULT_CHECKPOINT_EVERY",
-    "PipelineOptions",
-    "Supervisor",
-    "default_workers",
-    "default_writer_lanes",
-    "resolve_options",
-]
+__all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
 OWNER_SENDER = 0
@@ -191,14 +172,7 @@ class Supervisor:
                 self.monitor,
                 resuming=self.mode == "resume",
             )
-        if self.mode == "new":
-            if self.paths.root.exists() and any(self.paths.root.iterdir()):
-                raise ParameterError(
-                    f"run directory {self.paths.root} already exists and is not empty"
-                )
-            self.paths.root.mkdir(parents=True, exist_ok=True)
-        elif not self.paths.manifest.is_file():
-            raise RunStateError(f"{self.paths.root} is not a run directory (no manifest.json)")
+        claim_directory(self.paths, self.mode)
         self._lock = RunLock(self.paths)
         # From here a signal cancels instead of killing this process half-way (children that
         # a group signal reaches ignore it); `run()` restores the handlers at its end.
@@ -245,32 +219,9 @@ class Supervisor:
             self._samples.resumed_visits = self._progress.visits
         self._queue.add_blocks(plan_blocks(self.params))
         self._writer.start(
-            WriterConfig(
-                channel=self.channel.spec,
-                run_dir=str(self.paths.root),
-                manifest_json=msgspec.json.encode(self.manifest),
-                compression=options.compression,
-                roll_bytes=options.roll_bytes,
-                lanes=options.writer_lanes,
-                checkpoint_every=self.manifest.checkpoint_every,
-                row_group_patients=options.row_group_patients,
-                resume=self.mode == "resume",
-                fail_after_bytes=options.writer_fail_after_bytes,
-                live_stats_interval_s=options.live_stats_interval_s,
-            )
+            self.channel.spec, self.paths, self.manifest, options, resume=self.mode == "resume"
         )
-        self._pool.configure(
-            WorkerConfig(
-                channel=self.channel.spec,
-                protocol=self.protocol,
-                parameters=self.params,
-                fail_shard=options.worker_fail_shard,
-                fail_attempts=options.worker_fail_attempts,
-                memory_error_above_shards=options.worker_memory_error_above_shards,
-            ),
-            max_attempts=options.max_attempts,
-            workers=options.workers,
-        )
+        self._pool.configure(self.channel.spec, self.protocol, self.params, options)
         for _ in range(options.workers):
             self._pool.start_worker()
 

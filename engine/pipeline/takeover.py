@@ -1,4 +1,5 @@
-"""Taking over an existing run directory, for a resume or a restart, under the run's lock.
+"""Claiming the run directory: empty for a new run; for a resume or a restart, taking over
+an existing run under its lock.
 
 A restart wipes the directory (but its lock) and starts over with the run's own protocol
 and parameters. A resume checks that the run may go on (`engine.resume`), loads its
@@ -17,11 +18,12 @@ from typing import Literal
 import msgspec
 
 from engine import resume
+from engine.errors import ParameterError, RunStateError
 from engine.manifest import Checkpoint, Manifest
 from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY, PipelineOptions
 from engine.run_dir import RunPaths
 
-__all__ = ["Mode", "TakeOver", "checkpoint_every", "take_over"]
+__all__ = ["Mode", "TakeOver", "checkpoint_every", "claim_directory", "take_over"]
 
 log = logging.getLogger(__name__)
 Mode = Literal["new", "resume", "restart"]
@@ -36,6 +38,20 @@ class TakeOver:
     previous: Manifest | None = None
     checkpoint: Checkpoint | None = None
     discarded: list[str] = field(default_factory=list)
+
+
+def claim_directory(paths: RunPaths, mode: Mode) -> None:
+    """Check the run directory suits `mode` (creating it for a new run), before its lock.
+
+    A new run needs an empty or absent directory (`ParameterError` otherwise); a resume or
+    restart needs a run directory (`RunStateError`).
+    """
+    if mode == "new":
+        if paths.root.exists() and any(paths.root.iterdir()):
+            raise ParameterError(f"run directory {paths.root} already exists and is not empty")
+        paths.root.mkdir(parents=True, exist_ok=True)
+    elif not paths.manifest.is_file():
+        raise RunStateError(f"{paths.root} is not a run directory (no manifest.json)")
 
 
 def take_over(paths: RunPaths, mode: Mode, options: PipelineOptions) -> TakeOver:

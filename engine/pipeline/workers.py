@@ -21,10 +21,14 @@ from collections.abc import Callable
 import msgspec
 
 from engine.errors import AmdsimError, WorkerCrashedError
+from engine.parameters import RunParameters
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle, describe_shards
 from engine.pipeline.memory_policy import MemoryPolicy
+from engine.pipeline.options import PipelineOptions
 from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
+from engine.protocol import Protocol
+from ipc.channel import ChannelSpec
 from ipc.messages import Assign, Stop, TaskDone, WorkerFailed, WorkerReady, WorkerToSupervisor
 
 __all__ = ["WorkerPool"]
@@ -63,11 +67,24 @@ class WorkerPool:
         self._restarts = 0
         self._decoder = msgspec.msgpack.Decoder(WorkerToSupervisor)
 
-    def configure(self, config: WorkerConfig, max_attempts: int, workers: int) -> None:
+    def configure(
+        self,
+        channel: ChannelSpec,
+        protocol: Protocol,
+        params: RunParameters,
+        options: PipelineOptions,
+    ) -> None:
         """What every worker is started with, and how many failures the run tolerates."""
-        self._config = config
-        self._max_attempts = max_attempts
-        self._max_restarts = max_attempts * workers
+        self._config = WorkerConfig(
+            channel=channel,
+            protocol=protocol,
+            parameters=params,
+            fail_shard=options.worker_fail_shard,
+            fail_attempts=options.worker_fail_attempts,
+            memory_error_above_shards=options.worker_memory_error_above_shards,
+        )
+        self._max_attempts = options.max_attempts
+        self._max_restarts = options.max_attempts * options.workers
 
     def live(self) -> list[WorkerHandle]:
         """Workers whose process has not been seen to exit."""

@@ -18,9 +18,13 @@ from multiprocessing.context import SpawnProcess
 import msgspec
 
 from engine.errors import AmdsimError, WriterFailedError
+from engine.manifest import Manifest
 from engine.pipeline.assignment import ShardProgress
+from engine.pipeline.options import PipelineOptions
 from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.writer import WriterConfig, writer_main
+from engine.run_dir import RunPaths
+from ipc.channel import ChannelSpec
 from ipc.messages import (
     SenderClosed,
     ShardWritten,
@@ -51,8 +55,28 @@ class WriterLink:
         self._fail = fail
         self._decoder = msgspec.msgpack.Decoder(WriterToSupervisor)
 
-    def start(self, config: WriterConfig) -> None:
-        """Start the writer process."""
+    def start(
+        self,
+        channel: ChannelSpec,
+        paths: RunPaths,
+        manifest: Manifest,
+        options: PipelineOptions,
+        resume: bool,
+    ) -> None:
+        """Start the writer process for the run `manifest` describes."""
+        config = WriterConfig(
+            channel=channel,
+            run_dir=str(paths.root),
+            manifest_json=msgspec.json.encode(manifest),
+            compression=options.compression,
+            roll_bytes=options.roll_bytes,
+            lanes=options.writer_lanes,
+            checkpoint_every=manifest.checkpoint_every,
+            row_group_patients=options.row_group_patients,
+            resume=resume,
+            fail_after_bytes=options.writer_fail_after_bytes,
+            live_stats_interval_s=options.live_stats_interval_s,
+        )
         ours, theirs = CONTEXT.Pipe()
         self.process = CONTEXT.Process(
             target=writer_main, args=(config, theirs), name="amdsim-writer", daemon=True
