@@ -31,9 +31,9 @@ _EXPORTS = {
     "PatientRecord": "engine.results",
     "SimulationResults": "engine.results",
     "Registry": "engine.registry",
-    "restart_run": "engine.resume",
-    "resume_run": "engine.resume",
-    "Progress": "engine.runner",
+    "restart_run": "engine.pipeline.launch",
+    "resume_run": "engine.pipeline.launch",
+    "Progress": "engine.run_plan",
     "run_simulation": "engine.runner",
     "RunTotals": "engine.totals",
     "SummaryStats": "engine.totals",
@@ -96,6 +96,7 @@ if TYPE_CHECKING:
         WriterFailedError,
     )
     from engine.parameters import Recruitment, RunParameters
+    from engine.pipeline.launch import restart_run, resume_run
     from engine.protocol import Protocol
     from engine.protocol_loader import bundled_protocol_names, load_protocol, load_protocol_text
     from engine.registry import Registry
@@ -106,6 +107,6 @@ if TYPE_CHECKING:
         ResultsFactory,
         SimulationResults,
     )
-    from engine.resume import restart_run, resume_run
-    from engine.runner import Progress, run_simulation
+    from engine.run_plan import Progress
+    from engine.runner import run_simulation
     from engine.totals import RunTotals, SummaryStats

@@ -15,17 +15,15 @@ them twice. `amdsim run --restart RUN` runs it again from nothing. A completed r
 checked the same way before resume says there is nothing to do.
 
 Covers: deciding whether a run may be resumed and cleaning it up for that (called by the
-supervisor while it holds the run's lock), and the entry points `resume_run`/`restart_run`.
-Does not cover: running (`engine.pipeline.supervisor`), the registry (`engine.registry`).
+supervisor while it holds the run's lock).
+Does not cover: running (`engine.pipeline.supervisor`; the entry points `resume_run` and
+`restart_run` are in `engine.pipeline`), the registry (`engine.registry`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine.errors import ResultsFormatError, RunNotFoundError, RunStateError
 from engine.formats import stored_version
@@ -35,15 +33,10 @@ from engine.registry import supervisor_alive
 from engine.run_dir import RunPaths, check_run_directory
 from ipc.segments import remove_stale_segments
 
-if TYPE_CHECKING:
-    from engine.pipeline.supervisor import PipelineOptions, Supervisor
-
 __all__ = [
     "discard_unlisted_files",
     "load_checkpoint",
     "read_run_manifest",
-    "restart_run",
-    "resume_run",
     "wipe_run_directory",
 ]
 
@@ -127,47 +120,3 @@ def wipe_run_directory(paths: RunPaths) -> None:
         else:
             child.unlink()
     remove_stale_segments(paths.root.name)
-
-
-def resume_run(
-    run_dir: str | Path,
-    options: PipelineOptions | None = None,
-    on_started: Callable[[Supervisor], None] | None = None,
-) -> Manifest:
-    """Finish an interrupted, cancelled or failed run: simulate only its missing shards.
-
-    Compression and the slot size come from the run (shards must be cut as before); workers
-    and the other options may differ. Returns the final manifest.
-    """
-    return _supervise(Path(run_dir), "resume", options, on_started)
-
-
-def restart_run(
-    run_dir: str | Path,
-    options: PipelineOptions | None = None,
-    on_started: Callable[[Supervisor], None] | None = None,
-) -> Manifest:
-    """Discard a run's results and run it again from the start (same id, protocol, params)."""
-    return _supervise(Path(run_dir), "restart", options, on_started)
-
-
-def _supervise(
-    run_dir: Path,
-    mode: str,
-    options: PipelineOptions | None,
-    on_started: Callable[[Supervisor], None] | None,
-) -> Manifest:
-    from engine.pipeline.supervisor import Supervisor  # noqa: PLC0415 - heavy
-
-    manifest = read_run_manifest(RunPaths(run_dir))
-    supervisor = Supervisor(
-        manifest.protocol,
-        manifest.parameters,
-        run_dir,
-        options,
-        mode=mode,  # type: ignore[arg-type]
-    )
-    supervisor.start()
-    if on_started is not None:
-        on_started(supervisor)
-    return supervisor.run()

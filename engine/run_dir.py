@@ -183,13 +183,21 @@ def temporary_name(path: Path) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one step: write, flush to disk, rename, flush the folder."""
+    """Replace `path` with `data` in one step: write, flush to disk, rename, flush the folder.
+
+    If anything fails (a full disk), `path` is left as it was and the temporary removed.
+    """
     temporary = temporary_name(path)
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
     fsync_directory(path.parent)  # the rename itself survives a power cut (engine.durable)
 
 

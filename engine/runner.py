@@ -2,7 +2,7 @@
 
 Runs small enough to hold in memory take the simple path, with no worker processes and no
 files: blocks of shards are simulated one after another, reporting progress after each.
-Larger runs stream to disk (`engine.pipeline`), chosen by `ResultsFactory`.
+Larger runs stream to disk (`engine.pipeline`); `engine.run_plan` picks the tier.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from engine.kernel import simulate_shards
 from engine.parameters import DEFAULT_SHARD_SIZE, Recruitment, RunParameters, validate_parameters
@@ -18,27 +17,13 @@ from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol, validate_protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import InMemoryResults
+from engine.run_plan import Progress, results_tier
 from engine.shards import plan_blocks
 from engine.stats.run_stats import StatsAccumulator
 from engine.stats.shard_stats import shard_stats
 from engine.tables import compile_protocol
 
 __all__ = ["Progress", "run_in_memory", "run_simulation"]
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """How far a run has got; `elapsed_s` is wall time since it started."""
-
-    patients_done: int
-    patients_total: int
-    visits_done: int
-    elapsed_s: float
-
-    @property
-    def fraction(self) -> float:
-        """Share of patients simulated, 0..1."""
-        return self.patients_done / self.patients_total if self.patients_total else 1.0
 
 
 def run_simulation(
@@ -60,8 +45,6 @@ def run_simulation(
     `runs_dir` and return `ParquetResults`. Raises `ProtocolError` or `ParameterError` before
     simulating anything if an input is bad.
     """
-    from engine.results.factory import ResultsFactory  # noqa: PLC0415 - avoids an import cycle
-
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
     else:
@@ -75,18 +58,11 @@ def run_simulation(
             recruitment=recruitment or Recruitment(),
         )
     )
-    if in_memory or (in_memory is None and ResultsFactory.tier(n_patients) == "memory"):
+    if in_memory or (in_memory is None and results_tier(n_patients) == "memory"):
         return run_in_memory(protocol, params, on_progress)
-    return ResultsFactory.create_results(
-        protocol,
-        n_patients,
-        years,
-        seed,
-        shard_size=shard_size,
-        recruitment=params.recruitment,
-        runs_dir=runs_dir,
-        on_progress=on_progress,
-    )
+    from engine.pipeline.launch import run_streaming  # noqa: PLC0415 - heavy, large runs only
+
+    return run_streaming(protocol, params, runs_dir, on_progress=on_progress)
 
 
 def run_in_memory(

@@ -22,7 +22,7 @@ from engine.errors import AmdsimError, ProtocolError
 from engine.memory import MemoryLevel, Thresholds
 from engine.memory.estimate import check_run_fits, estimate_run
 from engine.parameters import RunParameters, validate_parameters
-from engine.pipeline.supervisor import PipelineOptions, default_workers, resolve_options
+from engine.pipeline.options import PipelineOptions, default_workers, resolve_options
 from engine.protocol import Protocol
 from engine.protocol_loader import (
     DEFAULT_PROTOCOL,

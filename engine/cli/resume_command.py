@@ -8,7 +8,8 @@ from typing import Any
 from engine.cli.run_command import add_execution_arguments, stream_run
 from engine.cli.run_lookup import add_runs_dir_argument, refuse_small_run, resolve_run, runs_root
 from engine.pipeline import PipelineOptions
-from engine.resume import read_run_manifest, resume_run
+from engine.pipeline.launch import resume_run
+from engine.resume import read_run_manifest
 from engine.run_dir import RunPaths
 
 __all__ = ["register"]

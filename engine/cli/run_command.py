@@ -38,11 +38,11 @@ from engine.parameters import (
     validate_parameters,
 )
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.pipeline.supervisor import DEFAULT_CHECKPOINT_EVERY
+from engine.pipeline.launch import restart_run
+from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
 from engine.registry import Registry
-from engine.resume import restart_run
 from engine.run_dir import new_run_id
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory
@@ -233,11 +233,21 @@ def stream_run(
     """Run `launch(on_started)` with a progress bar, then print its summary; the exit code."""
     watcher = ProgressWatcher(total)
     started = time.perf_counter()
+    supervisors: list[Supervisor] = []
+
+    def on_started(supervisor: Supervisor) -> None:
+        supervisors.append(supervisor)
+        watcher.attach(supervisor)
+
     try:
-        manifest = launch(watcher.attach)
+        manifest = launch(on_started)
     finally:
         watcher.stop()
-    return report_streaming_run(manifest, run_dir, watcher, time.perf_counter() - started, as_json)
+    code = report_streaming_run(manifest, run_dir, watcher, time.perf_counter() - started, as_json)
+    signalled = supervisors[0].cancelled_by if supervisors else None
+    if manifest.status == "cancelled" and signalled is not None:
+        return 128 + signalled  # as a shell reports it: 130 for SIGINT, 143 for SIGTERM
+    return code
 
 
 def _restart(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from engine.shards import BLOCK_PATIENTS
 from engine.tables import compile_protocol
 
 if TYPE_CHECKING:
-    from engine.pipeline.supervisor import PipelineOptions
+    from engine.pipeline.options import PipelineOptions
 
 __all__ = ["BYTES_PER_VISIT", "RunEstimate", "check_run_fits", "estimate_run"]
 

@@ -1,13 +1,18 @@
 """Starting and stopping the run's child processes, so that none outlives the run.
 
-Children are spawned (not forked: the supervisor has threads), ignore Ctrl-C (the
-supervisor decides how to stop) and exit on their own as soon as the supervisor dies, via a
-watchdog thread waiting on the parent's sentinel. The supervisor stops them in escalating
-steps: wait, SIGTERM, SIGKILL, logging each pid it had to push.
+Children are spawned (not forked: the supervisor has threads), ignore Ctrl-C and SIGTERM
+(both reach the whole process group from a terminal, `timeout`, `kill -- -PGID`, systemd or
+a container stop; the supervisor receives them too, cancels the run and tells each child
+how to stop, so the files are closed and the run can be resumed) and exit on their own as
+soon as the supervisor dies, via a watchdog thread waiting on the parent's sentinel. The
+supervisor stops them in escalating steps: wait; then SIGUSR1, which makes a stuck child
+print every thread's stack, with SIGTERM (for a child not yet prepared); then SIGKILL,
+logging each pid it had to push.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import multiprocessing
@@ -20,11 +25,12 @@ from collections.abc import Iterable
 from multiprocessing import spawn
 from multiprocessing.context import SpawnProcess
 
-__all__ = ["CONTEXT", "prepare_child", "start_process", "stop_processes"]
+__all__ = ["CONTEXT", "describe_exit", "prepare_child", "start_process", "stop_processes"]
 
 log = logging.getLogger(__name__)
 CONTEXT = multiprocessing.get_context("spawn")
 PARENT_GONE_EXIT_CODE = 70
+STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 
 _START_LOCK = threading.Lock()
@@ -55,13 +61,15 @@ def start_process(process: SpawnProcess) -> None:
 
 
 def prepare_child(name: str) -> None:
-    """Call first in every child: ignore Ctrl-C, die with the parent, explain a SIGTERM.
+    """Call first in every child: ignore Ctrl-C and SIGTERM, die with the parent, explain
+    being stuck.
 
-    A child the supervisor has to SIGTERM is stuck; it prints every thread's stack to
-    stderr on the way out, so the log says where.
+    A child the supervisor has to push is stuck; SIGUSR1 makes it print every thread's
+    stack to stderr, so the log says where, before the SIGKILL.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True, chain=False)
     parent = multiprocessing.process.parent_process()
     if parent is None:  # pragma: no cover - only when called outside a spawned child
         return
@@ -82,21 +90,43 @@ def stop_processes(
     stubborn = [p for p in alive if p.is_alive()]
     for process in stubborn:
         log.warning(
-            "%s (pid %s) did not exit in %.1f s: sending SIGTERM",
+            "%s (pid %s) did not exit in %.1f s: dumping its stacks (SIGUSR1), sending SIGTERM",
             process.name,
             process.pid,
             grace_s,
         )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, STACK_DUMP_SIGNAL)  # type: ignore[arg-type]
         process.terminate()
     _join_all(stubborn, term_s)
     for process in stubborn:
         if process.is_alive():
-            log.warning("%s (pid %s) ignored SIGTERM: sending SIGKILL", process.name, process.pid)
+            log.warning("%s (pid %s) is still running: sending SIGKILL", process.name, process.pid)
             process.kill()
             process.join(1.0)
     for process in alive:
         if not process.is_alive():
             process.close()
+
+
+def describe_exit(process: SpawnProcess, reap_s: float = 1.0) -> str:
+    """How a child that ended did so, for messages: ``was killed by SIGKILL (signal 9)``,
+    ``exited with code 1``, or ``vanished without an exit status``.
+
+    Its sentinel can be ready a moment before the kernel lets it be reaped, so this waits
+    up to `reap_s` for the exit status.
+    """
+    process.join(reap_s)
+    code = process.exitcode
+    if code is None:
+        return "vanished without an exit status"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"was killed by {name} (signal {-code})"
+    return f"exited with code {code}"
 
 
 def _join_all(processes: list[SpawnProcess], timeout_s: float) -> None:

@@ -27,7 +27,7 @@ from engine.pipeline.batches import encode_shard
 from engine.pipeline.processes import prepare_child
 from engine.protocol import Protocol
 from engine.tables import ModelTables, compile_protocol
-from ipc.channel import ChannelSender, ChannelSpec
+from ipc.channel import ChannelClosedError, ChannelSender, ChannelSpec
 from ipc.messages import Assign, Stop, SupervisorToWorker, TaskDone, WorkerFailed, WorkerReady
 
 __all__ = ["WorkerConfig", "worker_main"]
@@ -44,6 +44,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     memory_error_above_shards: int | None = None  # fault injection: MemoryError on bigger batches
 
 
+CONNECT_TIMEOUT_S = 30.0  # the writer listens from its start; this is for a slow start
+CONNECT_STEP_S = 0.25
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(SupervisorToWorker)
 
@@ -61,21 +63,26 @@ class _BatchLimit:
 
 
 def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process.
+
+    The worker connects to the channel with its first task, so a worker that never gets one
+    (a run that needs fewer, or one that ends while it starts) never touches the channel;
+    told to stop, or finding the supervisor gone, it exits quietly.
+    """
     prepare_child(f"worker-{worker_id}")
     tables = compile_protocol(config.protocol)
     params = config.parameters
     limit = _BatchLimit()
-    with ChannelSender(config.channel, worker_id) as sender:
+    sender: ChannelSender | None = None
+    try:
         conn.send_bytes(_ENCODER.encode(WorkerReady(worker=worker_id, pid=os.getpid())))
         while True:
-            try:
-                message = _DECODER.decode(conn.recv_bytes())
-            except (EOFError, OSError):
-                return  # the supervisor is gone
+            message = _DECODER.decode(conn.recv_bytes())
             if isinstance(message, Stop):
                 return
             try:
+                if sender is None:
+                    sender = _connect(config, worker_id, conn)
                 done = _simulate(config, tables, params, message, sender, conn, limit)
             except _Stopped:
                 return
@@ -90,6 +97,28 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
                 conn.send_bytes(_ENCODER.encode(failure))
                 continue
             conn.send_bytes(_ENCODER.encode(done))
+    except (EOFError, OSError):
+        return  # the supervisor is gone: nobody is left to tell
+    finally:
+        if sender is not None:
+            sender.close()
+
+
+def _connect(config: WorkerConfig, worker_id: int, conn: Connection) -> ChannelSender:
+    """This worker's sender; raises `_Stopped` if the supervisor says stop meanwhile.
+
+    Tries in short steps, so a `Stop` (the run ended, the writer stopped listening) is seen
+    within a fraction of a second instead of after the whole connect timeout.
+    """
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        try:
+            return ChannelSender(config.channel, worker_id, connect_timeout_s=CONNECT_STEP_S)
+        except (ChannelClosedError, EOFError, OSError):
+            if conn.poll(CONNECT_STEP_S) and isinstance(_DECODER.decode(conn.recv_bytes()), Stop):
+                raise _Stopped from None
+            if time.monotonic() >= deadline:
+                raise
 
 
 class _TaskTally:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from engine.errors import RunNotFoundError
 from engine.parameters import (
-    MEMORY_THRESHOLD_PATIENTS,
+    MEMORY_THRESHOLD_PATIENTS,  # noqa: F401 - re-exported (viz.run_page)
     Recruitment,
     RunParameters,
     validate_parameters,
@@ -24,46 +24,9 @@ from engine.protocol import Protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import HEADER_FILE, InMemoryResults
 from engine.results.parquet import ParquetResults
-from engine.run_dir import new_run_id
+from engine.run_plan import results_tier
 
 __all__ = ["ResultsFactory"]
-
-
-class _ProgressFollower:
-    """Turns a streaming run's metrics into `Progress` callbacks, from a thread."""
-
-    def __init__(self, on_progress: Callable[..., None]) -> None:
-        self.on_progress = on_progress
-        self.subscriber = None
-        self.thread = None
-
-    def attach(self, supervisor: object) -> None:
-        import threading  # noqa: PLC0415
-
-        from engine.runner import Progress  # noqa: PLC0415
-        from ipc.metrics import MetricsSubscriber  # noqa: PLC0415
-
-        self.subscriber = MetricsSubscriber(supervisor.metrics_address)  # type: ignore[attr-defined]
-
-        def follow() -> None:
-            for sample in self.subscriber:
-                self.on_progress(
-                    Progress(
-                        sample.patients_done,
-                        sample.patients_total,
-                        sample.visits_written,
-                        sample.elapsed_s,
-                    )
-                )
-
-        self.thread = threading.Thread(target=follow, name="progress", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout=5.0)  # the stream ends with the run
-        if self.subscriber is not None:
-            self.subscriber.close()
 
 
 class ResultsFactory:
@@ -72,7 +35,7 @@ class ResultsFactory:
     @staticmethod
     def tier(n_patients: int) -> Literal["memory", "parquet"]:
         """``memory`` up to `MEMORY_THRESHOLD_PATIENTS` patients, else ``parquet``."""
-        return "memory" if n_patients <= MEMORY_THRESHOLD_PATIENTS else "parquet"
+        return results_tier(n_patients)
 
     @staticmethod
     def create_results(
@@ -92,7 +55,7 @@ class ResultsFactory:
         Small runs return `InMemoryResults`; large ones stream into a new directory under
         `runs_dir` and return `ParquetResults` over it.
         """
-        from engine.runner import run_in_memory  # noqa: PLC0415 - avoids an import cycle
+        from engine.runner import run_in_memory  # noqa: PLC0415 - runner loads this package
 
         params = validate_parameters(
             RunParameters(
@@ -105,22 +68,15 @@ class ResultsFactory:
         )
         if ResultsFactory.tier(n_patients) == "memory":
             return run_in_memory(protocol, params, on_progress=on_progress)
-        from engine.pipeline import run_pipeline  # noqa: PLC0415 - heavy, only for large runs
+        from engine.pipeline.launch import run_streaming  # noqa: PLC0415 - heavy, large runs only
 
-        run_dir = Path(runs_dir) / new_run_id()
-        follower = _ProgressFollower(on_progress) if on_progress is not None else None
-        try:
-            run_pipeline(
-                protocol,
-                params,
-                run_dir,
-                pipeline_options,  # type: ignore[arg-type]
-                on_started=None if follower is None else follower.attach,
-            )
-        finally:
-            if follower is not None:
-                follower.stop()
-        return ParquetResults(run_dir)
+        return run_streaming(
+            protocol,
+            params,
+            runs_dir,
+            pipeline_options,  # type: ignore[arg-type]
+            on_progress=on_progress,
+        )
 
     @staticmethod
     def open(path: str | os.PathLike[str]) -> SimulationResults:

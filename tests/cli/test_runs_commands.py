@@ -15,9 +15,9 @@ import pytest
 from engine.cli import main
 from engine.errors import RunPathError
 from engine.manifest import write_manifest
+from engine.pipeline import resume_run
 from engine.registry import Registry
 from engine.results import ParquetResults
-from engine.resume import resume_run
 from ipc.segments import SHM_DIR
 from tests.cli.test_cli import AMDSIM, amdsim
 from tests.engine.test_registry import manifest as registry_manifest

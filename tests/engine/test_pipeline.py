@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import psutil
 import pyarrow as pa
@@ -22,10 +24,16 @@ from engine import run_simulation
 from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
-from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
+from engine.pipeline import PipelineOptions, Supervisor, records, run_pipeline
+from engine.pipeline.processes import CONTEXT, describe_exit, start_process
+from engine.pipeline.worker import WorkerConfig, worker_main
 from engine.protocol_loader import load_protocol
+from engine.resume import check_resumable, load_checkpoint
+from engine.run_dir import RunPaths, write_atomically
+from ipc.channel import Channel
+from ipc.messages import Assign, Stop
 from ipc.metrics import MetricsSubscriber
-from tests.cli.test_cli import AMDSIM
+from tests.cli.test_cli import AMDSIM, amdsim
 
 N_PATIENTS = 12_000
 SHARD_SIZE = 1_000
@@ -191,6 +199,36 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_output_is_unchanged(tmp_pat
     assert manifest.totals == expected.totals
 
 
+def test_a_killed_writer_is_reported_with_the_signal_that_killed_it(tmp_path):
+    """Not "died with exit code None": how the writer ended, in words."""
+
+    def kill_the_writer(supervisor: Supervisor, sample) -> None:
+        os.kill(next(p.pid for p in sample.processes if p.role == "writer"), signal.SIGKILL)
+
+    watcher = Watcher(0.05, kill_the_writer)
+    big = params(n_patients=2_000_000, shard_size=4_096)
+    with pytest.raises(WriterFailedError) as raised:
+        run_pipeline(
+            load_protocol(), big, tmp_path / "run", PipelineOptions(workers=1), watcher.attach
+        )
+    assert str(raised.value) == (
+        "the writer process was killed by SIGKILL (signal 9) without finishing"
+    )
+
+
+def test_describe_exit_says_how_a_child_ended():
+    ended = [CONTEXT.Process(target=os._exit, args=(code,)) for code in (0, 3)]
+    killed = CONTEXT.Process(target=time.sleep, args=(30,))
+    for process in [*ended, killed]:
+        start_process(process)
+    killed.terminate()
+    assert [describe_exit(p) for p in [*ended, killed]] == [
+        "exited with code 0",
+        "exited with code 3",
+        "was killed by SIGTERM (signal 15)",
+    ]
+
+
 def test_a_shard_failing_once_is_retried_and_the_run_completes(tmp_path, in_process):
     options = PipelineOptions(workers=2, worker_fail_shard=3, worker_fail_attempts=1)
     manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", options)
@@ -243,6 +281,110 @@ def test_cancel_mid_run_stops_everything_within_five_seconds(tmp_path, how):
     assert len(patients["patient_id"]) == manifest.patients
 
 
+def test_disk_that_stays_full_reports_the_writer_error_and_leaves_the_last_good_manifest(
+    tmp_path, monkeypatch
+):
+    """The writer hits ENOSPC, and the supervisor's own manifest write fails too: the
+    writer's error is what the run raises, the manifest is the last good one, no temporary
+    file is left (injected at the write; see the tmpfs test for a real full disk)."""
+
+    def disk_still_full(path, manifest):
+        path.with_name(f".{path.name}.tmp").write_bytes(b"")  # what open() left before failing
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records, "write_manifest", disk_still_full)
+    options = PipelineOptions(workers=1, roll_bytes=100_000, writer_fail_after_bytes=350_000)
+    with pytest.raises(WriterFailedError) as raised:
+        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    message = str(raised.value)
+    assert message.startswith("the writer failed: OSError: [Errno 28] No space left on device")
+    assert "could not record the run as failed (No space left on device)" in message
+    run_dir = tmp_path / "run"
+    assert read_manifest(run_dir / "manifest.json").status == "running"  # the last good one
+    assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "manifest.json"
+    target.write_bytes(b"good")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(target, b"new")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+@pytest.fixture
+def small_file_system(tmp_path):
+    """A 64 MiB tmpfs mounted for the test (needs root; skipped where mounting is refused)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_disk_that_stays_full_on_a_real_file_system_fails_in_one_line_and_shows_interrupted(
+    small_file_system,
+):
+    """A CLI run whose disk fills up and stays full while it stops (a ballast file takes
+    every byte freed): one line naming the writer's ENOSPC, the last good manifest, no
+    temporary file, and `amdsim list` derives ``interrupted``."""
+    runs = small_file_system / "runs"
+    process = subprocess.Popen(
+        [
+            *(AMDSIM, "run", "--patients", "300000", "--workers", "1"),
+            *("--checkpoint-every", "20000", "--runs-dir", str(runs)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("*/patients/part-*.parquet")) and process.poll() is None:
+        assert time.monotonic() < deadline, "the run wrote no part file within 60 s"
+        time.sleep(0.02)
+
+    def keep_full() -> None:
+        with open(small_file_system / "ballast", "wb", buffering=0) as ballast:
+            while process.poll() is None:
+                try:
+                    ballast.write(bytes(4096))
+                except OSError:
+                    time.sleep(0.002)
+
+    filler = threading.Thread(target=keep_full)
+    filler.start()
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        filler.join()
+    assert process.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: the writer failed: OSError: [Errno 28]"), err
+    assert "No space left on device" in lines[0]
+    (run_dir,) = (p.parent for p in runs.glob("*/manifest.json"))
+    assert read_manifest(run_dir / "manifest.json").status == "running"
+    assert not list(small_file_system.rglob(".*.tmp")), "temporary files left behind"
+    (small_file_system / "ballast").unlink()
+    listed = amdsim("list", "--runs-dir", str(runs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [run["status"] for run in json.loads(listed.stdout)] == ["interrupted"]
+
+
 def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(tmp_path):
     options = PipelineOptions(
         workers=1, writer_lanes=2, roll_bytes=100_000, writer_fail_after_bytes=350_000
@@ -287,7 +429,7 @@ def test_metrics_arrive_at_least_twice_a_second_with_every_process(tmp_path):
 
 
 def _start_cli_run(
-    tmp_path: Path, patients: int
+    tmp_path: Path, patients: int, new_session: bool = False
 ) -> tuple[subprocess.Popen, Path, MetricsSubscriber]:
     if AMDSIM is None:
         pytest.fail("the amdsim console script is not installed")
@@ -297,6 +439,7 @@ def _start_cli_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -334,16 +477,78 @@ def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_on_the_cli_cancels_the_run_and_exits_130(tmp_path, sent):
+def test_ctrl_c_or_sigterm_on_the_cli_cancels_the_run_and_exits_130_or_143(tmp_path, sent):
     process, run_dir, subscriber = _start_cli_run(tmp_path, 5_000_000)
     children = _children_of_run(subscriber)
     subscriber.close()
     process.send_signal(sent)
     _, err = process.communicate(timeout=10)
-    assert process.returncode == 130, err
+    assert process.returncode == 128 + sent, err
     assert f"cancelled: interrupted by {sent.name}" in err
     assert read_manifest(run_dir / "manifest.json").status == "cancelled"
     assert not _wait_gone(children, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("sent", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["term", "int"]
+)
+def test_sigterm_or_sigint_to_the_process_group_cancels_quietly_and_resumably(
+    tmp_path, sent, exit_code
+):
+    """What `timeout`, `kill -TERM -- -PGID`, systemd, a container stop or Ctrl-C in a
+    terminal do: every process of the run gets the signal, and the run ends as a cancel."""
+    process, run_dir, subscriber = _start_cli_run(tmp_path, 5_000_000, new_session=True)
+    children = _children_of_run(subscriber)
+    subscriber.close()
+    os.killpg(process.pid, sent)
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == exit_code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cancelled: interrupted by {sent.name}"), err
+    manifest = read_manifest(run_dir / "manifest.json")
+    assert manifest.status == "cancelled"
+    assert not _wait_gone(children, 5.0)
+    paths = RunPaths(run_dir)
+    check_resumable(paths, manifest)
+    assert load_checkpoint(paths, manifest).shards, "nothing written before the signal was kept"
+
+
+def test_more_workers_than_shards_starts_only_what_has_work_and_stays_quiet(tmp_path):
+    """`--workers 8 --patients 2000`: one shard, so one worker, and no tracebacks."""
+    runs = tmp_path / "runs"
+    result = amdsim("run", "--workers", "8", "--patients", "2000", "--runs-dir", str(runs))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (manifest_path,) = runs.glob("*/manifest.json")
+    manifest = read_manifest(manifest_path)
+    assert manifest.status == "completed"
+    assert manifest.workers == manifest.shard_count == 1
+
+
+def test_an_idle_worker_stopped_while_it_connects_exits_quietly(capfd):
+    """A worker whose task came as the run ended (nobody listens on the channel any more)
+    exits at once when told to stop: exit code 0, nothing on stderr."""
+    channel = Channel(slot_count=2, slot_bytes=64 << 10, tag="idle-worker-test")
+    config = WorkerConfig(channel=channel.spec, protocol=load_protocol(), parameters=params())
+    ours, theirs = CONTEXT.Pipe()
+    worker = CONTEXT.Process(target=worker_main, args=(config, 1, theirs), daemon=True)
+    try:
+        start_process(worker)
+        theirs.close()
+        assert ours.poll(30), "the worker never said it was ready"
+        ours.recv_bytes()  # WorkerReady
+        ours.send_bytes(msgspec.msgpack.encode(Assign(task=1, shards=[0], attempt=0)))
+        time.sleep(0.3)  # it is now retrying to connect
+        ours.send_bytes(msgspec.msgpack.encode(Stop()))
+        worker.join(5)
+        assert worker.exitcode == 0
+    finally:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+        ours.close()
+        channel.close()
+    assert capfd.readouterr().err == ""
 
 
 def _segments_owned_by(pids: set[int]) -> set[str]:

@@ -18,10 +18,9 @@ import pytest
 from engine.errors import RunStateError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest, write_manifest
 from engine.parameters import RunParameters
-from engine.pipeline import PipelineOptions, run_pipeline
+from engine.pipeline import PipelineOptions, restart_run, resume_run, run_pipeline
 from engine.protocol_loader import load_protocol
 from engine.results import ParquetResults
-from engine.resume import restart_run, resume_run
 from engine.run_dir import RunLock, RunPaths
 from ipc.segments import SHM_DIR
 from tests.cli.test_cli import AMDSIM
