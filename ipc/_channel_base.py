@@ -132,7 +132,7 @@ class Channel:
         if self._closed:
             return
         self._closed = True
-        self._segment.close()
+        close_segment(self._segment)
         with contextlib.suppress(FileNotFoundError):
             self._segment.unlink()
         if not self.spec.address.startswith("\0"):
@@ -186,3 +186,21 @@ def attach(name: str) -> shared_memory.SharedMemory:
         return shared_memory.SharedMemory(name=name)
     except FileNotFoundError as exc:
         raise ChannelClosedError(f"the channel segment {name} no longer exists") from exc
+
+
+def close_segment(segment: shared_memory.SharedMemory) -> None:
+    """Close this process's mapping of `segment`, even while views of it are alive.
+
+    A message decoded from a slot may still hold numpy arrays over the mapping (a writer
+    that failed mid-batch, say). `SharedMemory.close` then raises `BufferError`, and would
+    raise it again from `SharedMemory.__del__` at exit as an "Exception ignored" traceback on
+    stderr. Instead the file descriptor is closed now and the mapping is left to the views:
+    the mmap object is unmapped when the last of them is freed.
+    """
+    try:
+        segment.close()
+    except BufferError:
+        segment._mmap = None  # the views hold the mmap object: no second close from __del__
+        if segment._fd >= 0:
+            os.close(segment._fd)
+            segment._fd = -1

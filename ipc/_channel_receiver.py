@@ -36,6 +36,7 @@ from ipc._channel_base import (
     ChannelStatistics,
     EndOfChannel,
     attach,
+    close_segment,
     read_statistics,
 )
 
@@ -210,8 +211,7 @@ class ChannelReceiver:
         self._senders.clear()
         self._wake_read.close()
         self._wake_write.close()
-        with contextlib.suppress(BufferError):  # views still held elsewhere die with them
-            self._segment.close()
+        close_segment(self._segment)  # views still held elsewhere keep the mapping
 
     def __enter__(self) -> ChannelReceiver:
         return self

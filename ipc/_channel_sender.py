@@ -25,6 +25,7 @@ from ipc._channel_base import (
     MessageTooLargeError,
     WouldBlock,
     attach,
+    close_segment,
     connect,
 )
 
@@ -93,7 +94,7 @@ class ChannelSender:
         self._closed = True
         with contextlib.suppress(OSError):
             self._conn.close()
-        self._segment.close()
+        close_segment(self._segment)
 
     def __enter__(self) -> ChannelSender:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -76,3 +77,32 @@ def test_cleanup_removes_only_segments_of_the_runs_it_names():
     finally:
         mine.unlink(missing_ok=True)
         other.unlink(missing_ok=True)
+
+
+def test_closing_a_segment_with_live_views_is_quiet_now_and_at_exit():
+    """A writer that fails holding numpy views of a slot still closes its mapping without a
+    BufferError, now or later from SharedMemory.__del__ ("Exception ignored" on stderr)."""
+    script = textwrap.dedent(
+        """
+        from multiprocessing import shared_memory
+        import numpy as np
+        from ipc._channel_base import close_segment
+        from ipc.segments import segment_name
+
+        segment = shared_memory.SharedMemory(name=segment_name("views"), create=True, size=64)
+        view = np.frombuffer(segment.buf[:16], dtype=np.int64)
+        view[:] = 7
+        close_segment(segment)
+        segment.unlink()
+        assert int(view.sum()) == 14  # the views keep the mapping alive
+        del segment
+        import gc; gc.collect()
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert done.stderr == "", done.stderr
