@@ -22,6 +22,7 @@ CASES = Path(__file__).resolve().parents[1] / "memory" / "memray_readers.py"
 LARGEST_LIMIT = 12 << 20  # the largest limit_memory in CASES
 
 
+@pytest.mark.slow
 def test_streaming_readers_stay_within_their_memory_limits_and_leak_nothing(tmp_path):
     pytest.importorskip("pytest_memray")
     params = RunParameters(n_patients=200_000, years=5, seed=9)

@@ -346,6 +346,7 @@ def _watch(root: str, stop, problems) -> None:
             problems.append(str(exc))
 
 
+@pytest.mark.slow
 def test_eight_processes_times_fifty_operations_lose_nothing_and_the_file_is_always_valid(tmp_path):
     # A thread parses the file continuously while eight processes change it.
     watcher_problems: list[str] = []

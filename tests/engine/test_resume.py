@@ -334,7 +334,14 @@ def _kill_points() -> list[tuple[int, float]]:
     ] + [(0, 0.0)]  # and during start-up, before anything is on disk
 
 
-@pytest.mark.parametrize("point", range(KILL_POINTS + 1))
+# Two kill points and the start-up one in the fast suite; the rest with the slow tests.
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param(i, marks=pytest.mark.slow) if 1 < i < KILL_POINTS else i
+        for i in range(KILL_POINTS + 1)
+    ],
+)
 def test_kill_9_of_the_whole_run_at_a_random_point_then_resume_equals_an_uninterrupted_run(
     tmp_path, uninterrupted, point
 ):

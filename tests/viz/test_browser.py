@@ -172,6 +172,7 @@ def test_an_invalid_uploaded_protocol_shows_its_message(open_page, screenshots):
     clean(watched)
 
 
+@pytest.mark.slow
 def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
     first, second = open_page(), open_page()
     start_run(first.page, 5_000_000, 5)
