@@ -7,6 +7,7 @@ anything to another address.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import re
 import socket
@@ -138,7 +139,10 @@ def open_websocket(port: int, origin: str, cookie: str = "") -> str | None:
         finally:
             connection.close()
 
-    return asyncio.run(first_frame())
+    # In a thread of its own: the browser tests' Playwright (sync API) keeps an event loop
+    # running in this thread for the rest of the session, where asyncio.run would refuse.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, first_frame()).result()
 
 
 @pytest.mark.slow  # starts a dashboard process (~15 s on 2 busy cores)
