@@ -68,8 +68,7 @@ class ChannelSender:
         if no slot came within `timeout_s`, `ChannelClosedError` if the receiver is gone.
         """
         size = self._encode(message)
-        if size <= INLINE_BYTES:
-            self._write(INLINE + bytes(memoryview(self._buffer)[:size]))
+        if self._sent_inline(size):
             return
         self._collect_credits(block=False)
         if not self._credits:
@@ -79,13 +78,19 @@ class ChannelSender:
     def send_nowait(self, message: msgspec.Struct) -> None:
         """Send `message` or raise `WouldBlock` at once if no slot is held."""
         size = self._encode(message)
-        if size <= INLINE_BYTES:
-            self._write(INLINE + bytes(memoryview(self._buffer)[:size]))
+        if self._sent_inline(size):
             return
         self._collect_credits(block=False)
         if not self._credits:
             raise WouldBlock(f"sender {self.sender_id} holds no free slot")
         self._fill(size)
+
+    def _sent_inline(self, size: int) -> bool:
+        """Send the encoded message on the socket itself if it is small enough (no slot)."""
+        if size > INLINE_BYTES:
+            return False
+        self._write(INLINE + bytes(memoryview(self._buffer)[:size]))
+        return True
 
     def close(self) -> None:
         """Close the connection (the receiver sees this sender end); idempotent."""

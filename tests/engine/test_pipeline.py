@@ -71,10 +71,10 @@ def assert_same(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> No
         assert np.array_equal(values, right[name]), f"column {name} differs"
 
 
-@pytest.fixture(scope="module")
-def in_process():
+def in_process_rows(n_patients: int, years: float, seed: int, shard_size: int):
+    """(patients, visits, totals) of the same run made in this process, in canonical order."""
     results = run_simulation(
-        load_protocol(), N_PATIENTS, YEARS, SEED, shard_size=SHARD_SIZE, in_memory=True
+        load_protocol(), n_patients, years, seed, shard_size=shard_size, in_memory=True
     )
     patients = pa.Table.from_batches(list(results.iterate_patients()))
     visits = pa.Table.from_batches(list(results.iterate_visits()))
@@ -83,6 +83,11 @@ def in_process():
         canonical(visits, ["patient_id", "visit"]),
         results.totals,
     )
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    return in_process_rows(N_PATIENTS, YEARS, SEED, SHARD_SIZE)
 
 
 @pytest.mark.parametrize(

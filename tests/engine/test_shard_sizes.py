@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import threading
 
-import pyarrow as pa
 import pytest
 
-from engine import run_simulation
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.protocol_loader import load_protocol
 from ipc.channel import HEADER_BYTES, SENDER_SLOT_BYTES
-from tests.engine.test_pipeline import assert_same, canonical, read_run
+from tests.engine.test_pipeline import assert_same, in_process_rows, read_run
 
 YEARS = 2
 SEED = 5
@@ -26,19 +24,6 @@ DEADLINE_S = 90  # a run still going by then is cancelled: a deadlock fails, nev
 
 # Enough shards that the old channel's credits (shards per block + 1) overflowed a socket.
 SHARD_SIZES = {1: 400, 7: 2_800, 100: 40_000, 256: 25_600, 4096: 20_000}
-
-
-def in_process_rows(n_patients: int, shard_size: int):
-    results = run_simulation(
-        load_protocol(), n_patients, YEARS, SEED, shard_size=shard_size, in_memory=True
-    )
-    patients = pa.Table.from_batches(list(results.iterate_patients()))
-    visits = pa.Table.from_batches(list(results.iterate_visits()))
-    return (
-        canonical(patients, ["patient_id"]),
-        canonical(visits, ["patient_id", "visit"]),
-        results.totals,
-    )
 
 
 def run_with_watchdog(params: RunParameters, run_dir, options: PipelineOptions):
@@ -64,7 +49,7 @@ def test_streaming_runs_of_any_shard_size_finish_with_the_in_process_rows(
     workers = 2 if shard_size == 7 else 1
     manifest = run_with_watchdog(params, tmp_path / "run", PipelineOptions(workers=workers))
     assert manifest.status == "completed", f"{manifest.status}: {manifest.error}"
-    patients, visits, totals = in_process_rows(n_patients, shard_size)
+    patients, visits, totals = in_process_rows(n_patients, YEARS, SEED, shard_size)
     on_disk = read_run(tmp_path / "run")
     assert_same(on_disk[0], patients)
     assert_same(on_disk[1], visits)
