@@ -11,6 +11,7 @@ is listed in the README's "Protocol format".
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, NamedTuple
@@ -32,6 +33,7 @@ __all__ = [
     "VisionChange",
     "VisionChangeModel",
     "field_range",
+    "protocol_ranges",
     "ranged_fields",
 ]
 
@@ -226,16 +228,13 @@ def ranged_fields(schema: type = Protocol, path: str = "$") -> Iterator[tuple[st
 
 def field_range(path: str) -> Range | None:
     """The `Range` of the numeric field at `path` (``$.baseline_vision.std``), if there is one."""
-    node: Any = Protocol
-    hint: Any = None
-    for part in path.removeprefix("$").split(".")[1:]:
-        if not (isinstance(node, type) and issubclass(node, msgspec.Struct)):
-            return None
-        hint = typing.get_type_hints(node, include_extras=True).get(part)
-        if hint is None:
-            return None
-        node = _unannotated(hint)
-    return _range_of(hint)
+    return protocol_ranges().get(path)
+
+
+@functools.cache
+def protocol_ranges() -> dict[str, Range]:
+    """`ranged_fields()` of `Protocol` as a mapping, built once: validation reads it per file."""
+    return dict(ranged_fields())
 
 
 def _unannotated(hint: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from engine.errors import ProtocolError
-from engine.protocol import Protocol, field_range, ranged_fields
+from engine.protocol import Protocol, field_range, protocol_ranges
 from engine.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
 from engine.states import STATE_NAMES
 
@@ -164,7 +164,7 @@ def _check_finite(node: Any, path: str, source: str) -> None:
 
 def _check_ranges(protocol: Protocol, source: str) -> None:
     """Every number inside its plausible `Range` (the schema's own bounds are looser)."""
-    for path, expected in ranged_fields():
+    for path, expected in protocol_ranges().items():
         value: Any = protocol
         for part in path.split(".")[1:]:
             value = getattr(value, part)

@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 
-from engine.errors import ResultsFormatError, RunNotFoundError, RunStateError
+from engine.errors import ResultsFormatError, RunStateError
 from engine.formats import stored_version
 from engine.integrity import describe_damage, load_index, verify_run
-from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint, read_manifest
-from engine.registry import supervisor_alive
+from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint
+from engine.results import run_state
 from engine.run_dir import RunPaths, check_run_directory
+from engine.run_liveness import supervisor_alive
 from ipc.segments import remove_stale_segments
 
 __all__ = [
@@ -48,9 +49,7 @@ def read_run_manifest(paths: RunPaths) -> Manifest:
     (`RunPathError`): resuming deletes unlisted part files, and must never do so elsewhere.
     """
     check_run_directory(paths.root)
-    if not paths.manifest.is_file():
-        raise RunNotFoundError(f"{paths.root} is not a run directory (no manifest.json)")
-    return read_manifest(paths.manifest)
+    return run_state.read_run_manifest(paths)
 
 
 def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
@@ -63,9 +62,7 @@ def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
             f"{FORMAT_VERSION} only (start it again with 'amdsim run --restart')"
         )
     if manifest.status == "completed":
-        damage = verify_run(paths, manifest, load_index(paths, manifest))
-        if damage:
-            raise ResultsFormatError(describe_damage(run_id, damage))
+        _require_intact(paths, manifest, load_index(paths, manifest))
         raise RunStateError(f"run {run_id} is already complete; there is nothing to resume")
     if manifest.status == "running" and supervisor_alive(
         manifest.supervisor_pid, manifest.supervisor_started
@@ -82,7 +79,11 @@ def load_checkpoint(paths: RunPaths, manifest: Manifest) -> Checkpoint:
     """
     if not paths.checkpoint.is_file():
         return Checkpoint(run_id=manifest.run_id)
-    checkpoint = read_checkpoint(paths.checkpoint)
+    return _require_intact(paths, manifest, read_checkpoint(paths.checkpoint))
+
+
+def _require_intact(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> Checkpoint:
+    """`checkpoint` if every file it lists is intact, else `ResultsFormatError` naming them."""
     damage = verify_run(paths, manifest, checkpoint)
     if damage:
         raise ResultsFormatError(describe_damage(manifest.run_id, damage))

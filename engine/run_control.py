@@ -19,6 +19,7 @@ import psutil
 
 from engine.errors import RunStateError
 from engine.manifest import Manifest
+from engine.run_liveness import supervisor_process
 from ipc.metrics import MetricsSubscriber
 
 __all__ = ["STOP_TIMEOUT_S", "cancel_and_wait"]
@@ -61,14 +62,10 @@ def cancel_and_wait(manifest: Manifest, timeout_s: float = STOP_TIMEOUT_S) -> No
 
 def _supervisor(manifest: Manifest) -> psutil.Process | None:
     """The run's supervisor process if it still runs (not a reused pid, not a zombie)."""
-    if manifest.supervisor_pid <= 0:
-        return None
+    process = supervisor_process(manifest.supervisor_pid, manifest.supervisor_started)
     try:
-        process = psutil.Process(manifest.supervisor_pid)
-        if abs(process.create_time() - manifest.supervisor_started) >= 1.0:
-            return None
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None  # it has ended; only its parent has not collected it yet
+        if process is None or process.status() == psutil.STATUS_ZOMBIE:
+            return None  # a zombie has ended; only its parent has not collected it yet
     except psutil.Error:
         return None
     return process

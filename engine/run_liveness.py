@@ -13,24 +13,38 @@ import psutil
 
 from engine.registry_entry import RegistryEntry
 
-__all__ = ["live_entry", "supervisor_alive"]
+__all__ = ["live_entry", "live_status", "supervisor_alive", "supervisor_process"]
+
+
+def supervisor_process(pid: int, started: float) -> psutil.Process | None:
+    """The process `pid` if it runs and is the one that started at `started` (not a reused
+    pid); else None."""
+    if pid <= 0:
+        return None
+    try:
+        process = psutil.Process(pid)
+        return process if abs(process.create_time() - started) < 1.0 else None
+    except psutil.Error:
+        return None
 
 
 def supervisor_alive(pid: int, started: float) -> bool:
     """True if `pid` runs and is the process that started at `started` (not a reused pid)."""
-    if pid <= 0:
-        return False
-    try:
-        return abs(psutil.Process(pid).create_time() - started) < 1.0
-    except psutil.Error:
-        return False
+    return supervisor_process(pid, started) is not None
+
+
+def live_status(status: str, pid: int, started: float) -> str:
+    """`status` as it stands now: ``running`` becomes ``interrupted`` if the supervisor
+    (`pid`, started at `started`) is gone."""
+    if status == "running" and not supervisor_alive(pid, started):
+        return "interrupted"
+    return status
 
 
 def live_entry(entry: RegistryEntry) -> RegistryEntry:
     """`entry` with its status as it stands now: ``running`` becomes ``interrupted`` if its
     supervisor is gone."""
-    if entry.status == "running" and not supervisor_alive(
-        entry.supervisor_pid, entry.supervisor_started
-    ):
-        return msgspec.structs.replace(entry, status="interrupted")
+    status = live_status(entry.status, entry.supervisor_pid, entry.supervisor_started)
+    if status != entry.status:
+        return msgspec.structs.replace(entry, status=status)
     return entry

@@ -5,7 +5,6 @@ BokehJS and the data are inlined; no script, style sheet or font is fetched from
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from bokeh.embed import file_html
@@ -15,6 +14,7 @@ from bokeh.resources import INLINE
 
 from engine.results import ResultsFactory
 from viz.results_page import ResultsCharts, badge_html
+from viz.safe_text import html_text
 
 __all__ = ["write_report"]
 
@@ -25,7 +25,7 @@ def write_report(run_path: Path, out: Path) -> Path:
         charts = ResultsCharts()
         charts.update(results.statistics())
         stats = results.summary_stats()
-        name = html.escape(results.protocol.name)
+        name = html_text(results.protocol.name)
         rows = [
             ("Patients", f"{stats.patients:,}"),
             ("Visits", f"{stats.visits:,}"),
@@ -39,7 +39,7 @@ def write_report(run_path: Path, out: Path) -> Path:
         if results.storage == "parquet":
             manifest = results.manifest
             rows += [
-                ("Run", html.escape(manifest.run_id)),
+                ("Run", html_text(manifest.run_id)),
                 ("Bytes on disk", f"{manifest.bytes_on_disk / 2**20:,.1f} MiB"),
                 ("Compression ratio", f"{manifest.compression_ratio:.1f}x"),
             ]

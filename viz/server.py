@@ -101,8 +101,6 @@ def _announce(access: Access, url: str) -> None:
 
 def serve_dashboard(
     runs_root: Path,
-    port: int = 5006,
-    address: str = "127.0.0.1",
     protocols_dir: Path | None = None,
     show: bool = False,
     ready: threading.Event | None = None,
@@ -111,9 +109,10 @@ def serve_dashboard(
 ) -> None:
     """Serve until interrupted (Ctrl-C). Runs started from it carry on after it stops.
 
-    `access` (from `viz.access.plan_access`) overrides `port` and `address`.
+    `access` (from `viz.access.plan_access`: address, port, origins, password) defaults to
+    127.0.0.1:5006 for this machine only.
     """
-    access = access or plan_access(address, port)
+    access = access or plan_access("127.0.0.1", 5006)
     context = ServerContext(runs_root=runs_root, protocols_dir=protocols_dir)
     server = make_server(context, access, show)
     server.start()

@@ -20,8 +20,8 @@ from engine.cli.registry_commands import format_bytes
 from engine.cli.run_display import summary_rows
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
 from engine.errors import ParameterError
-from engine.registry import supervisor_alive
 from engine.results import ParquetResults, ResultsFactory, SimulationResults
+from engine.run_liveness import live_status
 from engine.stats.shard_stats import SKETCH_NAMES
 
 __all__ = ["register", "run_overview"]
@@ -153,11 +153,7 @@ def run_overview(results: SimulationResults, location: Path) -> dict[str, Any]:
 
 def _disk_overview(results: ParquetResults) -> dict[str, Any]:
     manifest = results.manifest
-    status = manifest.status
-    if status == "running" and not supervisor_alive(
-        manifest.supervisor_pid, manifest.supervisor_started
-    ):
-        status = "interrupted"
+    status = live_status(manifest.status, manifest.supervisor_pid, manifest.supervisor_started)
     on_disk = results.bytes_on_disk
     uncompressed = results.uncompressed_bytes
     return {

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.cli.console import err_console
+from engine.cli.run_lookup import RESULT_FILES
 from engine.durable import replace_directory
 from engine.errors import ParameterError
 from engine.manifest import Manifest
@@ -28,27 +29,28 @@ from engine.results.memory import InMemoryResults, TableFormat
 
 __all__ = ["check_out_dir", "needs_staging", "run_staged", "save_replacing"]
 
-_RESULT_FILES = ("results.json", "manifest.json")
-
 
 def check_out_dir(out: Path | None, overwrite: bool) -> None:
     """Refuse `out` before anything is simulated when the results could not go there.
 
-    Raises `ParameterError` for a non-empty directory without `overwrite`, for one that
-    holds no amdsim results even with it, and for `overwrite` without `out`.
+    Raises `ParameterError` for a symbolic link, for a non-empty directory without
+    `overwrite`, for one that holds no amdsim results even with it, and for `overwrite`
+    without `out`.
     """
     if out is None:
         if overwrite:
             raise ParameterError("--overwrite replaces the results in --out; give --out DIR")
         return
-    if not out.is_dir() or out.is_symlink() or not any(out.iterdir()):
+    if out.is_symlink():  # replacing it would swap the link, never what it points to
+        raise ParameterError(f"--out {out} is a symbolic link; name the directory itself")
+    if not needs_staging(out):
         return
     if not overwrite:
         raise ParameterError(
             f"--out {out} is not empty; pass --overwrite to replace the results in it, or "
             "choose another directory"
         )
-    if not any((out / name).is_file() for name in _RESULT_FILES):
+    if not any((out / name).is_file() for name in RESULT_FILES):
         raise ParameterError(
             f"--out {out} is not empty and holds no amdsim results; refusing to overwrite it"
         )
@@ -64,7 +66,7 @@ def save_replacing(results: InMemoryResults, out: Path, table_format: TableForma
     if not needs_staging(out):
         results.save(out, table_format)
         return
-    staged = out.with_name(f".{out.name}.amdsim-new-{secrets.token_hex(4)}")
+    staged = _staging_path(out)
     try:
         results.save(staged, table_format)
         replace_directory(staged, out)
@@ -79,7 +81,7 @@ def run_staged(run: Callable[[Path], Manifest], out: Path) -> Manifest:
     An unfinished run (failed, cancelled, interrupted) is left where it ran, resumable, and
     `out` as it was; one line on stderr says where it is.
     """
-    holder = out.with_name(f".{out.name}.amdsim-new-{secrets.token_hex(4)}")
+    holder = _staging_path(out)
     holder.mkdir()
     staged = holder / out.name
     try:
@@ -108,3 +110,8 @@ def _leave_unfinished(holder: Path, staged: Path, out: Path) -> None:
         emoji=False,
         highlight=False,
     )
+
+
+def _staging_path(out: Path) -> Path:
+    """A fresh hidden name beside `out`, on its file system, for results being built."""
+    return out.with_name(f".{out.name}.amdsim-new-{secrets.token_hex(4)}")

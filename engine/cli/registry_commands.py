@@ -22,7 +22,7 @@ from engine.cli.run_lookup import (
     runs_root,
     small_run_entry,
 )
-from engine.errors import AmdsimError, RunStateError
+from engine.errors import RunStateError
 from engine.manifest import read_manifest
 from engine.registry import Registry, RegistryEntry
 from engine.run_control import cancel_and_wait
@@ -102,6 +102,7 @@ def list_runs(args: argparse.Namespace) -> int:
     """Handler of `amdsim list`."""
     entries: list[RegistryEntry] = []
     unreadable: list[UnreadableRun] = []
+    registry: Registry | None = None
     if runs_root(args).is_dir():
         registry = open_registry(args)
         entries = registry.search(
@@ -152,7 +153,7 @@ def list_runs(args: argparse.Namespace) -> int:
         table.add_row(*row)
     out_console.print(table)
     marked = sum(entry.marked_for_cleanup for entry in entries)
-    cap = open_registry(args).max_runs
+    cap = registry.max_runs if registry is not None else None
     if cap is not None or marked:
         kept = f"keeping at most {cap} runs; " if cap is not None else ""
         out_console.print(
@@ -184,10 +185,7 @@ def delete_runs(args: argparse.Namespace) -> int:
             continue
         if registry.get(run_id).status == "running":
             _stop_before_deleting(run_dir, force=args.force)
-        try:
-            registry.delete(run_id)
-        except OSError as exc:
-            raise AmdsimError(f"could not delete run {run_id}: {exc}") from exc
+        registry.delete(run_id)  # a file-system failure is a FileSystemError already
         out_console.print(f"deleted {safe_text(run_id)}")
     return 0
 

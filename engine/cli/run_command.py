@@ -43,7 +43,8 @@ from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY
 from engine.protocol import Protocol
 from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
 from engine.registry import Registry
-from engine.run_dir import new_run_id
+from engine.resume import read_run_manifest
+from engine.run_dir import RunPaths, new_run_id
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory
 from engine.small_runs import memory_entry
@@ -206,22 +207,16 @@ def run(args: argparse.Namespace) -> int:
         return _run_in_memory(args, protocol, params)
     run_dir = args.out or runs_root(args) / new_run_id()
     options = _options(args)
-    if args.out is not None and needs_staging(args.out):  # --overwrite: see out_dir
-        return stream_run(
-            lambda on_started: run_staged(
-                lambda staged: run_pipeline(protocol, params, staged, options, on_started),
-                args.out,
-            ),
-            params.n_patients,
-            run_dir,
-            args.json,
-        )
-    return stream_run(
-        lambda on_started: run_pipeline(protocol, params, run_dir, options, on_started),
-        params.n_patients,
-        run_dir,
-        args.json,
-    )
+    out = args.out
+
+    def launch(on_started: Callable[[Supervisor], None]) -> Manifest:
+        if out is not None and needs_staging(out):  # --overwrite: see out_dir
+            return run_staged(
+                lambda staged: run_pipeline(protocol, params, staged, options, on_started), out
+            )
+        return run_pipeline(protocol, params, run_dir, options, on_started)
+
+    return stream_run(launch, params.n_patients, run_dir, args.json)
 
 
 def stream_run(
@@ -261,9 +256,6 @@ def _restart(args: argparse.Namespace) -> int:
         )
     refuse_small_run(args.restart, runs_root(args), "restart")
     run_dir = resolve_run(args.restart, runs_root(args), to_change=True)
-    from engine.resume import read_run_manifest  # noqa: PLC0415
-    from engine.run_dir import RunPaths  # noqa: PLC0415
-
     manifest = read_run_manifest(RunPaths(run_dir))
     options = _options(args)
     return stream_run(

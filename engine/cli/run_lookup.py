@@ -23,6 +23,7 @@ from engine.run_dir import RUN_ID_PATTERN, check_run_directory
 from engine.small_runs import saved_location
 
 __all__ = [
+    "RESULT_FILES",
     "add_runs_dir_argument",
     "default_runs_dir",
     "open_registry",
@@ -32,7 +33,7 @@ __all__ = [
     "small_run_entry",
 ]
 
-_RESULT_FILES = ("manifest.json", "results.json")  # a run directory, saved in-memory results
+RESULT_FILES = ("manifest.json", "results.json")  # a run directory, saved in-memory results
 
 
 def default_runs_dir() -> Path:
@@ -75,7 +76,7 @@ def resolve_run(spec: str, root: Path, *, to_change: bool = False) -> Path:
             "directory (see 'amdsim list')"
         )
     path = Path(spec)
-    if path.is_dir() and any((path / name).is_file() for name in _RESULT_FILES):
+    if path.is_dir() and any((path / name).is_file() for name in RESULT_FILES):
         return _checked(path, root, to_change)
     if RUN_ID_PATTERN.match(spec) and os.path.lexists(root / spec):
         return _checked(root / spec, root, to_change)

@@ -88,9 +88,6 @@ class ShardQueue:
         self._pending: deque[tuple[list[int], int]] = deque()
         self._task_ids = itertools.count(1)
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
     def add_blocks(self, blocks: Iterable[Sequence[int]]) -> None:
         """Queue planned blocks at their first attempt."""
         for block in blocks:

@@ -112,7 +112,6 @@ class PartFiles:
         self._sinks: dict[str, object] = {}
         self._row_groups = 0  # in the open patients file: one per shard part
         self._visit_row_groups = 0  # in the open visits file
-        self._shards: list[list[int]] = []
         self._locations: list[ShardLocation] = []
         for table in ("patients", "visits"):
             paths.table_dir(table).mkdir(parents=True, exist_ok=True)
@@ -161,7 +160,6 @@ class PartFiles:
         )
         self._row_groups += 1
         self._visit_row_groups += visit_row_groups
-        self._shards.append([batch.shard, batch.part])
         self._locations.append(location)
         return location
 
@@ -181,13 +179,14 @@ class PartFiles:
         if not self._writers:
             return None
         locations = msgspec.json.encode(self._locations).decode()
+        shard_parts = json.dumps([[loc.shard, loc.part] for loc in self._locations])
         for table, writer in self._writers.items():
             writer.add_key_value_metadata(
                 {
                     **self.metadata,
                     **(extra_metadata or {}).get(table, {}),
                     "amdsim.table": table,
-                    "amdsim.shard_parts": json.dumps(self._shards),
+                    "amdsim.shard_parts": shard_parts,
                     "amdsim.locations": locations,
                 }
             )
@@ -215,7 +214,6 @@ class PartFiles:
         self._sinks.clear()
         self._row_groups = 0
         self._visit_row_groups = 0
-        self._shards = []
         self._locations = []
         self.number += self.number_step
         return part

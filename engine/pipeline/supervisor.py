@@ -231,22 +231,22 @@ class Supervisor:
         Raises `WorkerCrashedError` or `WriterFailedError` (after cleaning up) if it failed;
         a cancelled run returns its manifest with status ``cancelled``.
         """
+        final: Manifest | None = None
         try:
             self._loop()
         finally:
             self._shutdown()
             self._restore_signals()
             with contextlib.suppress(Exception):
-                record_in_registry(
-                    self.paths, read_manifest(self.paths.manifest), quiet=self._failure is not None
-                )
+                final = read_manifest(self.paths.manifest)
+                record_in_registry(self.paths, final, quiet=self._failure is not None)
             if self._lock is not None:
                 self._lock.release()
         if self._failure is WorkerCrashedError:
             raise WorkerCrashedError(self._error, self._error_traceback)
         if self._failure is not None:
             raise self._failure(self._error)
-        return read_manifest(self.paths.manifest)
+        return final if final is not None else read_manifest(self.paths.manifest)
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Ask the run to stop (thread- and signal-safe); it ends with status ``cancelled``."""

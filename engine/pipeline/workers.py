@@ -155,7 +155,7 @@ class WorkerPool:
             self._send(worker, task)
 
     def assign_all(self) -> None:
-        """Hand out work to every worker that is up and free (after a pause ends)."""
+        """Hand out work to every worker that is up and free (after a pause or a retry)."""
         for worker in self.workers.values():
             if worker.ready and not worker.exited:
                 self.assign(worker)
@@ -202,6 +202,4 @@ class WorkerPool:
             )
             return
         self._queue.requeue(remaining, attempt)
-        for other in self.workers.values():
-            if other.ready and not other.exited and other.task is None:
-                self.assign(other)
+        self.assign_all()

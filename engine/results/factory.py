@@ -21,6 +21,7 @@ from engine.parameters import (
     validate_parameters,
 )
 from engine.protocol import Protocol
+from engine.protocol_loader import validate_protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import HEADER_FILE, InMemoryResults
 from engine.results.parquet import ParquetResults
@@ -57,6 +58,7 @@ class ResultsFactory:
         """
         from engine.runner import run_in_memory  # noqa: PLC0415 - runner loads this package
 
+        protocol = validate_protocol(protocol)  # as run_simulation: a struct built in Python
         params = validate_parameters(
             RunParameters(
                 n_patients=n_patients,

@@ -123,3 +123,17 @@ def test_streaming_run_out_is_refused_unless_overwrite_then_replaced_whole(tmp_p
     assert (manifest.parameters.seed, manifest.status, manifest.run_id) == (2, "completed", "big")
     assert amdsim("verify", str(out)).returncode == 0
     assert leftovers(tmp_path) == []
+
+
+def test_run_out_refuses_a_symbolic_link_even_with_overwrite(tmp_path, amdsim):
+    """Replacing a linked --out would swap the link, not the results it points to."""
+    real = tmp_path / "real"
+    assert amdsim(*SMALL, "--seed", "1", "--out", str(real)).returncode == 0
+    before = {path.name: path.read_bytes() for path in real.iterdir()}
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    for extra in ((), ("--overwrite",)):
+        result = amdsim(*SMALL, "--seed", "2", "--out", str(link), *extra)
+        assert result.returncode == 2 and "is a symbolic link" in result.stderr
+    assert link.is_symlink()
+    assert {path.name: path.read_bytes() for path in real.iterdir()} == before
