@@ -27,19 +27,18 @@ import pyarrow.parquet as pq
 
 from engine.errors import ResultsFormatError
 from engine.manifest import Checkpoint, Manifest, PartFile, ShardLocation, read_checkpoint
-from engine.run_dir import RunPaths
+from engine.run_dir import TABLES, RunPaths
 
 __all__ = [
     "Damage",
     "check_part_identity",
     "describe_damage",
     "load_index",
+    "locations_by_file",
     "open_part_file",
     "rebuild_checkpoint",
     "verify_run",
 ]
-
-TABLES = ("patients", "visits")
 
 
 class Damage(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,9 +57,13 @@ def open_part_file(path: Path) -> pq.ParquetFile:
     Raises `ResultsFormatError` naming the file when it is missing or its footer is unreadable.
     """
     try:
-        return pq.ParquetFile(path, page_checksum_verification=True)
+        return _open(path)
     except (OSError, pa.ArrowException) as exc:
         raise ResultsFormatError(f"{path} cannot be read: {exc}") from exc
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    return pq.ParquetFile(path, page_checksum_verification=True)
 
 
 def check_part_identity(
@@ -72,43 +75,18 @@ def check_part_identity(
 ) -> None:
     """Raise `ResultsFormatError` unless the file belongs to run `run_id` and `table` and
     holds exactly the shard parts `expected`, with their row counts (footer only, no rows)."""
-    values = _key_values(metadata)
-    owner = values.get("amdsim.run_id")
-    if owner != run_id:
-        origin = f"belongs to run {owner}" if owner else "carries no amdsim run id"
-        raise ResultsFormatError(
-            f"{path} {origin}, not {run_id} (copied from another run?); restore the run's own "
-            f"file or run it again ('amdsim run --restart {run_id}')"
-        )
-    if values.get("amdsim.table", table) != table:
-        raise ResultsFormatError(
-            f"{path} holds the {values['amdsim.table']} table, not {table} (files swapped?)"
-        )
-    if expected is None:
-        return
-    expected = list(expected)
-    held = _held_parts(values)
-    listed = sorted((location.shard, location.part) for location in expected)
-    if held is not None and sorted(held) != listed:
-        raise ResultsFormatError(
-            f"{path} holds shard parts {_span(held)} but the checkpoint lists {_span(listed)} "
-            "there (a file from another run or another place?)"
-        )
-    for location in expected:
-        first = location.patients_row_group if table == "patients" else location.visits_row_group
-        count = 1 if table == "patients" else location.row_group_count
-        if first + count > metadata.num_row_groups:
-            raise ResultsFormatError(
-                f"{path} has {metadata.num_row_groups} row groups; shard {location.shard} "
-                f"needs row groups {first}..{first + count - 1}"
-            )
-        rows = sum(metadata.row_group(first + i).num_rows for i in range(count))
-        wanted = location.patients if table == "patients" else location.visits
-        if rows != wanted:
-            raise ResultsFormatError(
-                f"{path}: shard {location.shard} has {rows:,} {table} rows in row group "
-                f"{first}, the checkpoint says {wanted:,}"
-            )
+    found = _identity_problem(metadata, run_id, table, expected)
+    if found is not None:
+        separator, problem = found
+        raise ResultsFormatError(f"{path}{separator}{problem}")
+
+
+def locations_by_file(locations: Iterable[ShardLocation]) -> dict[int, list[ShardLocation]]:
+    """The shard parts of `locations` grouped by the part file holding them (order kept)."""
+    by_file: dict[int, list[ShardLocation]] = {}
+    for location in locations:
+        by_file.setdefault(location.file, []).append(location)
+    return by_file
 
 
 def verify_run(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> list[Damage]:
@@ -126,9 +104,7 @@ def verify_run(paths: RunPaths, manifest: Manifest, checkpoint: Checkpoint) -> l
             )
         )
         return damage
-    by_file: dict[int, list[ShardLocation]] = {}
-    for location in checkpoint.shards:
-        by_file.setdefault(location.file, []).append(location)
+    by_file = locations_by_file(checkpoint.shards)
     for part in checkpoint.parts:
         for table in TABLES:
             problem = _file_problem(paths, manifest.run_id, part, table, by_file.get(part.number))
@@ -229,14 +205,16 @@ def _file_problem(
     if size != listed:
         return f"{size:,} bytes, the checkpoint says {listed:,} (truncated or replaced)"
     try:
-        handle = open_part_file(path)
-    except ResultsFormatError as exc:
-        return f"footer unreadable ({_cause(exc)})"
+        handle = _open(path)
+    except (OSError, pa.ArrowException) as exc:
+        return f"footer unreadable ({exc})"
     try:
         try:
-            check_part_identity(path, handle.metadata, run_id, table, locations or [])
-        except ResultsFormatError as exc:
-            return str(exc).removeprefix(f"{path} ").removeprefix(f"{path}: ")
+            found = _identity_problem(handle.metadata, run_id, table, locations or [])
+        except ResultsFormatError as exc:  # unreadable metadata: the message names no file
+            return str(exc)
+        if found is not None:
+            return found[1]
         for row_group in range(handle.metadata.num_row_groups):
             try:
                 handle.read_row_group(row_group)
@@ -244,6 +222,55 @@ def _file_problem(
                 return f"row group {row_group} is damaged ({exc})"
     finally:
         handle.close()
+    return None
+
+
+def _identity_problem(
+    metadata: pq.FileMetaData,
+    run_id: str,
+    table: str,
+    expected: Iterable[ShardLocation] | None,
+) -> tuple[str, str] | None:
+    """What keeps a file from being run `run_id`'s `table` file holding `expected`, or None.
+
+    The problem names no file: it comes with the separator that follows the file's path in
+    `check_part_identity`'s message (" " or ": ").
+    """
+    values = _key_values(metadata)
+    owner = values.get("amdsim.run_id")
+    if owner != run_id:
+        origin = f"belongs to run {owner}" if owner else "carries no amdsim run id"
+        return " ", (
+            f"{origin}, not {run_id} (copied from another run?); restore the run's own "
+            f"file or run it again ('amdsim run --restart {run_id}')"
+        )
+    if values.get("amdsim.table", table) != table:
+        return " ", f"holds the {values['amdsim.table']} table, not {table} (files swapped?)"
+    if expected is None:
+        return None
+    expected = list(expected)
+    held = _held_parts(values)
+    listed = sorted((location.shard, location.part) for location in expected)
+    if held is not None and sorted(held) != listed:
+        return " ", (
+            f"holds shard parts {_span(held)} but the checkpoint lists {_span(listed)} "
+            "there (a file from another run or another place?)"
+        )
+    for location in expected:
+        first = location.patients_row_group if table == "patients" else location.visits_row_group
+        count = 1 if table == "patients" else location.row_group_count
+        if first + count > metadata.num_row_groups:
+            return " ", (
+                f"has {metadata.num_row_groups} row groups; shard {location.shard} "
+                f"needs row groups {first}..{first + count - 1}"
+            )
+        rows = sum(metadata.row_group(first + i).num_rows for i in range(count))
+        wanted = location.patients if table == "patients" else location.visits
+        if rows != wanted:
+            return ": ", (
+                f"shard {location.shard} has {rows:,} {table} rows in row group "
+                f"{first}, the checkpoint says {wanted:,}"
+            )
     return None
 
 
@@ -270,7 +297,3 @@ def _span(parts: list[tuple[int, int]]) -> str:
     if not shards:
         return "none"
     return f"of shards {shards[0]}..{shards[-1]} ({len(parts)})"
-
-
-def _cause(exc: BaseException) -> str:
-    return str(exc.__cause__ or exc)

@@ -18,7 +18,7 @@ from engine.parameters import RunParameters
 from engine.registry import Registry, RegistryEntry
 from engine.run_dir import validate_run_id
 
-__all__ = ["memory_entry", "results_location", "saved_location"]
+__all__ = ["entry_location", "memory_entry", "results_location", "saved_location"]
 
 
 def memory_entry(
@@ -74,5 +74,9 @@ def results_location(registry: Registry, run_id: str) -> Path:
 
     Raises `RunNotFoundError` if it is not listed, or saying why a small run has no results.
     """
-    entry = registry.get(run_id)
-    return saved_location(entry) if entry.storage == "memory" else registry.run_dir(run_id)
+    return entry_location(registry, registry.get(run_id))
+
+
+def entry_location(registry: Registry, entry: RegistryEntry) -> Path:
+    """`results_location` of a run whose registry entry is at hand (no second look-up)."""
+    return saved_location(entry) if entry.storage == "memory" else registry.run_dir(entry.run_id)

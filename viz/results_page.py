@@ -10,7 +10,7 @@ import panel as pn
 from engine.errors import AmdsimError, RunNotFoundError
 from engine.results import ResultsFactory
 from engine.results.base import SimulationResults
-from engine.small_runs import results_location
+from engine.small_runs import entry_location
 from engine.state_manager import StateManager
 from engine.stats.run_stats import RunStatistics
 from viz.charts import (
@@ -179,10 +179,10 @@ class ResultsPage:
         """A run's results: its run directory, or the folder a small run was saved to."""
         registry = self.context.registry()
         try:
-            registry.get(key)
+            entry = registry.get(key)
         except RunNotFoundError:  # not listed (yet): its directory, if there is one
             return self.context.runs_root / key
-        return results_location(registry, key)  # says why a small run has no results
+        return entry_location(registry, entry)  # says why a small run has no results
 
     def lookup(self, patient_id: int) -> bool:
         """Show one patient's row and timeline."""

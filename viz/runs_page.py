@@ -172,14 +172,15 @@ class RunsPage:
         """Follow a running run on the Run page (any number of sessions may watch one run)."""
 
         def watch(run_id: str) -> None:
-            self._require_status(run_id, {"running"}, "watch")
+            self._require_status(self.context.registry().get(run_id), {"running"}, "watch")
             self.on_follow(run_id)
 
         self._act("watching", watch)
 
     def resume_selected(self) -> None:
         def resume(run_id: str) -> None:
-            self._require_status(run_id, {"interrupted", "cancelled", "failed"}, "resume")
+            entry = self.context.registry().get(run_id)
+            self._require_status(entry, {"interrupted", "cancelled", "failed"}, "resume")
             self.context.launcher.resume(run_id)
             self.on_follow(run_id)
 
@@ -187,10 +188,11 @@ class RunsPage:
 
     def restart_selected(self) -> None:
         def restart(run_id: str) -> None:
-            if self.context.registry().get(run_id).storage == "memory":
+            entry = self.context.registry().get(run_id)
+            if entry.storage == "memory":
                 raise RunStateError(f"{run_id} ran in memory: start it again on the Run page")
             self._require_status(
-                run_id, {"interrupted", "cancelled", "failed", "completed"}, "restart"
+                entry, {"interrupted", "cancelled", "failed", "completed"}, "restart"
             )
             self.context.launcher.restart(run_id)
             self.on_follow(run_id)
@@ -229,7 +231,7 @@ class RunsPage:
     def delete_selected(self) -> None:
         self._act("deleted", lambda run_id: self.context.registry().delete(run_id))
 
-    def _require_status(self, run_id: str, allowed: set[str], verb: str) -> None:
-        status = self.context.registry().get(run_id).status
-        if status not in allowed:
-            raise RunStateError(f"cannot {verb} {run_id}: it is {status}")
+    @staticmethod
+    def _require_status(entry: RegistryEntry, allowed: set[str], verb: str) -> None:
+        if entry.status not in allowed:
+            raise RunStateError(f"cannot {verb} {entry.run_id}: it is {entry.status}")

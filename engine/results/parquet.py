@@ -25,16 +25,15 @@ from typing import Literal
 
 import msgspec
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA
 from engine.errors import ResultsFormatError
-from engine.integrity import load_index
+from engine.integrity import load_index, locations_by_file
 from engine.manifest import Manifest, ShardLocation
 from engine.parameters import RunParameters
 from engine.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
-from engine.results.part_files import ITERATION_OPEN_FILES, PartFiles
+from engine.results.part_files import PartFiles
 from engine.results.row_group import RowGroup, combine, concat
 from engine.results.run_state import read_run_manifest, read_run_statistics
 from engine.run_dir import RunPaths
@@ -74,11 +73,11 @@ class ParquetResults(SimulationResults):
         self._statistics: RunStatistics | None = None
         self._locations = sorted(self._checkpoint.shards, key=lambda loc: loc.first_patient)
         self._by_shard: dict[int, list[ShardLocation]] = {}
-        self._by_file: dict[int, list[ShardLocation]] = {}
         for location in self._locations:
             self._by_shard.setdefault(location.shard, []).append(location)
-            self._by_file.setdefault(location.file, []).append(location)
-        self._parts = PartFiles(self.paths, self._manifest.run_id, self._by_file)
+        self._parts = PartFiles(
+            self.paths, self._manifest.run_id, locations_by_file(self._locations)
+        )
         self._patients: OrderedDict[int, PatientRecord] = OrderedDict()
         self._row_groups: OrderedDict[tuple[int, int], RowGroup] = OrderedDict()
         self._cache_size = patient_cache_size
@@ -269,24 +268,16 @@ class ParquetResults(SimulationResults):
         row_group_of = "patients_row_group" if table == "patients" else "visits_row_group"
         carried: list[pa.RecordBatch] = []
         carried_rows = 0
-        # A few files open at a time (writer lanes interleave shards between files), closed
-        # as iteration moves on, so footers do not pile up over a long pass.
-        handles: OrderedDict[int, pq.ParquetFile] = OrderedDict()
-        for location in self._locations:
-            if self._closed:
-                raise ResultsFormatError(f"{self.paths.root}: these results are closed")
-            handle = handles.get(location.file)
-            if handle is None:
-                handle = handles[location.file] = self._parts.open(table, location.file)
-                if len(handles) > ITERATION_OPEN_FILES:
-                    handles.popitem(last=False)[1].close()
-            else:
-                handles.move_to_end(location.file)
-            base = getattr(location, row_group_of)
-            count = location.row_group_count if table == "visits" else 1
-            data = self._parts.read_row_groups(
-                handle, table, location.file, list(range(base, base + count))
-            )
+
+        def reads() -> Iterator[tuple[int, list[int]]]:
+            for location in self._locations:
+                if self._closed:
+                    raise ResultsFormatError(f"{self.paths.root}: these results are closed")
+                base = getattr(location, row_group_of)
+                count = location.row_group_count if table == "visits" else 1
+                yield location.file, list(range(base, base + count))
+
+        for data in self._parts.read_in_order(table, reads()):
             for whole in data.to_batches():
                 rest = whole
                 while rest.num_rows:
@@ -298,7 +289,5 @@ class ParquetResults(SimulationResults):
                         yield combine(carried)
                         carried, carried_rows = [], 0
             del data
-        for handle in handles.values():
-            handle.close()
         if carried:
             yield combine(carried)

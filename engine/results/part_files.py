@@ -4,7 +4,8 @@ A part file is opened only after its footer proves it is this run's and holds th
 parts the index says (`engine.integrity.check_part_identity`); it is opened with page
 checksum verification, so a damaged row group raises `ResultsFormatError` naming the file
 and the row group, never wrong values. For lookups, the last `OPEN_FILES` files stay open
-(least recently used dropped), shared by the reader's threads under a lock.
+(least recently used dropped), shared by the reader's threads under a lock; a pass over
+the run in order (`read_in_order`) keeps the last `ITERATION_OPEN_FILES` of its own.
 Does not cover: which row groups hold a patient, caching decoded rows
 (`engine.results.parquet`); the deep check of a whole run (`engine.integrity.verify_run`).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +24,7 @@ from engine.integrity import check_part_identity, open_part_file
 from engine.manifest import ShardLocation
 from engine.run_dir import RunPaths
 
-__all__ = ["ITERATION_OPEN_FILES", "OPEN_FILES", "PartFiles"]
+__all__ = ["OPEN_FILES", "PartFiles"]
 
 # Part files kept open for lookups (each table's file counts once). The footers of a pair
 # holding ~1M patients take ~6 MB in memory, so this bounds a reader at ~75 MB of footers
@@ -106,6 +108,28 @@ class PartFiles:
                 f"{path}: row group {group} cannot be read ({cause}); the file is damaged: "
                 f"check the run with 'amdsim verify {self.run_id}'"
             ) from exc
+
+    def read_in_order(
+        self, table: str, reads: Iterable[tuple[int, list[int]]]
+    ) -> Iterator[pa.Table]:
+        """Rows of each (part file number, row groups) of `reads`, in order, as `read_row_groups`.
+
+        The last `ITERATION_OPEN_FILES` files stay open (writer lanes interleave shards
+        between files), their own handles (not the shared ones `get` keeps), closed as the
+        pass moves on, so footers do not pile up over a long pass.
+        """
+        handles: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        for number, row_groups in reads:
+            handle = handles.get(number)
+            if handle is None:
+                handle = handles[number] = self.open(table, number)
+                if len(handles) > ITERATION_OPEN_FILES:
+                    handles.popitem(last=False)[1].close()
+            else:
+                handles.move_to_end(number)
+            yield self.read_row_groups(handle, table, number, row_groups)
+        for handle in handles.values():
+            handle.close()
 
     def close(self) -> None:
         """Close the shared handles; idempotent. Handles from `open` are their caller's."""
