@@ -56,7 +56,7 @@ from engine.registry_store import (
 from engine.registry_store import locked as _locked  # its name here before the split
 from engine.run_dir import remove_run_directory, validate_run_id
 from engine.run_liveness import live_entry, supervisor_alive
-from engine.run_survey import UnreadableRun
+from engine.run_survey import DirectorySurvey, UnreadableRun
 
 __all__ = [
     "FINISHED",
@@ -86,6 +86,7 @@ class Registry:
             raise FileSystemError.from_os_error(exc, "cannot create the runs root") from exc
         self._entries: dict[str, RegistryEntry] = {}
         self._max_runs: int | None = None
+        self._surveyed: list[DirectorySurvey] = []  # list()'s surveys, for unreadable() once
         self.refresh()
 
     @property
@@ -119,14 +120,15 @@ class Registry:
         """Every run, newest first, statuses as they stand now."""
         self.refresh()
         entries = self._entries
+        self._surveyed = []
         if any((child / "manifest.json").is_file() for child in unlisted(self.root, entries)):
             try:
                 with self._change() as runs:
-                    adopt(self.root, runs)
+                    self._surveyed = adopt(self.root, runs)
                 entries = self._entries
             except FileSystemError:  # a read-only root: list them without recording them
                 entries = dict(self._entries)
-                adopt(self.root, entries)
+                self._surveyed = adopt(self.root, entries, self._surveyed)
         return sorted(
             (live_entry(e) for e in entries.values()), key=lambda e: e.created, reverse=True
         )
@@ -164,9 +166,11 @@ class Registry:
         """Directories named like runs that no entry owns and amdsim cannot read, with why.
 
         Links named like runs are among them. They are listed, never removed (see
-        `engine.run_survey`); call `list()` first so that readable ones are adopted.
+        `engine.run_survey`); call `list()` first so that readable ones are adopted (the
+        directories it surveyed then are not surveyed again).
         """
-        return unreadable(self.root, self._entries)
+        surveyed, self._surveyed = self._surveyed, []
+        return unreadable(self.root, self._entries, surveyed)
 
     def run_dir(self, run_id: str) -> Path:
         """Where run `run_id` lives (the id is validated, so this is never outside the root)."""

@@ -9,13 +9,15 @@ it changes the dict it is given and the registry writes it back.
   readable run (killed before it registered) is adopted; an unreadable one is reported,
   never removed; an empty leftover is removed only on request, and not while it may still
   be starting (`ORPHAN_GRACE_S`).
+  Each such directory is surveyed once (`survey_unlisted`): adopting, judging leftovers and
+  listing the unreadable reuse the surveys already made.
 Does not cover: the registry file and its lock (`engine.registry_store`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from pathlib import Path
 
 import msgspec
@@ -32,13 +34,14 @@ from engine.run_dir import (
     validate_run_id,
 )
 from engine.run_liveness import live_entry
-from engine.run_survey import UnreadableRun, survey_directory
+from engine.run_survey import DirectorySurvey, UnreadableRun, survey_directory
 
 __all__ = [
     "ORPHAN_GRACE_S",
     "adopt",
     "clean",
     "remove_marked",
+    "survey_unlisted",
     "unlisted",
     "unreadable",
 ]
@@ -65,7 +68,7 @@ def clean(
         "missing": [],
         "unreadable": [],
     }
-    adopt(root, runs)
+    surveyed = adopt(root, runs)
     apply_cap(runs, max_runs)
     report["removed"] = remove_marked(root, runs, dry_run)
     for run_id, entry in list(runs.items()):
@@ -77,10 +80,8 @@ def clean(
             report["missing"].append(run_id)
             if not dry_run:
                 runs[run_id] = msgspec.structs.replace(entry, status="missing")
-    for child in sorted(root.iterdir()):
-        if not RUN_ID_PATTERN.match(child.name) or child.name in runs:
-            continue
-        survey = survey_directory(child)
+    for survey in survey_unlisted(root, runs, surveyed):
+        child = survey.path
         if survey.problem:
             report["unreadable"].append(f"{child.name} ({survey.problem})")
         elif survey.leftover and not _being_started(child):
@@ -118,24 +119,44 @@ def unlisted(root: Path, owned: Container[str]) -> list[Path]:
     ]
 
 
-def adopt(root: Path, runs: dict[str, RegistryEntry]) -> None:
+def survey_unlisted(
+    root: Path, owned: Container[str], surveyed: Iterable[DirectorySurvey] = ()
+) -> list[DirectorySurvey]:
+    """The survey of each name under `root` like a run id (directory, link or file) not in
+    `owned`, by name; those in `surveyed` (an earlier call's) are reused, not surveyed again."""
+    known = {survey.path.name: survey for survey in surveyed}
+    return [
+        known[child.name] if child.name in known else survey_directory(child)
+        for child in sorted(root.iterdir())
+        if RUN_ID_PATTERN.match(child.name) and child.name not in owned
+    ]
+
+
+def adopt(
+    root: Path, runs: dict[str, RegistryEntry], surveyed: Iterable[DirectorySurvey] = ()
+) -> list[DirectorySurvey]:
     """Register unlisted directories that hold a readable manifest: runs killed between
-    writing their manifest and registering (the registry is an index of the manifests)."""
-    for child in unlisted(root, runs):
-        manifest = survey_directory(child).manifest  # None unless its own and readable
-        if manifest is not None:
-            runs[child.name] = entry_from_manifest(manifest, "", time.time())
+    writing their manifest and registering (the registry is an index of the manifests).
+
+    Returns the surveys it made (reusing `surveyed`), for `unreadable` and `clean` to reuse.
+    """
+    surveys = survey_unlisted(root, runs, surveyed)
+    for survey in surveys:
+        # None unless its own and readable
+        if is_real_directory(survey.path) and survey.manifest is not None:
+            runs[survey.path.name] = entry_from_manifest(survey.manifest, "", time.time())
+    return surveys
 
 
-def unreadable(root: Path, owned: Container[str]) -> list[UnreadableRun]:
+def unreadable(
+    root: Path, owned: Container[str], surveyed: Iterable[DirectorySurvey] = ()
+) -> list[UnreadableRun]:
     """Directories (and links) named like runs, not in `owned`, that amdsim cannot read."""
-    found = []
-    for child in sorted(root.iterdir()):
-        if RUN_ID_PATTERN.match(child.name) and child.name not in owned:
-            problem = survey_directory(child).problem
-            if problem:
-                found.append(UnreadableRun(run_id=child.name, reason=problem))
-    return found
+    return [
+        UnreadableRun(run_id=survey.path.name, reason=survey.problem)
+        for survey in survey_unlisted(root, owned, surveyed)
+        if survey.problem
+    ]
 
 
 def _run_dir(root: Path, run_id: str) -> Path:

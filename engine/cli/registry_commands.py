@@ -16,11 +16,10 @@ from engine.cli.console import out_console, safe_text
 from engine.cli.run_command import add_keep_argument
 from engine.cli.run_lookup import (
     add_runs_dir_argument,
+    find_runs,
     open_registry,
-    resolve_run,
     run_ids_under,
     runs_root,
-    small_run_entry,
 )
 from engine.errors import RunStateError
 from engine.manifest import read_manifest
@@ -168,11 +167,11 @@ def delete_runs(args: argparse.Namespace) -> int:
     root = runs_root(args)
     # Every RUN is resolved (and refused if bad) before anything is deleted.
     targets: list[tuple[RegistryEntry | None, Path | None]] = []
-    for spec in args.runs:
-        if (entry := small_run_entry(spec, root)) is not None:
-            targets.append((entry, None))
+    for found in find_runs(args.runs, root, to_change=True, registry=registry):
+        if isinstance(found, RegistryEntry):
+            targets.append((found, None))
         else:
-            targets.append((None, resolve_run(spec, root, to_change=True)))
+            targets.append((None, found))
     for entry, run_dir in targets:
         if entry is not None:
             _delete_small_run(registry, entry, args.later)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from engine.cli.run_command import add_execution_arguments, stream_run
-from engine.cli.run_lookup import add_runs_dir_argument, refuse_small_run, resolve_run, runs_root
+from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
 from engine.pipeline import PipelineOptions
 from engine.pipeline.launch import resume_run
 from engine.resume import read_run_manifest
@@ -32,8 +32,7 @@ def register(commands: Any) -> None:
 
 def resume(args: argparse.Namespace) -> int:
     """Handler of `amdsim resume`."""
-    refuse_small_run(args.run, runs_root(args), "resume")
-    run_dir = resolve_run(args.run, runs_root(args), to_change=True)
+    run_dir = resolve_changeable_run(args.run, runs_root(args), "resume")
     manifest = read_run_manifest(RunPaths(run_dir))
     options = PipelineOptions(workers=args.workers, checkpoint_every=args.checkpoint_every)
     return stream_run(

@@ -27,7 +27,7 @@ from engine.cli.run_display import (
     progress_bar,
     report_streaming_run,
 )
-from engine.cli.run_lookup import add_runs_dir_argument, refuse_small_run, resolve_run, runs_root
+from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
 from engine.errors import AmdsimError, ParameterError
 from engine.manifest import Manifest
 from engine.parameters import (
@@ -254,8 +254,7 @@ def _restart(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"--restart reruns the run with its own protocol and parameters; drop {flags}"
         )
-    refuse_small_run(args.restart, runs_root(args), "restart")
-    run_dir = resolve_run(args.restart, runs_root(args), to_change=True)
+    run_dir = resolve_changeable_run(args.restart, runs_root(args), "restart")
     manifest = read_run_manifest(RunPaths(run_dir))
     options = _options(args)
     return stream_run(

@@ -8,12 +8,16 @@ elsewhere that the user names by its path (saved in-memory results, ``--out``).
 
 A small run listed in the registry has no run directory: it names the folder it was saved to
 (``--out``), or nothing ("not saved"), and `small_run_entry` lets a command say so.
+
+One lookup reads the registry at most once (`_Listing`); `find_run` tells a small run from a
+run directory in that one read, and a handler that opened the registry already passes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.cli.directories import check_directory_option
@@ -26,8 +30,11 @@ __all__ = [
     "RESULT_FILES",
     "add_runs_dir_argument",
     "default_runs_dir",
+    "find_run",
+    "find_runs",
     "open_registry",
     "refuse_small_run",
+    "resolve_changeable_run",
     "resolve_run",
     "run_ids_under",
     "small_run_entry",
@@ -62,14 +69,71 @@ def open_registry(args: argparse.Namespace) -> Registry:
     return Registry(runs_root(args))
 
 
-def resolve_run(spec: str, root: Path, *, to_change: bool = False) -> Path:
+class _Listing:
+    """The registry's entries under `root`, listed on first use and then kept: one lookup
+    reads the registry once. Empty when the root holds no registry file."""
+
+    def __init__(self, root: Path, registry: Registry | None) -> None:
+        self._root = root
+        self._registry = registry
+        self._entries: list[RegistryEntry] | None = None
+
+    def has_registry(self) -> bool:
+        return (self._root / REGISTRY_FILE).is_file()
+
+    def entries(self) -> list[RegistryEntry]:
+        if self._entries is None:
+            self._entries = []
+            if self.has_registry():
+                self._entries = (self._registry or Registry(self._root)).list()
+        return self._entries
+
+
+def find_run(
+    spec: str, root: Path, *, to_change: bool = False, registry: Registry | None = None
+) -> Path | RegistryEntry:
+    """The small in-memory run `spec` names (its entry, see `small_run_entry`), else the
+    directory `resolve_run` finds; the registry is read at most once (`registry`, if given,
+    is the one read)."""
+    (found,) = find_runs([spec], root, to_change=to_change, registry=registry)
+    return found
+
+
+def find_runs(
+    specs: Iterable[str], root: Path, *, to_change: bool = False, registry: Registry | None = None
+) -> list[Path | RegistryEntry]:
+    """`find_run` for each of `specs`, in order, reading the registry at most once for all."""
+    listing = _Listing(root, registry)
+    found: list[Path | RegistryEntry] = []
+    for spec in specs:
+        entry = _small_run_entry(spec, listing)
+        found.append(entry if entry is not None else _resolve_run(spec, root, to_change, listing))
+    return found
+
+
+def resolve_run(
+    spec: str, root: Path, *, to_change: bool = False, registry: Registry | None = None
+) -> Path:
     """The directory `spec` names: a path holding results, else a run id or unique id prefix.
 
     With `to_change` the run must lie directly under `root` (a command is about to write or
     delete in it). Raises `RunPathError` (bad input: an empty name, a link, a directory
     outside the root) or `RunNotFoundError` naming what was tried, or listing the candidates
-    if the prefix is ambiguous.
+    if the prefix is ambiguous. `registry`, if given, is the one read (once).
     """
+    return _resolve_run(spec, root, to_change, _Listing(root, registry))
+
+
+def resolve_changeable_run(spec: str, root: Path, verb: str) -> Path:
+    """`resolve_run(spec, root, to_change=True)`, after `refuse_small_run(spec, root, verb)`,
+    reading the registry once."""
+    found = find_run(spec, root, to_change=True)
+    if isinstance(found, RegistryEntry):
+        raise _small_run_refusal(found, verb)
+    return found
+
+
+def _resolve_run(spec: str, root: Path, to_change: bool, listing: _Listing) -> Path:
     if not spec.strip():
         raise RunPathError(
             "the run name is empty; give a run id, a unique prefix of one, or a results "
@@ -83,14 +147,13 @@ def resolve_run(spec: str, root: Path, *, to_change: bool = False) -> Path:
     known = set()
     if root.is_dir():
         known = set(run_ids_under(root))
-        if (root / "registry.json").is_file():
-            known |= {entry.run_id for entry in Registry(root).list()}
+        known |= {entry.run_id for entry in listing.entries()}
     matches = sorted(run_id for run_id in known if run_id.startswith(spec))
     if len(matches) == 1 and os.path.lexists(root / matches[0]):
         return _checked(root / matches[0], root, to_change)
     if len(matches) > 1:
         raise RunNotFoundError(f"{spec!r} matches {len(matches)} runs: {', '.join(matches[:5])}")
-    if len(matches) == 1 and (entry := small_run_entry(matches[0], root)) is not None:
+    if len(matches) == 1 and (entry := _small_run_entry(matches[0], listing)) is not None:
         return saved_location(entry)
     if len(matches) == 1:
         raise RunNotFoundError(
@@ -119,23 +182,33 @@ def _checked(path: Path, root: Path, to_change: bool) -> Path:
     return path
 
 
-def small_run_entry(spec: str, root: Path) -> RegistryEntry | None:
+def small_run_entry(
+    spec: str, root: Path, registry: Registry | None = None
+) -> RegistryEntry | None:
     """The registry entry of the small in-memory run `spec` names (id or unique prefix), or
     None when it names anything else (a directory, a streaming run, nothing, several)."""
-    if not spec.strip() or Path(spec).is_dir() or not (root / REGISTRY_FILE).is_file():
+    return _small_run_entry(spec, _Listing(root, registry))
+
+
+def _small_run_entry(spec: str, listing: _Listing) -> RegistryEntry | None:
+    if not spec.strip() or Path(spec).is_dir() or not listing.has_registry():
         return None
-    matches = [e for e in Registry(root).list() if e.run_id.startswith(spec)]
+    matches = [e for e in listing.entries() if e.run_id.startswith(spec)]
     if len(matches) == 1 and matches[0].storage == "memory":
         return matches[0]
     return None
 
 
-def refuse_small_run(spec: str, root: Path, verb: str) -> None:
+def refuse_small_run(spec: str, root: Path, verb: str, registry: Registry | None = None) -> None:
     """`RunStateError` if `spec` names a small in-memory run: it finished in one go, so there
     is nothing to `verb` (resume, restart); running it again is the way."""
-    entry = small_run_entry(spec, root)
+    entry = small_run_entry(spec, root, registry)
     if entry is not None:
-        raise RunStateError(
-            f"run {entry.run_id} ran in memory and is complete; there is nothing to {verb} "
-            "(run it again with 'amdsim run')"
-        )
+        raise _small_run_refusal(entry, verb)
+
+
+def _small_run_refusal(entry: RegistryEntry, verb: str) -> RunStateError:
+    return RunStateError(
+        f"run {entry.run_id} ran in memory and is complete; there is nothing to {verb} "
+        "(run it again with 'amdsim run')"
+    )
