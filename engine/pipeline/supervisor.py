@@ -163,17 +163,22 @@ class Supervisor:
         Raises `MemoryBudgetError` or `DiskSpaceError` first, touching nothing, when the
         run's estimate does not fit (unless `PipelineOptions.check_resources` is off).
         """
-        if self.options.check_resources:
-            self.estimate, self.memory_at_start = check_resources(
-                self.protocol,
-                self.params,
-                self.options,
-                self.paths,
-                self.monitor,
-                resuming=self.mode == "resume",
-            )
-        claim_directory(self.paths, self.mode)
-        self._lock = RunLock(self.paths)
+        try:
+            if self.options.check_resources:
+                self.estimate, self.memory_at_start = check_resources(
+                    self.protocol,
+                    self.params,
+                    self.options,
+                    self.paths,
+                    self.monitor,
+                    resuming=self.mode == "resume",
+                )
+            claim_directory(self.paths, self.mode)
+            self._lock = RunLock(self.paths)
+        except BaseException:  # nothing started yet but the wake-up socket pair
+            self._wake_read.close()
+            self._wake_write.close()
+            raise
         # From here a signal cancels instead of killing this process half-way (children that
         # a group signal reaches ignore it); `run()` restores the handlers at its end.
         self._restore_signals = cancel_on_signals(self._cancel_by_signal)

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine import run_simulation
-from engine.errors import ParameterError, WorkerCrashedError, WriterFailedError
+from engine.errors import AmdsimError, ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest
 from engine.parameters import RunParameters
 from engine.pipeline import PipelineOptions, Supervisor, records, run_pipeline
@@ -582,3 +582,23 @@ def test_killing_the_supervisor_takes_its_children_and_memory_with_it(tmp_path):
             break
         time.sleep(0.1)
     assert not leftover, f"shared memory left behind: {leftover}"
+
+
+def test_a_start_refused_before_anything_runs_leaves_no_open_socket(tmp_path):
+    """A run refused at start (here: its directory is a file) closes its wake-up sockets,
+    so no "unclosed socket" ResourceWarning reaches the next command's output later."""
+    import gc
+    import warnings
+
+    not_a_directory = tmp_path / "run"
+    not_a_directory.write_text("")
+    supervisor = Supervisor(
+        load_protocol(), RunParameters(n_patients=2_000, years=1), not_a_directory
+    )
+    with pytest.raises((AmdsimError, OSError)):
+        supervisor.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del supervisor
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
