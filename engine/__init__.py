@@ -19,12 +19,12 @@ _EXPORTS = {
     "RunStateError": "engine.errors",
     "WorkerCrashedError": "engine.errors",
     "WriterFailedError": "engine.errors",
-    "Recruitment": "engine.parameters",
-    "RunParameters": "engine.parameters",
-    "Protocol": "engine.protocol",
-    "bundled_protocol_names": "engine.protocol_loader",
-    "load_protocol": "engine.protocol_loader",
-    "load_protocol_text": "engine.protocol_loader",
+    "Recruitment": "engine.model.parameters",
+    "RunParameters": "engine.model.parameters",
+    "Protocol": "engine.model.v1.protocol",
+    "bundled_protocol_names": "engine.model.protocol_loader",
+    "load_protocol": "engine.model.protocol_loader",
+    "load_protocol_text": "engine.model.protocol_loader",
     "InMemoryResults": "engine.results",
     "ParquetResults": "engine.results",
     "ResultsFactory": "engine.results",
@@ -95,10 +95,14 @@ if TYPE_CHECKING:
         WorkerCrashedError,
         WriterFailedError,
     )
-    from engine.parameters import Recruitment, RunParameters
+    from engine.model.parameters import Recruitment, RunParameters
+    from engine.model.protocol_loader import (
+        bundled_protocol_names,
+        load_protocol,
+        load_protocol_text,
+    )
+    from engine.model.v1.protocol import Protocol
     from engine.pipeline.launch import restart_run, resume_run
-    from engine.protocol import Protocol
-    from engine.protocol_loader import bundled_protocol_names, load_protocol, load_protocol_text
     from engine.registry import Registry
     from engine.results import (
         InMemoryResults,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 
 if TYPE_CHECKING:
     import pyarrow as pa

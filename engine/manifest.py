@@ -16,8 +16,8 @@ from typing import Literal
 import msgspec
 
 from engine.formats import Upgrades, decode_versioned
-from engine.parameters import RunParameters
-from engine.protocol import Protocol
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.run_dir import write_atomically
 from engine.stats.run_stats import AccumulatorState
 from engine.totals import RunTotals

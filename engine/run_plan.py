@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.parameters import MEMORY_THRESHOLD_PATIENTS
+from engine.model.parameters import MEMORY_THRESHOLD_PATIENTS
 
 __all__ = ["Progress", "Tier", "results_tier"]
 

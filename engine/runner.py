@@ -11,17 +11,21 @@ import os
 import time
 from collections.abc import Callable
 
-from engine.kernel import simulate_shards
-from engine.parameters import DEFAULT_SHARD_SIZE, Recruitment, RunParameters, validate_parameters
-from engine.protocol import Protocol
-from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol, validate_protocol
+from engine.model.interface import compile_model
+from engine.model.parameters import (
+    DEFAULT_SHARD_SIZE,
+    Recruitment,
+    RunParameters,
+    validate_parameters,
+)
+from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol, validate_protocol
+from engine.model.shards import plan_blocks
+from engine.model.v1.protocol import Protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import InMemoryResults
 from engine.run_plan import Progress, results_tier
-from engine.shards import plan_blocks
 from engine.stats.run_stats import StatsAccumulator
 from engine.stats.shard_stats import shard_stats
-from engine.tables import compile_protocol
 
 __all__ = ["Progress", "run_in_memory", "run_simulation"]
 
@@ -72,13 +76,13 @@ def run_in_memory(
 ) -> InMemoryResults:
     """Simulate in this process; `params` must be validated."""
     n_patients = params.n_patients
-    tables = compile_protocol(protocol)
+    model = compile_model(protocol)
     started = time.perf_counter()
     outputs = []
     statistics = StatsAccumulator(params.shard_count, params.horizon_days)
     patients_done = visits_done = 0
     for block in plan_blocks(params):
-        for output in simulate_shards(tables, params, block):
+        for output in model.simulate_shards(params, block):
             outputs.append(output)
             stats = shard_stats(output.patients, output.visits, params.horizon_days)
             statistics.add(output.shard_index, 0, 1, stats)

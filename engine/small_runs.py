@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from engine.errors import RunNotFoundError
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
 from engine.registry import Registry, RegistryEntry
 from engine.run_dir import validate_run_id
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.parameters import DAYS_PER_YEAR
-from engine.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.parameters import DAYS_PER_YEAR
+from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 
 __all__ = ["RunTotals", "SummaryStats"]
 

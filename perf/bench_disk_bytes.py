@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
-from engine.protocol_loader import load_protocol
 
 
 def main() -> None:

@@ -23,20 +23,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.kernel import simulate_shards  # noqa: E402
-from engine.parameters import RunParameters  # noqa: E402
-from engine.protocol_loader import load_protocol  # noqa: E402
-from engine.shards import BLOCK_PATIENTS, plan_blocks, shard_generator  # noqa: E402
-from engine.tables import compile_protocol  # noqa: E402
+from engine.model.interface import compile_model  # noqa: E402
+from engine.model.parameters import RunParameters  # noqa: E402
+from engine.model.protocol_loader import load_protocol  # noqa: E402
+from engine.model.shards import BLOCK_PATIENTS, plan_blocks, shard_generator  # noqa: E402
 from tests.reference_model import simulate_patient  # noqa: E402
 
 
-def kernel_run(tables, params, block_patients: int) -> tuple[float, int]:
+def kernel_run(model, params, block_patients: int) -> tuple[float, int]:
     """Seconds and visits for one whole run of the kernel."""
     started = time.perf_counter()
     visits = 0
     for block in plan_blocks(params, block_patients=block_patients):
-        visits += sum(output.visit_count for output in simulate_shards(tables, params, block))
+        visits += sum(output.visit_count for output in model.simulate_shards(params, block))
     return time.perf_counter() - started, visits
 
 
@@ -76,13 +75,13 @@ def main() -> None:
         # One core; the last one, because CPU 0 also serves the machine's interrupts.
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     protocol = load_protocol(args.protocol)
-    tables = compile_protocol(protocol)
+    model = compile_model(protocol)
     params = RunParameters(n_patients=args.patients, years=args.years, seed=1)
 
-    kernel_run(tables, params, args.block_patients)  # warm-up: imports, allocator, caches
+    kernel_run(model, params, args.block_patients)  # warm-up: imports, allocator, caches
     times = []
     for _ in range(args.runs):
-        seconds, visits = kernel_run(tables, params, args.block_patients)
+        seconds, visits = kernel_run(model, params, args.block_patients)
         times.append(seconds)
     median = statistics.median(times)
     draw_s = statistics.median(draws_only(params, visits) for _ in range(3))

@@ -29,10 +29,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.load.confine
 
 from engine.memory.estimate import estimate_run
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions
 from engine.pipeline.options import resolve_options
-from engine.protocol_loader import load_protocol
 from tests.load.confine import confined, run_confined
 from tests.load.leaks import consecutive_runs, growth_after_warm_up, open_read_close_cycles
 

@@ -28,24 +28,23 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.parameters import RunParameters  # noqa: E402
+from engine.model.parameters import RunParameters  # noqa: E402
+from engine.model.protocol_loader import load_protocol  # noqa: E402
 from engine.pipeline import PipelineOptions, Supervisor  # noqa: E402
-from engine.protocol_loader import load_protocol  # noqa: E402
 
 KERNEL_ONLY = """
 import statistics, sys, time
 sys.path.insert(0, {root!r})
-from engine.kernel import simulate_shards
-from engine.parameters import RunParameters
-from engine.protocol_loader import load_protocol
-from engine.shards import plan_blocks
-from engine.tables import compile_protocol
-tables = compile_protocol(load_protocol())
+from engine.model.interface import compile_model
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
+from engine.model.shards import plan_blocks
+model = compile_model(load_protocol())
 params = RunParameters(n_patients={patients}, years={years}, seed=1)
 times = []
 for _ in range({runs}):
     started = time.perf_counter()
-    visits = sum(o.visit_count for block in plan_blocks(params) for o in simulate_shards(tables, params, block))
+    visits = sum(o.visit_count for block in plan_blocks(params) for o in model.simulate_shards(params, block))
     times.append(time.perf_counter() - started)
 print(visits / statistics.median(times))
 """

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.manifest import read_manifest  # noqa: E402
-from engine.parameters import DAYS_PER_YEAR, RunParameters  # noqa: E402
+from engine.model.parameters import DAYS_PER_YEAR, RunParameters  # noqa: E402
+from engine.model.protocol_loader import load_protocol  # noqa: E402
 from engine.pipeline import PipelineOptions, run_pipeline  # noqa: E402
-from engine.protocol_loader import load_protocol  # noqa: E402
 from engine.results import ParquetResults  # noqa: E402
 from perf.bench_tdigest import QUANTILES, rank_error  # noqa: E402
 

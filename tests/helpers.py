@@ -10,11 +10,11 @@ import msgspec
 import msgspec.yaml
 import yaml
 
-from engine.kernel import simulate_shards
-from engine.parameters import Recruitment, RunParameters
-from engine.protocol import Protocol
-from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol_text
-from engine.tables import compile_protocol
+from engine.model.parameters import Recruitment, RunParameters
+from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol_text
+from engine.model.v1.kernel import simulate_shards
+from engine.model.v1.protocol import Protocol
+from engine.model.v1.tables import compile_protocol
 
 STATES = ("NAIVE", "STABLE", "ACTIVE", "HIGHLY_ACTIVE")
 

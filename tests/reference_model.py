@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from engine.parameters import DAYS_PER_MONTH
-from engine.protocol import Protocol
+from engine.model.parameters import DAYS_PER_MONTH
+from engine.model.v1.protocol import Protocol
 
 STATES = ("NAIVE", "STABLE", "ACTIVE", "HIGHLY_ACTIVE")
 ACTIVE_STATES = {"ACTIVE", "HIGHLY_ACTIVE"}

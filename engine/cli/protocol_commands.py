@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from engine.cli.console import call_with_warnings, out_console, safe_text
-from engine.protocol_loader import (
+from engine.model.protocol_loader import (
     DEFAULT_PROTOCOL,
     bundled_protocol_names,
     load_protocol,

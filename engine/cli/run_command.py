@@ -30,18 +30,18 @@ from engine.cli.run_display import (
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
 from engine.errors import AmdsimError, ParameterError
 from engine.manifest import Manifest
-from engine.parameters import (
+from engine.model.parameters import (
     DEFAULT_SHARD_SIZE,
     MEMORY_THRESHOLD_PATIENTS,
     Recruitment,
     RunParameters,
     validate_parameters,
 )
+from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol
+from engine.model.v1.protocol import Protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.pipeline.launch import restart_run
 from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY
-from engine.protocol import Protocol
-from engine.protocol_loader import DEFAULT_PROTOCOL, load_protocol
 from engine.registry import Registry
 from engine.resume import read_run_manifest
 from engine.run_dir import RunPaths, new_run_id

@@ -24,8 +24,8 @@ from rich.table import Table
 
 from engine.cli.console import err_console, human_count, out_console, safe_text
 from engine.manifest import Manifest
-from engine.parameters import RunParameters
-from engine.states import DISCONTINUATION_REASON_NAMES
+from engine.model.parameters import RunParameters
+from engine.model.states import DISCONTINUATION_REASON_NAMES
 from engine.totals import SummaryStats
 from ipc.metrics import MetricsSubscriber
 

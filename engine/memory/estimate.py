@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 
 from engine.columns import PATIENT_COLUMNS, VISIT_COLUMNS
 from engine.errors import DiskSpaceError
-from engine.kernel import simulate_shard
 from engine.memory.monitor import MemoryMonitor, MemorySnapshot
-from engine.parameters import RunParameters
-from engine.protocol import Protocol
-from engine.shards import BLOCK_PATIENTS
-from engine.tables import compile_protocol
+from engine.model.interface import compile_model
+from engine.model.parameters import RunParameters
+from engine.model.shards import BLOCK_PATIENTS
+from engine.model.v1.protocol import Protocol
 
 if TYPE_CHECKING:
     from engine.pipeline.options import PipelineOptions
@@ -75,7 +74,7 @@ def estimate_run(
     protocol: Protocol, params: RunParameters, options: PipelineOptions
 ) -> RunEstimate:
     """Peak memory of the whole process tree and bytes on disk for this run."""
-    pilot = simulate_shard(compile_protocol(protocol), params, 0)
+    (pilot,) = compile_model(protocol).simulate_shards(params, [0])
     visits_per_patient = pilot.visit_count / max(1, len(pilot.patients["patient_id"]))
     visits = round(visits_per_patient * params.n_patients)
     block_patients = min(params.n_patients, max(params.shard_size, BLOCK_PATIENTS))

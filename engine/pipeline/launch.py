@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.manifest import Manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
 from engine.pipeline.supervisor import Supervisor
 from engine.pipeline.takeover import Mode
-from engine.protocol import Protocol
 from engine.results.parquet import ParquetResults
 from engine.resume import read_run_manifest
 from engine.run_dir import RunPaths, new_run_id

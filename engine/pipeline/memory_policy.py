@@ -18,9 +18,9 @@ import logging
 
 from engine.memory.estimate import RunEstimate, check_run_fits, estimate_run
 from engine.memory.monitor import MemoryLevel, MemoryMonitor
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
-from engine.protocol import Protocol
 from engine.run_dir import RunPaths
 
 __all__ = ["MemoryPolicy", "check_resources"]

@@ -13,8 +13,8 @@ import msgspec
 
 from engine.errors import ParameterError
 from engine.manifest import ROW_GROUP_PATIENTS, Compression
-from engine.parameters import RunParameters
-from engine.shards import plan_blocks
+from engine.model.parameters import RunParameters
+from engine.model.shards import plan_blocks
 from ipc.channel import bounded_credits
 
 __all__ = [

@@ -24,9 +24,9 @@ import psutil
 
 from engine.errors import AmdsimError
 from engine.manifest import Manifest, write_manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
-from engine.protocol import Protocol
 from engine.registry import Registry
 from engine.run_dir import RUN_ID_PATTERN, RunPaths
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from engine.memory.monitor import MemorySnapshot
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
 from engine.pipeline.assignment import ShardProgress
 from ipc.channel import ChannelStatistics
 from ipc.messages import MetricsSample, ProcessMemory

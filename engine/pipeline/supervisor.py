@@ -38,7 +38,9 @@ from engine.errors import (
 from engine.manifest import Manifest, read_manifest, write_manifest
 from engine.memory.estimate import RunEstimate
 from engine.memory.monitor import MemoryMonitor
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.shards import plan_blocks
+from engine.model.v1.protocol import Protocol
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle
 from engine.pipeline.memory_policy import MemoryPolicy, check_resources
 from engine.pipeline.options import PipelineOptions, resolve_options
@@ -49,9 +51,7 @@ from engine.pipeline.signals import cancel_on_signals
 from engine.pipeline.takeover import Mode, checkpoint_every, claim_directory, take_over
 from engine.pipeline.workers import WorkerPool
 from engine.pipeline.writer_link import WriterLink
-from engine.protocol import Protocol
 from engine.run_dir import RunLock, RunPaths
-from engine.shards import plan_blocks
 from ipc.channel import Channel, ChannelSender
 from ipc.messages import FinishRun, MetricsSample
 from ipc.metrics import MetricsPublisher, metrics_socket_path

@@ -21,12 +21,11 @@ from multiprocessing.connection import Connection
 import msgspec
 
 from engine.columns import ShardOutput
-from engine.kernel import simulate_shards
-from engine.parameters import RunParameters
+from engine.model.interface import CompiledModel, compile_model
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.pipeline.batches import encode_shard
 from engine.pipeline.processes import prepare_child
-from engine.protocol import Protocol
-from engine.tables import ModelTables, compile_protocol
 from ipc.channel import ChannelClosedError, ChannelSender, ChannelSpec
 from ipc.messages import Assign, Stop, SupervisorToWorker, TaskDone, WorkerFailed, WorkerReady
 
@@ -70,7 +69,7 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
     told to stop, or finding the supervisor gone, it exits quietly.
     """
     prepare_child(f"worker-{worker_id}")
-    tables = compile_protocol(config.protocol)
+    model = compile_model(config.protocol)
     params = config.parameters
     limit = _BatchLimit()
     sender: ChannelSender | None = None
@@ -83,7 +82,7 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
             try:
                 if sender is None:
                     sender = _connect(config, worker_id, conn)
-                done = _simulate(config, tables, params, message, sender, conn, limit)
+                done = _simulate(config, model, params, message, sender, conn, limit)
             except _Stopped:
                 return
             except Exception as exc:
@@ -131,7 +130,7 @@ class _TaskTally:
 
 def _simulate(
     config: WorkerConfig,
-    tables: ModelTables,
+    model: CompiledModel,
     params: RunParameters,
     task: Assign,
     sender: ChannelSender,
@@ -149,7 +148,7 @@ def _simulate(
         batch = remaining[: limit.shards or len(remaining)]
         started = time.perf_counter()
         try:
-            outputs = _simulate_batch(config, tables, params, batch)
+            outputs = _simulate_batch(config, model, params, batch)
         except MemoryError:
             # Halve and try again; one shard is the least there is (shards are the unit of
             # determinism), so a shard that alone does not fit fails the task.
@@ -175,12 +174,12 @@ def _simulate(
 
 
 def _simulate_batch(
-    config: WorkerConfig, tables: ModelTables, params: RunParameters, shards: list[int]
+    config: WorkerConfig, model: CompiledModel, params: RunParameters, shards: list[int]
 ) -> list[ShardOutput]:
     too_many = config.memory_error_above_shards
     if too_many is not None and len(shards) > too_many:
         raise MemoryError(f"injected: {len(shards)} shards at once is more than {too_many}")
-    return simulate_shards(tables, params, shards)
+    return model.simulate_shards(params, shards)
 
 
 def _send(

@@ -21,13 +21,13 @@ from collections.abc import Callable
 import msgspec
 
 from engine.errors import AmdsimError, WorkerCrashedError
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle, describe_shards
 from engine.pipeline.memory_policy import MemoryPolicy
 from engine.pipeline.options import PipelineOptions
 from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
-from engine.protocol import Protocol
 from ipc.channel import ChannelSpec
 from ipc.messages import Assign, Stop, TaskDone, WorkerFailed, WorkerReady, WorkerToSupervisor
 

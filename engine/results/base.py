@@ -19,8 +19,8 @@ from engine.memory.guard import process_monitor
 if TYPE_CHECKING:
     import pandas as pd
 
-    from engine.parameters import RunParameters
-    from engine.protocol import Protocol
+    from engine.model.parameters import RunParameters
+    from engine.model.v1.protocol import Protocol
     from engine.stats.run_stats import RunStatistics
     from engine.totals import SummaryStats
 

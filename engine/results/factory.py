@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import RunNotFoundError
-from engine.parameters import (
+from engine.model.parameters import (
     MEMORY_THRESHOLD_PATIENTS,  # noqa: F401 - re-exported (viz.run_page)
     Recruitment,
     RunParameters,
     validate_parameters,
 )
-from engine.protocol import Protocol
-from engine.protocol_loader import validate_protocol
+from engine.model.protocol_loader import validate_protocol
+from engine.model.v1.protocol import Protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import HEADER_FILE, InMemoryResults
 from engine.results.parquet import ParquetResults

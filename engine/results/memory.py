@@ -24,8 +24,8 @@ from engine.durable import rename_durably
 from engine.errors import ResultsFormatError, RunNotFoundError
 from engine.formats import decode_versioned
 from engine.memory.guard import check_memory_before
-from engine.parameters import RunParameters
-from engine.protocol import Protocol
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
 from engine.run_dir import write_atomically
 from engine.stats.run_stats import RunStatistics, RunStatisticsState

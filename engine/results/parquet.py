@@ -30,8 +30,8 @@ from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA
 from engine.errors import ResultsFormatError
 from engine.integrity import load_index, locations_by_file
 from engine.manifest import Manifest, ShardLocation
-from engine.parameters import RunParameters
-from engine.protocol import Protocol
+from engine.model.parameters import RunParameters
+from engine.model.v1.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
 from engine.results.part_files import PartFiles
 from engine.results.row_group import RowGroup, combine, concat

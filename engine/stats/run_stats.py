@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from engine.parameters import DAYS_PER_MONTH
+from engine.model.parameters import DAYS_PER_MONTH
 from engine.stats.shard_stats import (
     SKETCH_NAMES,
     VA_VALUES,

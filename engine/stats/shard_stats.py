@@ -24,8 +24,8 @@ import msgspec
 import numpy as np
 
 from engine.columns import NULL, Columns
-from engine.parameters import DAYS_PER_MONTH, DAYS_PER_YEAR
-from engine.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.parameters import DAYS_PER_MONTH, DAYS_PER_YEAR
+from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 from engine.stats.moments import Moments
 from engine.stats.tdigest import DigestState, TDigest
 

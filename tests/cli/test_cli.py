@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import run_simulation
-from engine.protocol_loader import bundled_protocol_names
+from engine.model.protocol_loader import bundled_protocol_names
 from engine.results import InMemoryResults
 from tests.helpers import protocol_yaml
 

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from engine.cli.console import plain_text, safe_text
-from engine.protocol_loader import DEFAULT_PROTOCOL, resolve_protocol_path
+from engine.model.protocol_loader import DEFAULT_PROTOCOL, resolve_protocol_path
 from engine.run_dir import RUN_ID_PATTERN
 from tests.cli.test_cli import amdsim
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, numpy_view
-from engine.protocol_loader import load_protocol
+from engine.model.protocol_loader import load_protocol
 from tests.helpers import simulate
 
 

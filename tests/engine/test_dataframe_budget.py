@@ -61,9 +61,9 @@ _CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_to_dataframe_in_a_real_512_mib_cgroup_refuses_instead_of_being_killed(tmp_path):
-    from engine.parameters import RunParameters
+    from engine.model.parameters import RunParameters
+    from engine.model.protocol_loader import load_protocol
     from engine.pipeline import PipelineOptions, run_pipeline
-    from engine.protocol_loader import load_protocol
     from tests.load.confine import confined, run_confined
 
     run_dir = tmp_path / "run"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.kernel import simulate_shards
-from engine.parameters import Recruitment
-from engine.protocol_loader import load_protocol
-from engine.shards import plan_blocks
+from engine.model.parameters import Recruitment
+from engine.model.protocol_loader import load_protocol
+from engine.model.shards import plan_blocks
+from engine.model.v1.kernel import simulate_shards
 from tests.helpers import concat_columns, simulate
 
 RECRUITMENTS = [
@@ -87,7 +87,7 @@ def test_a_shard_depends_on_its_index_not_on_the_cohort_size():
 def test_shards_simulated_together_must_be_consecutive():
     protocol = load_protocol()
     params, _ = simulate(protocol, n_patients=3_000, shard_size=1_000)
-    from engine.tables import compile_protocol
+    from engine.model.v1.tables import compile_protocol
 
     with pytest.raises(ValueError, match="consecutive"):
         simulate_shards(compile_protocol(protocol), params, [0, 2])

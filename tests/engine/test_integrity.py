@@ -15,11 +15,11 @@ from engine import run_simulation
 from engine.errors import ResultsFormatError
 from engine.integrity import verify_run
 from engine.manifest import read_checkpoint, read_manifest, write_manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, resume_run, run_pipeline
 from engine.pipeline.batches import decode_batch, encode_shard
 from engine.pipeline.parts import PartFiles
-from engine.protocol_loader import load_protocol
 from engine.results import ParquetResults
 from engine.run_dir import RunPaths, temporary_name, write_atomically
 from tests.helpers import simulate

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
-from engine.protocol_loader import load_protocol
 
 CASES = Path(__file__).resolve().parents[1] / "memory" / "memray_readers.py"
 LARGEST_LIMIT = 12 << 20  # the largest limit_memory in CASES

@@ -17,9 +17,9 @@ from engine.memory import (
     detect_memory_limit,
 )
 from engine.memory.estimate import BYTES_PER_VISIT, check_run_fits, estimate_run
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor
-from engine.protocol_loader import load_protocol
 
 GiB = 1 << 30
 MiB = 1 << 20

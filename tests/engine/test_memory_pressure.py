@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from engine.memory import MemoryMonitor, SystemProbe
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.protocol_loader import load_protocol
 from ipc.messages import Assign
 from tests.engine.test_pipeline import assert_same, read_run
 

@@ -12,10 +12,10 @@ import random
 import numpy as np
 import pytest
 
-from engine.parameters import DAYS_PER_MONTH
-from engine.protocol_loader import load_protocol
-from engine.states import STATE_NAMES, DiseaseState
-from engine.tables import compile_protocol
+from engine.model.parameters import DAYS_PER_MONTH
+from engine.model.protocol_loader import load_protocol
+from engine.model.states import STATE_NAMES, DiseaseState
+from engine.model.v1.tables import compile_protocol
 from tests.helpers import concat_columns, constant_matrix, make_protocol, matrix, simulate
 from tests.reference_model import simulate_patient
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ParameterError
-from engine.parameters import Recruitment, RunParameters, validate_parameters
+from engine.model.parameters import Recruitment, RunParameters, validate_parameters
 
 
 @pytest.mark.parametrize(

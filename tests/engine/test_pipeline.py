@@ -23,11 +23,11 @@ import pytest
 from engine import run_simulation
 from engine.errors import AmdsimError, ParameterError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, records, run_pipeline
 from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
-from engine.protocol_loader import load_protocol
 from engine.resume import check_resumable, load_checkpoint
 from engine.run_dir import RunPaths, write_atomically
 from ipc.channel import Channel

@@ -29,9 +29,13 @@ from hypothesis import strategies as st
 
 from engine import run_simulation
 from engine.errors import ProtocolError
-from engine.protocol import Protocol, ranged_fields
-from engine.protocol_loader import bundled_protocol_names, load_protocol_text, resolve_protocol_path
-from engine.protocol_yaml import MAX_DEPTH, MAX_PROTOCOL_BYTES, MAX_VALUES
+from engine.model.protocol_loader import (
+    bundled_protocol_names,
+    load_protocol_text,
+    resolve_protocol_path,
+)
+from engine.model.protocol_yaml import MAX_DEPTH, MAX_PROTOCOL_BYTES, MAX_VALUES
+from engine.model.v1.protocol import Protocol, ranged_fields
 
 SOURCE = "fuzz.yaml"
 # Problems that concern the whole file, when there is no field path to give.

@@ -18,8 +18,7 @@ import yaml
 
 from engine import run_simulation
 from engine.errors import ProtocolError
-from engine.protocol import ranged_fields
-from engine.protocol_loader import (
+from engine.model.protocol_loader import (
     DEFAULT_PROTOCOL,
     UnknownProtocolKeysWarning,
     bundled_protocol_names,
@@ -27,6 +26,7 @@ from engine.protocol_loader import (
     load_protocol_text,
     validate_protocol,
 )
+from engine.model.v1.protocol import ranged_fields
 from tests.helpers import default_protocol_dict, protocol_yaml
 
 STATE_CHOICES = "expected one of NAIVE, STABLE, ACTIVE, HIGHLY_ACTIVE"

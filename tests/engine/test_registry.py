@@ -14,9 +14,9 @@ import pytest
 
 from engine.errors import AmdsimError, RunNotFoundError, RunPathError
 from engine.manifest import Manifest, write_manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline.processes import CONTEXT
-from engine.protocol_loader import load_protocol
 from engine.registry import Registry, RegistryLockedError, _locked
 from engine.run_dir import RunLock, RunPaths, new_run_id
 

@@ -19,9 +19,9 @@ from engine.errors import (
     RunNotFoundError,
 )
 from engine.manifest import read_checkpoint
-from engine.parameters import DAYS_PER_YEAR, RunParameters
+from engine.model.parameters import DAYS_PER_YEAR, RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
-from engine.protocol_loader import load_protocol
 from engine.results import InMemoryResults, ParquetResults, ResultsFactory
 
 N_PATIENTS = 2_500

@@ -17,9 +17,9 @@ import pytest
 
 from engine.errors import RunStateError, WorkerCrashedError, WriterFailedError
 from engine.manifest import read_checkpoint, read_manifest, write_manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, restart_run, resume_run, run_pipeline
-from engine.protocol_loader import load_protocol
 from engine.results import ParquetResults
 from engine.run_dir import RunLock, RunPaths
 from ipc.segments import SHM_DIR

@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.protocol_loader import load_protocol
 from ipc.channel import HEADER_BYTES, SENDER_SLOT_BYTES
 from tests.engine.test_pipeline import assert_same, in_process_rows, read_run
 

@@ -10,7 +10,7 @@ import pytest
 from engine import run_simulation
 from engine.errors import MemoryBudgetError, ParameterError
 from engine.memory import MemoryMonitor
-from engine.protocol_loader import load_protocol
+from engine.model.protocol_loader import load_protocol
 from engine.state_manager import StateManager
 from tests.engine.test_memory_monitor import FakeProbe
 

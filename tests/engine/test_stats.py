@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.parameters import DAYS_PER_MONTH, DAYS_PER_YEAR, Recruitment
+from engine.model.parameters import DAYS_PER_MONTH, DAYS_PER_YEAR, Recruitment
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline.batches import DecodedBatch, encode_shard
-from engine.protocol_loader import load_protocol
 from engine.stats.moments import Moments
 from engine.stats.run_stats import RunStatistics, StatsAccumulator, histogram_quantiles
 from engine.stats.shard_stats import ShardStats, shard_stats

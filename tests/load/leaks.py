@@ -13,9 +13,9 @@ import psutil
 import pyarrow as pa
 
 from engine import run_simulation
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.protocol_loader import load_protocol
 from engine.results import ResultsFactory
 
 __all__ = ["consecutive_runs", "growth_after_warm_up", "open_read_close_cycles", "settled_rss"]

@@ -16,9 +16,9 @@ import pytest
 
 from engine.errors import WriterFailedError
 from engine.memory import MemoryMonitor
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
-from engine.protocol_loader import load_protocol
 from engine.registry import Registry
 from engine.run_dir import new_run_id
 from tests.load.confine import confined, run_confined

@@ -17,9 +17,9 @@ from markdown_it import MarkdownIt
 
 from engine import run_simulation
 from engine.manifest import read_manifest
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
-from engine.protocol_loader import load_protocol
 from engine.registry import Registry
 from engine.results import ResultsFactory
 from engine.run_dir import RunLock, RunPaths, new_run_id
@@ -314,7 +314,7 @@ def test_dashboard_upload_messages_do_not_render_html(context, streamed_run):
 
 
 def load_protocol_text_bytes() -> bytes:
-    from engine.protocol_loader import resolve_protocol_path
+    from engine.model.protocol_loader import resolve_protocol_path
 
     return resolve_protocol_path("aflibercept_treat_and_extend").read_bytes()
 

@@ -4,7 +4,7 @@ Field names follow the files of existing AMD protocol explorers, so those files 
 Every number has two bounds here. `msgspec.Meta` holds the loose ones every stored run was
 written under (manifests decode through these structs, so tightening them would make old runs
 unreadable). `Range` holds the plausible, finite range a new protocol must meet: validation
-(`engine.protocol_loader`) refuses anything outside it, NaN and infinities included, with the
+(`engine.model.protocol_loader`) refuses anything outside it, NaN and infinities included, with the
 field path. Checks that span fields (row sums, min <= max) live in the loader too. Each range
 is listed in the README's "Protocol format".
 """

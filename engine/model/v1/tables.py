@@ -19,9 +19,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from engine.parameters import DAYS_PER_MONTH
-from engine.protocol import Protocol
-from engine.states import STATE_NAMES, DiseaseState
+from engine.model.parameters import DAYS_PER_MONTH
+from engine.model.states import STATE_NAMES, DiseaseState
+from engine.model.v1.protocol import Protocol
 
 __all__ = ["ModelTables", "compile_protocol"]
 

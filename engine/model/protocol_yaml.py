@@ -11,7 +11,7 @@ aliases multiply to, and the scan stops at the first limit crossed. Only a file 
 limits is then decoded (safe loader: plain data, no Python objects).
 
 Every failure is a `ProtocolError` about the whole file (no field path: there is no document
-yet). Does not cover: what the values mean (`engine.protocol_loader`).
+yet). Does not cover: what the values mean (`engine.model.protocol_loader`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ There is no Python loop over patients or days; the loop is over visit numbers, a
 iteration is a fixed sequence of numpy passes over the patients still in follow-up. Patients
 leave the live arrays when they discontinue or their next visit would fall on or after the
 horizon. Rows are produced visit-major and scattered once, at the end, into
-(patient_id, visit) order. The model is DESIGN section 4; `engine.tables` explains the codes.
+(patient_id, visit) order. The model is DESIGN section 4; `engine.model.v1.tables` explains the codes.
 
 Several consecutive shards can be simulated together to amortise numpy's per-call cost over
 more patients. Each shard still draws only from its own stream, the same numbers in the same
@@ -23,11 +23,11 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.columns import NULL, Columns, ShardOutput
-from engine.parameters import RunParameters
-from engine.recruitment import enrollment_days
-from engine.shards import shard_bounds, shard_generator
-from engine.states import DiseaseState
-from engine.tables import ModelTables
+from engine.model.parameters import RunParameters
+from engine.model.recruitment import enrollment_days
+from engine.model.shards import shard_bounds, shard_generator
+from engine.model.states import DiseaseState
+from engine.model.v1.tables import ModelTables
 
 __all__ = ["simulate_shard", "simulate_shards"]
 

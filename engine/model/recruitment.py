@@ -15,8 +15,8 @@ import functools
 import numpy as np
 import numpy.typing as npt
 
-from engine.parameters import RunParameters
-from engine.shards import RECRUITMENT_STREAM_KEY, shard_bounds, stream_generator
+from engine.model.parameters import RunParameters
+from engine.model.shards import RECRUITMENT_STREAM_KEY, shard_bounds, stream_generator
 
 __all__ = ["enrollment_days"]
 

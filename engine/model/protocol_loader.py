@@ -4,8 +4,8 @@ Covers: reading (file, bundled name or text), schema validation in this order: n
 infinity anywhere (comparisons with NaN pass silently, so it is refused first and by name),
 types, each number's plausible `Range`, cross-field checks; then collecting unknown keys.
 Every failure becomes a `ProtocolError` naming the file, the field path and the problem.
-Does not cover: decoding YAML within bounds (`engine.protocol_yaml`), what the fields mean
-(`engine.protocol`).
+Does not cover: decoding YAML within bounds (`engine.model.protocol_yaml`), what the fields mean
+(`engine.model.v1.protocol`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import msgspec
 
 from engine.errors import ProtocolError
-from engine.protocol import Protocol, field_range, protocol_ranges
-from engine.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
-from engine.states import STATE_NAMES
+from engine.model.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
+from engine.model.states import STATE_NAMES
+from engine.model.v1.protocol import Protocol, field_range, protocol_ranges
 
 __all__ = [
     "DEFAULT_PROTOCOL",

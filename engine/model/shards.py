@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.parameters import RunParameters
+from engine.model.parameters import RunParameters
 
 __all__ = [
     "BLOCK_PATIENTS",
