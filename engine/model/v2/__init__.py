@@ -1,0 +1,1 @@
+"""The time-based model (DESIGN section 4b, docs/model.md): schema, loading, tables, kernel."""
