@@ -15,7 +15,7 @@ import numpy as np
 from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 
-from engine.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 from engine.stats.run_stats import RunStatistics
 
 __all__ = [

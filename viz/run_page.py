@@ -21,16 +21,16 @@ import panel as pn
 from engine.errors import AmdsimError, ProtocolError
 from engine.memory import MemoryLevel, Thresholds
 from engine.memory.estimate import check_run_fits, estimate_run
-from engine.parameters import RunParameters, validate_parameters
-from engine.pipeline.options import PipelineOptions, default_workers, resolve_options
-from engine.protocol import Protocol
-from engine.protocol_loader import (
+from engine.model.parameters import RunParameters, validate_parameters
+from engine.model.protocol_loader import (
     DEFAULT_PROTOCOL,
     bundled_protocol_names,
     load_protocol,
     load_protocol_text,
     resolve_protocol_path,
 )
+from engine.model.v1.protocol import Protocol
+from engine.pipeline.options import PipelineOptions, default_workers, resolve_options
 from engine.results.base import SimulationResults
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
 from engine.run_dir import new_run_id

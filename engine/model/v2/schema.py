@@ -18,7 +18,6 @@ from msgspec import Meta
 from engine.model.v1.protocol import (
     IntervalDays,
     LoadingDoses,
-    Multiplier,
     Probability,
     Range,
     StepDays,
