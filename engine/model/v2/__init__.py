@@ -1,1 +1,1 @@
-"""The time-based model (v2, DESIGN section 4b): common random numbers, tables and kernel."""
+"""The time-based model (DESIGN section 4b, docs/model.md): schema, loading, tables, kernel."""
