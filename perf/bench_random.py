@@ -28,15 +28,22 @@ sys.path.insert(0, str(ROOT))
 from engine.model.v2.random_numbers import CounterRandom, Purpose  # noqa: E402
 
 
-def median_rate(draw: Callable[[int], object], steps: int, per_step: int, runs: int) -> float:
-    """Median over `runs` of draws per second for `steps` calls of `draw(step)`."""
-    rates = []
+def median_rates(
+    draws: dict[str, tuple[Callable[[int], object], int]], steps: int, runs: int
+) -> dict[str, float]:
+    """Median over `runs` of draws/s for `steps` calls of each `draw(step)`.
+
+    The contenders take turns within each run, so a change in the machine's load hits all
+    of them alike and the ratios stay fair.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in draws}
     for _ in range(runs):
-        started = time.perf_counter()
-        for step in range(steps):
-            draw(step)
-        rates.append(steps * per_step / (time.perf_counter() - started))
-    return statistics.median(rates)
+        for name, (draw, per_step) in draws.items():
+            started = time.perf_counter()
+            for step in range(steps):
+                draw(step)
+            rates[name].append(steps * per_step / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def main() -> None:
@@ -52,27 +59,22 @@ def main() -> None:
     half = np.sort(pcg.choice(n, n // 2, replace=False))
     out_half = np.empty(half.size)
 
-    rates = {
-        "crn uniform": median_rate(
-            lambda s: crn.uniform(s, Purpose.DEATH, out=out), steps, n, runs
-        ),
-        "pcg64 random": median_rate(lambda s: pcg.random(out=out), steps, n, runs),
-        "crn normal": median_rate(
-            lambda s: crn.normal(s, Purpose.VISION_CHANGE, out=out), steps, n, runs
-        ),
-        "pcg64 standard_normal": median_rate(
-            lambda s: pcg.standard_normal(out=out), steps, n, runs
-        ),
-        "crn uniform, half rows": median_rate(
-            lambda s: crn.uniform(s, Purpose.DEATH, rows=half, out=out_half),
-            steps,
-            half.size,
-            runs,
-        ),
-        "pcg64 random, half": median_rate(
-            lambda s: pcg.random(out=out_half), steps, half.size, runs
-        ),
-    }
+    m = half.size
+    rates = median_rates(
+        {
+            "crn uniform": (lambda s: crn.uniform(s, Purpose.DEATH, out=out), n),
+            "pcg64 random": (lambda s: pcg.random(out=out), n),
+            "crn normal": (lambda s: crn.normal(s, Purpose.VISION_CHANGE, out=out), n),
+            "pcg64 standard_normal": (lambda s: pcg.standard_normal(out=out), n),
+            "crn uniform, half rows": (
+                lambda s: crn.uniform(s, Purpose.DEATH, rows=half, out=out_half),
+                m,
+            ),
+            "pcg64 random, half": (lambda s: pcg.random(out=out_half), m),
+        },
+        steps,
+        runs,
+    )
     print(f"draws/s, {n:,} patients x {steps} steps, median of {runs} (numpy {np.__version__})")
     for name, rate in rates.items():
         print(f"  {name:<24} {rate / 1e6:8.1f} M/s")
