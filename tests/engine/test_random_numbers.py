@@ -165,6 +165,9 @@ def test_rows_select_the_same_numbers_as_the_whole_array():
         crn.normal(2, Purpose.SEX, rows=rows, draw=4), crn.normal(2, Purpose.SEX, draw=4)[rows]
     )
     assert crn.uniform(2, Purpose.SEX, rows=np.array([], dtype=np.intp)).size == 0
+    many = np.tile(rows, 2000)  # more rows than patients
+    assert np.array_equal(crn.normal(3, Purpose.SEX, rows=many), crn.normal(3, Purpose.SEX)[many])
+    assert CounterRandom(21, np.array([], dtype=np.int64)).normal(2, Purpose.SEX).size == 0
 
 
 def test_bad_keys_are_refused():
@@ -177,6 +180,8 @@ def test_bad_keys_are_refused():
         crn.uniform(0, 99)
     with pytest.raises(TypeError, match="integer positions"):
         crn.uniform(0, Purpose.DEATH, rows=np.ones(10, dtype=bool))
+    with pytest.raises(TypeError, match="integer positions"):
+        crn.uniform(0, Purpose.DEATH, rows=np.zeros((2, 2), dtype=np.intp))
     with pytest.raises(IndexError):
         crn.uniform(0, Purpose.DEATH, rows=np.array([10]))
     with pytest.raises(ValueError, match="patient ids"):

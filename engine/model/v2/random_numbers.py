@@ -174,13 +174,15 @@ class CounterRandom:
         """``bits`` for the patients at `rows` (all when None), in a scratch buffer."""
         word = _counter_word(step, purpose, draw, variate)
         if rows is None:
-            work, tmp = self._work, self._tmp
+            work, tmp = self._work, self._tmp[: self._work.size]
             np.add(self._keys, word, out=work)
         else:
             rows = np.asarray(rows)
-            if rows.dtype.kind not in "iu":
-                raise TypeError(f"rows must be integer positions, got dtype {rows.dtype}")
+            if rows.ndim != 1 or rows.dtype.kind not in "iu":
+                raise TypeError(f"rows must be a 1-d array of integer positions, got {rows.dtype}")
             work = np.take(self._keys, rows)  # bounds-checked; a fresh array to work in
+            if work.size > self._tmp.size:  # rows repeat positions: grow the scratch
+                self._tmp = np.empty_like(work)
             tmp = self._tmp[: work.size]
             np.add(work, word, out=work)
         _mix64_inplace(work, tmp)
@@ -226,8 +228,8 @@ class CounterRandom:
         np.right_shift(bits, _U12, out=bits)
         if out is None:
             out = np.empty(bits.size)
-        if self._floats is None:
-            self._floats = tuple(np.empty(self._keys.size) for _ in range(3))
+        if self._floats is None or self._floats[0].size < out.size:
+            self._floats = tuple(np.empty(max(out.size, self._keys.size)) for _ in range(3))
         # q = p - 1/2 for p = (k + 1/2) * 2**-52: a multiple of 2**-53 below 1/2, exact.
         np.copyto(out, bits.view(np.int64), casting="unsafe")
         np.multiply(out, 2.0**-52, out=out)
