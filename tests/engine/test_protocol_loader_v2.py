@@ -13,6 +13,8 @@ import fnmatch
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -694,3 +696,33 @@ def test_the_protocol_is_not_changed_by_loading_twice():
     first, second = load_quietly(BUNDLED), load_quietly(BUNDLED)
     assert first == second
     assert copy.deepcopy(first) == first
+
+
+# --- the command line -------------------------------------------------------------------------
+AMDSIM = shutil.which("amdsim", path=str(Path(sys.executable).parent)) or shutil.which("amdsim")
+
+
+def _amdsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert AMDSIM is not None, "the amdsim console script is not installed (pip install -e .)"
+    return subprocess.run(
+        [AMDSIM, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+
+
+def test_amdsim_validate_accepts_the_bundled_time_based_protocol_and_refuses_one_line(tmp_path):
+    done = _amdsim("validate", BUNDLED, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "valid - Time-based T&E (UNCALIBRATED" in done.stdout
+    assert "time-based treat_and_extend, 28-112 days, 3 loading doses" in done.stdout
+    assert done.stderr == ""
+    path = write_protocol(tmp_path, {"update_interval_days": 28})
+    done = _amdsim("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: protocol.yaml: $.update_interval_days: is 28;")
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
