@@ -12,6 +12,8 @@ from engine.model.protocol_loader import (
     load_protocol,
     resolve_protocol_path,
 )
+from engine.model.v1.protocol import Protocol
+from engine.model.v2.schema import TimeBasedProtocol
 
 __all__ = ["register"]
 
@@ -36,12 +38,24 @@ def validate(args: argparse.Namespace) -> int:
     protocol = call_with_warnings(lambda: load_protocol(args.file))
     path = resolve_protocol_path(args.file)
     out_console.print(
-        f"{safe_text(path.name)}: valid - {safe_text(protocol.name)} ({protocol.protocol_type}, "
-        f"{protocol.min_interval_days}-{protocol.max_interval_days} days, "
-        f"{protocol.loading_doses} loading doses)",
+        f"{safe_text(path.name)}: valid - {safe_text(protocol.name)} ({_summary(protocol)})",
         soft_wrap=True,
     )
     return 0
+
+
+def _summary(protocol: Protocol | TimeBasedProtocol) -> str:
+    """Type, intervals and loading of either layout, for one line of output."""
+    if isinstance(protocol, TimeBasedProtocol):
+        return (
+            f"time-based {protocol.protocol_type}, {protocol.min_interval_days}-"
+            f"{protocol.max_interval_days} days, {protocol.loading_dose_injections} loading "
+            f"doses, {len(protocol.sources)} parameter files"
+        )
+    return (
+        f"{protocol.protocol_type}, {protocol.min_interval_days}-{protocol.max_interval_days} "
+        f"days, {protocol.loading_doses} loading doses"
+    )
 
 
 def list_protocols(args: argparse.Namespace) -> int:
@@ -51,10 +65,7 @@ def list_protocols(args: argparse.Namespace) -> int:
         protocol = load_protocol(name)
         marker = " *" if name == DEFAULT_PROTOCOL else ""
         out_console.print(
-            f"  [bold]{safe_text(name)}[/]{marker}  {protocol.protocol_type}, "
-            f"{protocol.min_interval_days}-{protocol.max_interval_days} days, "
-            f"{protocol.loading_doses} loading doses",
-            soft_wrap=True,
+            f"  [bold]{safe_text(name)}[/]{marker}  {_summary(protocol)}", soft_wrap=True
         )
         out_console.print(f"      {safe_text(protocol.description)}", soft_wrap=True)
     return 0

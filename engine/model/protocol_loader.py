@@ -1,20 +1,17 @@
-"""Load protocol YAML files into `Protocol` structs, with one clear message per bad file.
+"""Load protocol YAML files into protocol structs, with one clear message per bad file.
 
-Covers: reading (file, bundled name or text), schema validation in this order: no NaN or
-infinity anywhere (comparisons with NaN pass silently, so it is refused first and by name),
-types, each number's plausible `Range`, cross-field checks; then collecting unknown keys.
-Every failure becomes a `ProtocolError` naming the file, the field path and the problem.
+Covers: reading (file, bundled name or text) and dispatching on the layout: a file with
+`model_type` is a time-based protocol (`engine.model.v2.loader` reads it and its parameter
+files), any other the visit-based v1 `Protocol`. The v1 validation runs in this order: no NaN
+or infinity anywhere, types, each number's plausible `Range`, cross-field checks; then
+collecting unknown keys (the shared machinery is `engine.model.validation`). Every failure
+becomes a `ProtocolError` naming the file, the field path and the problem.
 Does not cover: decoding YAML within bounds (`engine.model.protocol_yaml`), what the fields mean
-(`engine.model.v1.protocol`).
+(`engine.model.v1.protocol`, `engine.model.v2.schema`).
 """
 
 from __future__ import annotations
 
-import datetime
-import math
-import re
-import reprlib
-import typing
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -25,7 +22,18 @@ import msgspec
 from engine.errors import ProtocolError
 from engine.model.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
 from engine.model.states import STATE_NAMES
-from engine.model.v1.protocol import Protocol, field_range, protocol_ranges
+from engine.model.v1.protocol import Protocol
+from engine.model.v2.loader import is_time_based, load_time_based, unused_keys_message
+from engine.model.v2.schema import TimeBasedProtocol
+from engine.model.validation import (
+    UnknownProtocolKeysWarning,
+    check_finite,
+    check_ranges,
+    collect_unknown_keys,
+    convert,
+    list_keys,
+    normalise_scalars,
+)
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -39,20 +47,7 @@ __all__ = [
 
 DEFAULT_PROTOCOL = "aflibercept_treat_and_extend"
 ROW_SUM_TOLERANCE = 0.001
-MAX_UNKNOWN_KEYS_LISTED = 20
 _STRING_FIELDS = ("name", "version", "description", "author", "created_date")
-# Values quoted in messages stay short whatever the file holds (Repr takes no arguments
-# before Python 3.12).
-_SHORT = reprlib.Repr()
-_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist = 2, 4, 4
-_SHORT.maxstring = _SHORT.maxother = 60
-# Keys shown bare in field paths; any other key is quoted (``$.extra['odd key']``), so a path
-# stays one line and cannot be mistaken for another.
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-class UnknownProtocolKeysWarning(UserWarning):
-    """A protocol file has keys the schema does not know; they are kept in `Protocol.extras`."""
 
 
 def bundled_protocol_names() -> list[str]:
@@ -75,11 +70,13 @@ def resolve_protocol_path(reference: str | Path) -> Path:
     )
 
 
-def load_protocol(reference: str | Path = DEFAULT_PROTOCOL) -> Protocol:
+def load_protocol(reference: str | Path = DEFAULT_PROTOCOL) -> Protocol | TimeBasedProtocol:
     """Load and validate a protocol from a file path or a bundled protocol name.
 
-    Raises `ProtocolError` for a missing, unreadable, oversized or invalid file; warns with
-    `UnknownProtocolKeysWarning` (one line listing every unknown key) when keys are unknown.
+    A file with `model_type` is a time-based protocol: its parameter files are read relative
+    to it (`engine.model.v2.loader`). Raises `ProtocolError` for a missing, unreadable,
+    oversized or invalid file (a parameter file too); warns with `UnknownProtocolKeysWarning`
+    (one line listing every unknown key, by file and field path) when keys are not used.
     """
     path = resolve_protocol_path(reference)
     try:
@@ -88,31 +85,46 @@ def load_protocol(reference: str | Path = DEFAULT_PROTOCOL) -> Protocol:
         data = path.read_bytes()
     except OSError as exc:
         raise ProtocolError(path.name, None, f"cannot be read ({exc.strerror})") from exc
-    return load_protocol_text(data, source=path.name)
+    return _load(data, path.name, path.parent)
 
 
-def load_protocol_text(data: bytes | str, source: str = "<protocol>") -> Protocol:
-    """Validate protocol YAML given as text; `source` names it in messages."""
+def load_protocol_text(
+    data: bytes | str, source: str = "<protocol>"
+) -> Protocol | TimeBasedProtocol:
+    """Validate protocol YAML given as text; `source` names it in messages.
+
+    A time-based protocol given as text must embed its parameters (`parameters:`): with no
+    file there is no folder to find its parameter files in.
+    """
+    return _load(data, source, None)
+
+
+def _load(data: bytes | str, source: str, folder: Path | None) -> Protocol | TimeBasedProtocol:
+    """Decode, dispatch on the layout, validate; one warning for every key not used."""
     raw = decode_protocol_yaml(data, source)
-    protocol = _validate(raw, source)
-    extras = _collect_unknown_keys(raw, Protocol, "$")
-    if extras:
-        listed = ", ".join(list(extras)[:MAX_UNKNOWN_KEYS_LISTED])
-        if len(extras) > MAX_UNKNOWN_KEYS_LISTED:
-            listed += f" and {len(extras) - MAX_UNKNOWN_KEYS_LISTED:,} more"
-        warnings.warn(
-            UnknownProtocolKeysWarning(f"{source}: unknown keys kept but not used: {listed}"),
-            stacklevel=2,
-        )
-        protocol = msgspec.structs.replace(protocol, extras=extras)
+    if is_time_based(raw):
+        protocol: Protocol | TimeBasedProtocol = load_time_based(raw, source, folder)
+        message = unused_keys_message(source, protocol.extras) if protocol.extras else ""
+    else:
+        protocol = _validate(raw, source)
+        extras = collect_unknown_keys(raw, Protocol, "$")
+        message = ""
+        if extras:
+            message = f"{source}: unknown keys kept but not used: {list_keys(list(extras))}"
+            protocol = msgspec.structs.replace(protocol, extras=extras)
+    if message:
+        warnings.warn(UnknownProtocolKeysWarning(message), stacklevel=3)
     return protocol
 
 
-def validate_protocol(protocol: Protocol, source: str = "<protocol>") -> Protocol:
-    """Check a `Protocol` built in Python as a file would be checked; returns it unchanged.
+def validate_protocol(
+    protocol: Protocol | TimeBasedProtocol, source: str = "<protocol>"
+) -> Protocol | TimeBasedProtocol:
+    """Check a protocol built in Python as a file would be checked; returns it unchanged.
 
     Struct constructors do not validate, so this is what stands between ``Protocol(...)``
-    with a NaN in it and the kernel. `extras` are the caller's and are not checked.
+    with a NaN in it and the kernel. `extras` are the caller's and are not checked. A
+    `TimeBasedProtocol` needs its `parameters` filled (no files are read).
     """
     try:
         raw = msgspec.to_builtins(
@@ -121,7 +133,10 @@ def validate_protocol(protocol: Protocol, source: str = "<protocol>") -> Protoco
     except (TypeError, ValueError, NotImplementedError) as exc:
         raise ProtocolError(source, "$", f"holds a value that is not plain data ({exc})") from exc
     raw.pop("extras", None)
-    _validate(raw, source)
+    if isinstance(protocol, TimeBasedProtocol):
+        load_time_based(raw, source, None)
+    else:
+        _validate(raw, source)
     return protocol
 
 
@@ -134,106 +149,11 @@ def _python_number(value: Any) -> Any:
 
 def _validate(raw: dict[str, Any], source: str) -> Protocol:
     """The checks of the module docstring, in its order; the first failure is raised."""
-    _check_finite(raw, "$", source)
-    try:
-        protocol = msgspec.convert(_normalise_scalars(raw), Protocol)
-    except msgspec.ValidationError as exc:
-        path, problem = _describe_validation_error(str(exc), raw)
-        raise ProtocolError(source, path, problem) from exc
-    _check_ranges(protocol, source)
+    check_finite(raw, Protocol, "$", source)
+    protocol = convert(normalise_scalars(raw, _STRING_FIELDS), Protocol, source)
+    check_ranges(protocol, Protocol, "$", source)
     _check_cross_fields(protocol, source)
     return protocol
-
-
-def _check_finite(node: Any, path: str, source: str) -> None:
-    """Refuse NaN and infinities anywhere, unknown keys included (JSON has no such numbers).
-
-    The walk is bounded: `decode_protocol_yaml` has capped values and depth.
-    """
-    if isinstance(node, float) and not math.isfinite(node):
-        expected = field_range(path)
-        what = expected.describe() if expected else "a finite number"
-        raise ProtocolError(source, path, f"expected {what}, got {node!r}")
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _check_finite(value, path + _segment(key), source)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            _check_finite(value, f"{path}[{index}]", source)
-
-
-def _check_ranges(protocol: Protocol, source: str) -> None:
-    """Every number inside its plausible `Range` (the schema's own bounds are looser)."""
-    for path, expected in protocol_ranges().items():
-        value: Any = protocol
-        for part in path.split(".")[1:]:
-            value = getattr(value, part)
-        if not expected.contains(value):
-            raise ProtocolError(source, path, f"expected {expected.describe()}, got {value!r}")
-
-
-def _normalise_scalars(raw: dict[str, Any]) -> dict[str, Any]:
-    """Accept numbers and dates where the schema wants text (``version: 1.0``).
-
-    A literal ``extras`` key is dropped here: it is the user's data, reported as unknown,
-    never taken as our own field.
-    """
-    out = {key: value for key, value in raw.items() if key != "extras"}
-    for key in _STRING_FIELDS:
-        value = out.get(key)
-        if isinstance(value, datetime.date):
-            out[key] = value.isoformat()
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = str(value)
-    return out
-
-
-def _describe_validation_error(message: str, raw: Any) -> tuple[str, str]:
-    """Turn msgspec's message into (field path, problem) in our one-line style."""
-    text, _, where = message.partition(" - at `")
-    path = where.rstrip("`") or "$"
-    if where.startswith("key` in `"):  # a mapping key that is not text (`1: x`, `null: x`)
-        path = where.removeprefix("key` in `").rstrip("`")
-        found, node = _lookup(raw, path)
-        keys = [key for key in node if not isinstance(key, str)] if found else []
-        shown = f", got {_SHORT.repr(keys[0])}" if keys else ""
-        return path, f"expected field names (text) as keys{shown}"
-    expected = field_range(path)
-    found, value = _lookup(raw, path)
-    if expected is not None and found:
-        return path, f"expected {expected.describe()}, got {_SHORT.repr(value)}"
-    if text.startswith("Object missing required field `"):
-        field = text.split("`")[1]
-        return f"{path}.{field}", "required field is missing"
-    if text.startswith("Object contains unknown field `"):
-        field = text[text.index("`") + 1 : text.rindex("`")]
-        states = ", ".join(STATE_NAMES)
-        shown = field if _PLAIN_KEY.match(field) else _SHORT.repr(field)
-        return path + _segment(field), f"unknown state `{shown}`; expected one of {states}"
-    if text.startswith("Invalid enum value"):
-        choices = ", ".join(typing.get_args(typing.get_type_hints(Protocol)["protocol_type"]))
-        return path, f"{text[0].lower()}{text[1:]}; expected one of {choices}"
-    problem = text[0].lower() + text[1:]
-    for json_word, yaml_word in (("`object`", "a mapping"), ("`array`", "a list")):
-        problem = problem.replace(json_word, yaml_word)
-    if found:
-        shown = _SHORT.repr(value)
-        problem += f" ({shown})" if ", got" in problem else f", got {shown}"
-    return path, problem
-
-
-def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
-    node = raw
-    for part in path.removeprefix("$").replace("[", ".").replace("]", "").split("."):
-        if not part:
-            continue
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False, None
-    return True, node
 
 
 def _check_cross_fields(protocol: Protocol, source: str) -> None:
@@ -270,42 +190,3 @@ def _check_cross_fields(protocol: Protocol, source: str) -> None:
             "$.baseline_vision.max",
             f"is {baseline.max:g}, not above min {baseline.min:g}; the range needs min < max",
         )
-
-
-def _collect_unknown_keys(raw: Any, schema: type, path: str) -> dict[str, Any]:
-    """Keys of `raw` that `schema` (a Struct type) does not declare, by field path."""
-    if not isinstance(raw, dict):
-        return {}
-    hints = typing.get_type_hints(schema)
-    extras: dict[str, Any] = {}
-    for key, value in raw.items():
-        child = path + _segment(key)
-        hint = hints.get(key) if isinstance(key, str) else None
-        if hint is None or key == "extras":
-            extras[child] = _with_text_keys(value)
-        elif isinstance(hint, type) and issubclass(hint, msgspec.Struct):
-            extras.update(_collect_unknown_keys(value, hint, child))
-    return extras
-
-
-def _segment(key: Any) -> str:
-    """One step of a field path: ``.key``, or ``[...]`` quoting a key that is not plain."""
-    if isinstance(key, str) and _PLAIN_KEY.match(key):
-        return f".{key}"
-    return f"[{_SHORT.repr(key)}]"
-
-
-def _with_text_keys(value: Any) -> Any:
-    """`value` with every mapping key made text (``50: 0.1`` -> ``"50": 0.1``).
-
-    Unknown blocks are kept in the manifest, whose JSON has text keys only; a date or null
-    key would otherwise make the run's manifest unwritable.
-    """
-    if isinstance(value, dict):
-        return {
-            key if isinstance(key, str) else str(key): _with_text_keys(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_with_text_keys(item) for item in value]
-    return value

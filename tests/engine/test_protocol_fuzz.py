@@ -1,20 +1,26 @@
 """Fuzzing the protocol loader: whatever a file holds, it runs or gets one clear ProtocolError.
 
-Hypothesis mutates every bundled protocol (NaN, infinities, huge and negative numbers, wrong
-types, missing, extra and renamed keys) and feeds the loader random bytes, deep nesting, YAML
-anchors and aliases (alias bombs included) and oversized files. The oracle is `amdsim
+Hypothesis mutates every bundled visit-based protocol (NaN, infinities, huge and negative
+numbers, wrong types, missing, extra and renamed keys) and feeds the loader random bytes, deep
+nesting, YAML anchors and aliases (alias bombs included) and oversized files. The bundled
+time-based protocol is fuzzed as a folder: the protocol and its six parameter files, any of
+them mutated, spliced with junk or set anywhere inside its ranges. The oracle is `amdsim
 validate`'s contract: a valid protocol runs (a tiny in-memory run whose manifest form
-round-trips), an invalid one raises `ProtocolError` with a field path or a file-level
-problem, and nothing else ever escapes. Examples are derandomized so CI is reproducible.
+round-trips; for a time-based one, until its kernel lands, the manifest round trip and
+`validate_protocol`), an invalid one raises `ProtocolError` with a field path or a file-level
+problem, naming the file at fault, and nothing else ever escapes. Examples are derandomized so
+CI is reproducible.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -31,11 +37,23 @@ from engine import run_simulation
 from engine.errors import ProtocolError
 from engine.model.protocol_loader import (
     bundled_protocol_names,
+    load_protocol,
     load_protocol_text,
     resolve_protocol_path,
+    validate_protocol,
 )
 from engine.model.protocol_yaml import MAX_DEPTH, MAX_PROTOCOL_BYTES, MAX_VALUES
 from engine.model.v1.protocol import Protocol, ranged_fields
+from engine.model.v2.schema import (
+    DemographicsFile,
+    DiscontinuationFile,
+    DiseaseTransitionsFile,
+    MortalityFile,
+    TimeBasedProtocol,
+    TreatmentEffectFile,
+    VisionFile,
+)
+from engine.model.validation import range_at
 
 SOURCE = "fuzz.yaml"
 # Problems that concern the whole file, when there is no field path to give.
@@ -54,7 +72,13 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-BUNDLED = {name: resolve_protocol_path(name).read_bytes() for name in bundled_protocol_names()}
+# The visit-based (v1) bundled protocols: their text alone is a whole protocol. The time-based
+# one reads parameter files beside it and is fuzzed as a folder (the end of this file).
+BUNDLED = {
+    name: resolve_protocol_path(name).read_bytes()
+    for name in bundled_protocol_names()
+    if "model_type" not in msgspec.yaml.decode(resolve_protocol_path(name).read_bytes())
+}
 
 
 def _raw(name: str) -> dict[str, Any]:
@@ -308,3 +332,156 @@ def test_the_cli_refuses_a_fuzzed_protocol_with_exit_2_and_no_traceback(
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == expected
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- the time-based layout: a protocol and the parameter files beside it ---------------------
+TIME_BASED = "time_based_uncalibrated_treat_and_extend"
+TB_PROTOCOL = resolve_protocol_path(TIME_BASED)
+TB_FILES = {
+    "protocol.yaml": TB_PROTOCOL.read_bytes(),
+    **{
+        f"time_based_parameters/{path.name}": path.read_bytes()
+        for path in sorted((TB_PROTOCOL.parent / "time_based_parameters").glob("*.yaml"))
+    },
+}
+TB_SCHEMAS: dict[str, Any] = {
+    "protocol.yaml": TimeBasedProtocol,
+    "time_based_parameters/disease_transitions.yaml": DiseaseTransitionsFile,
+    "time_based_parameters/treatment_effect.yaml": TreatmentEffectFile,
+    "time_based_parameters/vision.yaml": VisionFile,
+    "time_based_parameters/discontinuation.yaml": DiscontinuationFile,
+    "time_based_parameters/demographics.yaml": DemographicsFile,
+    "time_based_parameters/uk_mortality_wet_amd.yaml": MortalityFile,
+}
+FOLDER_PROBLEMS = (*FILE_LEVEL_PROBLEMS, "cannot be read")
+
+
+def check_folder_contract(files: dict[str, bytes | str]) -> TimeBasedProtocol | None:
+    """Write the folder, load its protocol; valid -> survives the manifest, else one line."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "time_based_parameters").mkdir()
+        for name, content in files.items():
+            data = (
+                content.encode("utf-8", errors="surrogateescape")
+                if isinstance(content, str)
+                else content
+            )
+            (root / name).write_bytes(data)
+        started = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                protocol = load_protocol(root / "protocol.yaml")
+        except ProtocolError as exc:
+            message = str(exc)
+            assert exc.source in TB_FILES, message
+            assert message.startswith(f"{exc.source}: "), message
+            assert "\n" not in message, message
+            if exc.path is None:
+                assert exc.problem.startswith(FOLDER_PROBLEMS), message
+            else:
+                assert exc.path.startswith("$"), message
+            assert time.perf_counter() - started < 5.0, f"slow refusal: {message[:200]}"
+            return None
+    assert isinstance(protocol, TimeBasedProtocol)
+    stored = msgspec.json.decode(msgspec.json.encode(protocol), type=TimeBasedProtocol)
+    assert stored.parameters == protocol.parameters
+    assert validate_protocol(stored) is stored
+    return protocol
+
+
+@st.composite
+def mutated_time_based(draw: st.DrawFn) -> dict[str, bytes | str]:
+    """The bundled time-based folder with one to four mutations in one to three files."""
+    files: dict[str, bytes | str] = dict(TB_FILES)
+    for name in draw(st.lists(st.sampled_from(sorted(TB_FILES)), min_size=1, max_size=3)):
+        document = msgspec.yaml.decode(TB_FILES[name])
+        for _ in range(draw(st.integers(1, 4))):
+            paths = _paths(document)
+            if not paths:
+                break
+            path = draw(st.sampled_from(paths))
+            parent = _parent(document, path)
+            action = draw(st.sampled_from(["set", "set", "set", "delete", "add", "rename"]))
+            if action == "set":
+                parent[path[-1]] = copy.deepcopy(draw(VALUES))
+            elif action == "delete":
+                del parent[path[-1]]
+            elif action == "add" and isinstance(parent, dict):
+                parent[draw(KEYS)] = copy.deepcopy(draw(VALUES))
+            elif action == "rename" and isinstance(parent, dict):
+                parent[draw(KEYS)] = parent.pop(path[-1])
+        files[name] = yaml.safe_dump(document, sort_keys=False, allow_unicode=draw(st.booleans()))
+    return files
+
+
+def _ranged_leaves(node: Any, schema: Any, path: str = "$") -> list[tuple[tuple[Any, ...], Any]]:
+    """(key path, Range) of every number in `node` that has a range in `schema`."""
+    out = []
+    for keys in _paths(node):
+        value = _parent(node, keys)[keys[-1]]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            dotted = path + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys)
+            found = range_at(schema, dotted)
+            if found is not None:
+                out.append((keys, found))
+    return out
+
+
+@st.composite
+def plausible_time_based(draw: st.DrawFn) -> dict[str, bytes | str]:
+    """The bundled folder with up to eight numbers of one file set inside their ranges."""
+    files: dict[str, bytes | str] = dict(TB_FILES)
+    name = draw(st.sampled_from(sorted(TB_FILES)))
+    document = msgspec.yaml.decode(TB_FILES[name])
+    leaves = _ranged_leaves(document, TB_SCHEMAS[name])
+    for keys, expected in draw(st.lists(st.sampled_from(leaves), min_size=1, max_size=8)):
+        low, high = expected.low, expected.high
+        value = draw(st.integers(int(low), int(high)) if expected.integer else st.floats(low, high))
+        _parent(document, keys)[keys[-1]] = value
+    for row in document.get("fortnightly_transitions", {}).values():
+        total = sum(row.values())
+        if total > 0:
+            row.update({state: value / total for state, value in row.items()})
+    files[name] = yaml.safe_dump(document, sort_keys=False)
+    return files
+
+
+@settings(FUZZ, max_examples=150)
+@given(mutated_time_based())
+def test_mutated_time_based_folders_load_or_fail_naming_file_and_path(files):
+    check_folder_contract(files)
+
+
+@FUZZ
+@given(plausible_time_based())
+def test_time_based_numbers_inside_their_ranges_load_or_fail_a_cross_field_check(files):
+    check_folder_contract(files)
+
+
+@FUZZ
+@given(st.binary(max_size=400), st.sampled_from(sorted(TB_FILES)), st.integers(0, 3000))
+def test_junk_spliced_into_any_time_based_file_fails_cleanly(junk, name, at):
+    original = TB_FILES[name]
+    check_folder_contract({**TB_FILES, name: original[:at] + junk + original[at:]})
+
+
+@FUZZ
+@given(st.sampled_from(sorted(TB_FILES)[1:]))
+def test_a_missing_time_based_parameter_file_is_an_error_naming_it(name):
+    files = {key: value for key, value in TB_FILES.items() if key != name}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "time_based_parameters").mkdir()
+        for key, content in files.items():
+            (root / key).write_bytes(content)
+        with pytest.raises(ProtocolError) as caught:
+            load_protocol(root / "protocol.yaml")
+    assert caught.value.source == "protocol.yaml"
+    assert name in caught.value.problem
+
+
+def test_the_bundled_time_based_folder_passes_the_contract_unchanged():
+    protocol = check_folder_contract(TB_FILES)
+    assert protocol is not None and protocol.extras == {}
