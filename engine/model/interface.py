@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
 from engine.columns import ShardOutput
+from engine.model.any_protocol import AnyProtocol, format_version_of, random_scheme_of
 from engine.model.parameters import RunParameters
 from engine.model.v1 import kernel as visit_kernel
 from engine.model.v1.protocol import Protocol
 from engine.model.v1.tables import ModelTables
 from engine.model.v1.tables import compile_protocol as compile_visit_tables
 
-__all__ = ["CompiledModel", "VisitBasedModel", "compile_model"]
+__all__ = [
+    "AnyProtocol",
+    "CompiledModel",
+    "VisitBasedModel",
+    "compile_model",
+    "format_version_of",
+    "random_scheme_of",
+]
 
 
 class CompiledModel(TypingProtocol):

@@ -24,10 +24,11 @@ import psutil
 
 from engine.errors import AmdsimError
 from engine.manifest import Manifest, write_manifest
+from engine.model.interface import AnyProtocol, format_version_of
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
 from engine.registry import Registry
+from engine.reproducibility import reproducibility_record
 from engine.run_dir import RUN_ID_PATTERN, RunPaths
 
 __all__ = [
@@ -42,15 +43,17 @@ log = logging.getLogger(__name__)
 
 def running_manifest(
     paths: RunPaths,
-    protocol: Protocol,
+    protocol: AnyProtocol,
     params: RunParameters,
     options: PipelineOptions,
     metrics_address: str,
     checkpoint_every: int,
     previous: Manifest | None,
 ) -> Manifest:
-    """The manifest of a run this process is starting now (a resume passes its `previous`)."""
+    """The manifest of a run this process is starting now (a resume passes its `previous`,
+    whose reproducibility record it keeps: the run's inputs are those of its start)."""
     manifest = Manifest(
+        format_version=format_version_of(protocol),
         run_id=paths.root.name,
         status="running",
         protocol=protocol,
@@ -65,10 +68,16 @@ def running_manifest(
         metrics_address=metrics_address,
         slot_bytes=options.slot_bytes,
         checkpoint_every=checkpoint_every,
+        reproducibility=None
+        if previous is not None
+        else reproducibility_record(protocol, options.protocol_path, package_version()),
     )
     if previous is not None:
         manifest = msgspec.structs.replace(
-            manifest, created=previous.created, resumes=previous.resumes + 1
+            manifest,
+            created=previous.created,
+            resumes=previous.resumes + 1,
+            reproducibility=previous.reproducibility,
         )
     return manifest
 
