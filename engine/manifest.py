@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from engine.formats import Upgrades, decode_versioned
+from engine.formats import Upgrades, decode_versioned, stored_version
 from engine.model.any_protocol import StoredProtocol, dec_hook
 from engine.model.parameters import RunParameters
 from engine.reproducibility import Reproducibility
@@ -161,18 +161,17 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
 def read_manifest(path: Path) -> Manifest:
     """Load a manifest of any format version; `ResultsFormatError` if it is not one.
 
-    A format-1 manifest reads as it was written, but its `format_version` reads as the
-    newest; `engine.formats.stored_version` tells what a file was written in.
+    `format_version` stays the run's format as written (runs of visit-based protocols are
+    format 1 forever), so a manifest read and written back keeps its format.
     """
-    return decode_versioned(
-        path.read_bytes(),
-        Manifest,
-        FORMAT_VERSION,
-        MANIFEST_UPGRADES,
-        str(path),
-        "manifest",
-        dec_hook=dec_hook,
+    data = path.read_bytes()
+    manifest = decode_versioned(
+        data, Manifest, FORMAT_VERSION, MANIFEST_UPGRADES, str(path), "manifest", dec_hook=dec_hook
     )
+    written = stored_version(data)
+    if written != manifest.format_version:  # upgraded: every step so far only adds defaults
+        manifest = msgspec.structs.replace(manifest, format_version=written)
+    return manifest
 
 
 def decode_manifest(data: bytes) -> Manifest:

@@ -371,6 +371,7 @@ class _Writer:
         write_checkpoint(
             self.paths.checkpoint,
             Checkpoint(
+                format_version=self.manifest.format_version,  # the run's format
                 run_id=self.manifest.run_id,
                 parts=sorted(self.closed_parts, key=lambda p: p.number),
                 shards=self.closed_locations,
