@@ -49,9 +49,11 @@ def running_manifest(
     metrics_address: str,
     checkpoint_every: int,
     previous: Manifest | None,
+    restarted: Manifest | None = None,
 ) -> Manifest:
     """The manifest of a run this process is starting now (a resume passes its `previous`,
-    whose reproducibility record it keeps: the run's inputs are those of its start)."""
+    whose reproducibility record it keeps: the run's inputs are those of its start; a restart
+    passes the manifest it replaces as `restarted`, whose recorded input files it keeps)."""
     manifest = Manifest(
         format_version=format_version_of(protocol),
         run_id=paths.root.name,
@@ -72,6 +74,12 @@ def running_manifest(
         if previous is not None
         else reproducibility_record(protocol, options.protocol_path, package_version()),
     )
+    if restarted is not None and restarted.reproducibility is not None and manifest.reproducibility:
+        # A restart runs the protocol stored in the manifest: its inputs are those recorded.
+        record = msgspec.structs.replace(
+            manifest.reproducibility, files=restarted.reproducibility.files
+        )
+        manifest = msgspec.structs.replace(manifest, reproducibility=record)
     if previous is not None:
         manifest = msgspec.structs.replace(
             manifest,

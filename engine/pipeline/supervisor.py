@@ -215,6 +215,7 @@ class Supervisor:
             str(self._metrics_path),
             checkpoint_every(options, previous, self.mode),
             previous if self.mode == "resume" else None,
+            restarted=previous if self.mode == "restart" else None,
         )
         write_manifest(self.paths.manifest, self.manifest)
         record_in_registry(self.paths, self.manifest, register=self.mode != "resume")
