@@ -19,16 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.columns import NULL, ShardOutput
+from engine.columns import ShardOutput
 from engine.model.parameters import DAYS_PER_YEAR, RunParameters
-from engine.model.shards import shard_bounds
-from engine.model.v2.draws import RandomFactory, RandomSource, crn_source
-from engine.model.v2.patients import enrol
+from engine.model.v2.block_state import NO_VISIT, BlockState
+from engine.model.v2.draws import RandomFactory, crn_source
 from engine.model.v2.random_numbers import Purpose
-from engine.model.v2.recruitment import enrolment_days
 from engine.model.v2.shard_output import block_outputs
 from engine.model.v2.tables import TimeBasedTables
-from engine.model.v2.visits import NEVER, NO_VISIT, visit
+from engine.model.v2.visits import visit
 
 __all__ = ["V2_REASON_NAMES", "simulate_shards"]
 
@@ -70,68 +68,8 @@ def simulate_block(
     return block.outputs(), block.fortnights
 
 
-class Block:
-    """The live state of a block of shards, the per-patient results and the recorded rows."""
-
-    def __init__(
-        self,
-        tables: TimeBasedTables,
-        params: RunParameters,
-        shard_indices: Sequence[int],
-        random_factory: RandomFactory,
-    ) -> None:
-        self.tables = tables
-        self.params = params
-        self.shard_indices = list(shard_indices)
-        bounds = [shard_bounds(params, k) for k in self.shard_indices]
-        self.first_id = bounds[0][0]
-        self.shard_starts = np.cumsum([0] + [size for _, size in bounds])
-        size = self.size = int(self.shard_starts[-1])
-        self.factory = random_factory
-        ids = np.arange(self.first_id, self.first_id + size, dtype=np.int64)
-        self.source: RandomSource = random_factory(params.seed, ids)
-        self.horizon = params.horizon_days
-        self.cohort = params.recruitment.mode == "cohort"
-        self.enrolment = enrolment_days(params, ids)
-        self.enrolled = enrol(tables, self.source)
-        # Per-patient results, by position in the block (days since enrolment; -1 none).
-        self.death_t = np.full(size, NULL, dtype=np.int64)
-        self.stop_t = np.full(size, NULL, dtype=np.int64)
-        self.reason = np.full(size, NULL, dtype=np.int8)
-        self.final_state = np.zeros(size, dtype=np.int8)
-        self.final_va = np.zeros(size, dtype=np.float64)
-        self.baseline_measured = np.zeros(size, dtype=np.int64)
-        self.rows: list[tuple[np.ndarray, ...]] = []
-        self.fortnights = 0
-        e = self.enrolled
-        loading = tables.loading_doses
-        first_interval = tables.loading_interval if loading else int(tables.regimen_min[0])
-        self.live: dict[str, np.ndarray] = {
-            "pid": np.arange(size, dtype=np.intp),
-            "limit": (self.horizon - self.enrolment).astype(np.int64),  # days of follow-up
-            "state": np.zeros(size, dtype=np.intp),
-            "va": e.baseline.copy(),
-            "ceiling": e.ceiling,
-            # Effect row offset: +1 (row 0 = never injected), + a group for non-responders.
-            "group": np.where(e.responder, 1, 1 + tables.rows_per_group).astype(np.int64),
-            "last_injection": np.full(size, NEVER, dtype=np.int64),
-            "gap": np.full(size, NO_VISIT, dtype=np.int64),  # days from the injection before
-            "injections": np.zeros(size, dtype=np.int64),
-            "phase": np.zeros(size, dtype=np.int64),  # improvement fortnights left
-            "age": e.age,
-            "sex_row": e.sex.astype(np.intp) * tables.ages - tables.first_age,
-            "alive": np.ones(size, dtype=bool),
-            "treated": np.ones(size, dtype=bool),
-            "next_visit": np.zeros(size, dtype=np.int64),
-            "visit_no": np.zeros(size, dtype=np.int64),
-            "interval": np.full(size, first_interval, dtype=np.int64),
-            "baseline": np.zeros(size, dtype=np.int64),  # measured baseline
-            "poor": np.zeros(size, dtype=np.int64),
-            "loss": np.zeros(size, dtype=np.int64),
-            "stable": np.zeros(size, dtype=np.int64),
-            "flat": np.zeros(size, dtype=np.int64),
-        }
-        self.finished = 0  # patients in the arrays no longer alive
+class Block(BlockState):
+    """A block of shards being simulated: the fortnight loop over its `BlockState`."""
 
     def run(self) -> None:
         """Fortnight 0 (the enrolment visits), then one step per fortnight to the end."""
@@ -256,10 +194,6 @@ class Block:
         ids = self.live["pid"].astype(np.int64) + self.first_id
         self.source = self.factory(self.params.seed, ids)
         self.finished = 0
-
-    def record(self, rows: tuple[np.ndarray, ...]) -> None:
-        """Keep one visit sub-step's rows: pid, visit, t, measured VA, injected, state."""
-        self.rows.append(rows)
 
     def outputs(self) -> list[ShardOutput]:
         """One output per shard, rows in (patient_id, visit) order."""

@@ -7,15 +7,11 @@ treatment status, yearly counts) are computed here from the rows and the per-pat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from engine.columns import NULL, Columns, ShardOutput
 from engine.model.parameters import DAYS_PER_MONTH
-
-if TYPE_CHECKING:
-    from engine.model.v2.kernel import Block
+from engine.model.v2.block_state import BlockState
 
 __all__ = ["MONTHS", "block_outputs"]
 
@@ -23,7 +19,7 @@ MONTHS = (3, 6, 12, 24, 36, 60)
 _YEAR_ENDS = (364, 728)  # year 1: t < 364, year 2: t < 728, later years after
 
 
-def block_outputs(block: Block) -> list[ShardOutput]:
+def block_outputs(block: BlockState) -> list[ShardOutput]:
     """One `ShardOutput` per shard of the block, in order."""
     size = block.size
     if block.rows:

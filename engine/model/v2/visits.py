@@ -8,22 +8,16 @@ treatment decision and next interval per regimen, then the recorded row.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from engine.model.states import DiseaseState
+from engine.model.v2.block_state import NEVER, NO_VISIT, BlockState
 from engine.model.v2.draws import VISIT_STEP, RandomSource
 from engine.model.v2.random_numbers import Purpose
 from engine.model.v2.tables import REGIMEN_TYPES, TimeBasedTables
 
-if TYPE_CHECKING:
-    from engine.model.v2.kernel import Block
+__all__ = ["visit"]
 
-__all__ = ["NEVER", "NO_VISIT", "visit"]
-
-NEVER = 2**40  # last injection day of a patient never injected: d < 0, effect row 0
-NO_VISIT = 2**40  # next visit of a patient who will not be seen again
 _STABLE, _ACTIVE, _HIGHLY = DiseaseState.STABLE, DiseaseState.ACTIVE, DiseaseState.HIGHLY_ACTIVE
 # Reason codes (kernel.V2_REASON_NAMES).
 _POOR, _LOSS, _STABLE_REASON, _FLAT, _ATTRITION, _ADMIN = 1, 2, 3, 4, 5, 6
@@ -31,7 +25,7 @@ _YEAR_DAYS = 365.25
 _MONTH_DAYS = 30.4375
 
 
-def visit(block: Block, rows: np.ndarray) -> None:
+def visit(block: BlockState, rows: np.ndarray) -> None:
     """Visit the live patients at `rows` (positions in the live arrays) once each."""
     live, tables, source = block.live, block.tables, block.source
     t = live["next_visit"][rows]
