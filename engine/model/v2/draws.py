@@ -25,6 +25,8 @@ from engine.model.v2.random_numbers import CounterRandom, Purpose
 __all__ = ["VISIT_STEP", "CrnSource", "RandomFactory", "RandomSource", "crn_source"]
 
 VISIT_STEP = 10**6  # step of visit number n: VISIT_STEP + n
+# Counter words of visit steps by (purpose, variate); they depend on nothing else.
+_WORD_CACHE: dict[tuple[int, int], npt.NDArray[np.uint64]] = {}
 
 
 class RandomSource(TypingProtocol):
@@ -73,12 +75,9 @@ class CrnSource:
         rows: npt.NDArray[np.intp],
         variate: int,
     ) -> npt.NDArray[np.uint64]:
-        unique, inverse = np.unique(steps, return_inverse=True)
-        words = np.array(
-            [crn._counter_word(int(s), purpose, 0, variate) for s in unique], dtype=np.uint64
-        )
+        words = _words(purpose, variate, int(steps.max()) if steps.size else VISIT_STEP)
         bits = np.take(self.crn._keys, rows)
-        np.add(bits, words[inverse], out=bits)
+        np.add(bits, words[steps - VISIT_STEP], out=bits)
         crn._mix64_inplace(bits, np.empty_like(bits))
         return bits
 
@@ -103,6 +102,26 @@ class CrnSource:
         np.add(out, 2.0**-53 - 0.5, out=out)
         crn._inverse_normal_cdf(out, *(np.empty_like(out) for _ in range(3)))
         return out
+
+
+def _words(purpose: Purpose, variate: int, top: int) -> npt.NDArray[np.uint64]:
+    """Counter words of the visit steps VISIT_STEP..top (at least) of (purpose, variate).
+
+    They depend on nothing else, so they are computed once per process and cached.
+    """
+    if top < VISIT_STEP:
+        raise ValueError(f"per-row steps are visit steps (>= {VISIT_STEP}), got {top}")
+    key = (int(purpose), variate)
+    words = _WORD_CACHE.get(key)
+    if words is None or VISIT_STEP + len(words) <= top:
+        size = max(top + 1 - VISIT_STEP, 256, 2 * (0 if words is None else len(words)))
+        size = min(size, crn.MAX_STEP + 1 - VISIT_STEP)
+        words = np.array(
+            [crn._counter_word(VISIT_STEP + n, purpose, 0, variate) for n in range(size)],
+            dtype=np.uint64,
+        )
+        _WORD_CACHE[key] = words
+    return words
 
 
 def crn_source(seed: int, patient_ids: npt.NDArray[np.int64]) -> RandomSource:
