@@ -38,20 +38,20 @@ class FakeSource:
     def _ids(self, rows: np.ndarray | None) -> np.ndarray:
         return self.ids if rows is None else self.ids[np.asarray(rows)]
 
-    def uniform(self, step, purpose, rows=None, draw=0):  # noqa: ANN001, ANN201
+    def uniform(self, step, purpose, rows=None, draw=0):
         return self._values(self._ids(rows), step, purpose, DEFAULT_UNIFORM.get(purpose, HIGH))
 
-    def normal(self, step, purpose, rows=None, draw=0):  # noqa: ANN001, ANN201
+    def normal(self, step, purpose, rows=None, draw=0):
         return self._values(self._ids(rows), step, purpose, 0.0)
 
-    def uniform_at(self, steps, purpose, rows):  # noqa: ANN001, ANN201
+    def uniform_at(self, steps, purpose, rows):
         return self._values(self._ids(rows), steps, purpose, DEFAULT_UNIFORM.get(purpose, HIGH))
 
-    def normal_at(self, steps, purpose, rows):  # noqa: ANN001, ANN201
+    def normal_at(self, steps, purpose, rows):
         return self._values(self._ids(rows), steps, purpose, 0.0)
 
 
-def factory(chosen: dict[tuple[int, int, Purpose], float]):  # noqa: ANN201
+def factory(chosen: dict[tuple[int, int, Purpose], float]):
     """A random factory for the kernel that serves `chosen`."""
     return lambda seed, ids: FakeSource(ids, chosen)
 
