@@ -74,16 +74,17 @@ class BlockState:
             "phase": np.zeros(size, dtype=np.int64),  # improvement fortnights left
             "age": e.age,
             "sex_row": e.sex.astype(np.intp) * tables.ages - tables.first_age,
+            "death_p": np.zeros(size, dtype=np.float64),  # this fortnight's probability
+            "birthday": np.zeros(size, dtype=np.int64),  # t from which to recompute it
             "alive": np.ones(size, dtype=bool),
             "treated": np.ones(size, dtype=bool),
             "next_visit": np.zeros(size, dtype=np.int64),
             "visit_no": np.zeros(size, dtype=np.int64),
             "interval": np.full(size, first_interval, dtype=np.int64),
             "baseline": np.zeros(size, dtype=np.int64),  # measured baseline
-            "poor": np.zeros(size, dtype=np.int64),
-            "loss": np.zeros(size, dtype=np.int64),
-            "stable": np.zeros(size, dtype=np.int64),
-            "flat": np.zeros(size, dtype=np.int64),
+            # Consecutive visits: below the poor-vision threshold, with a large loss,
+            # seeing STABLE, not above the measured baseline (docs/model.md 4).
+            "counters": np.zeros((size, 4), dtype=np.int64),
         }
         self.finished = 0  # patients in the arrays no longer alive
 

@@ -118,13 +118,18 @@ class Block(BlockState):
         self.fortnights += alive_count
         source = self.source
 
-        # 3.1 Death.
-        age = live["age"] + t / DAYS_PER_YEAR
-        np.floor(age, out=age)
-        np.clip(age, tables.first_age, tables.first_age + tables.ages - 1, out=age)
-        row = age.astype(np.intp)
-        row += live["sex_row"]
-        died = source.uniform(k, Purpose.DEATH) < tables.death_probability[row]
+        # 3.1 Death. The probability changes only when a patient's whole age does: it is
+        # recomputed (exactly) for the patients whose next birthday may have come.
+        birthday = live["birthday"]
+        due = np.flatnonzero(birthday <= t)
+        if len(due):
+            age = np.floor(live["age"][due] + t / DAYS_PER_YEAR)
+            row = np.clip(age, tables.first_age, tables.first_age + tables.ages - 1).astype(np.intp)
+            row += live["sex_row"][due]
+            live["death_p"][due] = tables.death_probability[row]
+            # A day early, so that rounding can only make the recomputation come sooner.
+            birthday[due] = np.floor((age + 1.0 - live["age"][due]) * DAYS_PER_YEAR) - 1
+        died = source.uniform(k, Purpose.DEATH) < live["death_p"]
         died &= live["alive"]
         if died.any():
             dead = np.flatnonzero(died)

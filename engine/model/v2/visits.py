@@ -89,16 +89,16 @@ def _discontinue(
     injections: np.ndarray,
 ) -> np.ndarray:
     """Update the counters, then check the categories in priority order; reason or -1."""
-    counters = {}
-    for name, condition in (
-        ("poor", measured < _threshold(tables, "poor_vision", 0)),
-        ("loss", measured - baseline <= _threshold(tables, "deterioration", 0)),
-        ("stable", state == _STABLE),
-        ("flat", measured <= baseline),
-    ):
-        count = np.where(condition, live[name][rows] + 1, 0)
-        live[name][rows] = count
-        counters[name] = count
+    holds = np.empty((len(rows), 4), dtype=bool)
+    np.less(measured, _threshold(tables, "poor_vision", 0), out=holds[:, 0])
+    np.less_equal(measured - baseline, _threshold(tables, "deterioration", 0), out=holds[:, 1])
+    np.equal(state, _STABLE, out=holds[:, 2])
+    np.less_equal(measured, baseline, out=holds[:, 3])
+    counts = live["counters"][rows]
+    counts += 1
+    counts *= holds
+    live["counters"][rows] = counts
+    poor, loss, stable, flat = counts.T
     reason = np.full(len(rows), -1, dtype=np.int8)
     open_ = n > 0  # never at the enrolment visit
 
@@ -117,23 +117,25 @@ def _discontinue(
     for name, values in tables.discontinuation:
         if name == "poor_vision":
             _, grace, p = values
-            check(counters["poor"] > grace, p, Purpose.DISCONTINUE_POOR_VISION, _POOR)
+            check(poor > grace, p, Purpose.DISCONTINUE_POOR_VISION, _POOR)
         elif name == "deterioration":
             _, visits, p = values
-            check(counters["loss"] >= visits, p, Purpose.DISCONTINUE_DETERIORATION, _LOSS)
+            check(loss >= visits, p, Purpose.DISCONTINUE_DETERIORATION, _LOSS)
         elif name == "treatment_decision":
             minimum, stable_visits, p_stable, flat_visits, p_flat = values
             decide = injections >= minimum
-            check(decide & (counters["stable"] >= stable_visits), p_stable,
+            check(decide & (stable >= stable_visits), p_stable,
                   Purpose.DISCONTINUE_STABLE, _STABLE_REASON)  # fmt: skip
-            check(decide & (counters["flat"] >= flat_visits), p_flat,
+            check(decide & (flat >= flat_visits), p_flat,
                   Purpose.DISCONTINUE_NO_IMPROVEMENT, _FLAT)  # fmt: skip
         elif name == "attrition":
             base, m12, m24, m_late, b6, b12, b_high = values
-            months = t / _MONTH_DAYS
-            time = np.where(months < 12, m12, np.where(months < 24, m24, m_late))
+            # Months < 12, < 24, else (t / 30.4375 < 12 is t < 365.25); the same for burden.
+            time = np.array([m12, m24, m_late])[
+                (t >= 12 * _MONTH_DAYS).astype(np.intp) + (t >= 24 * _MONTH_DAYS)
+            ]
             rate = injections / np.maximum(1.0, t / _YEAR_DAYS)
-            burden = np.where(rate < 6, b6, np.where(rate < 12, b12, b_high))
+            burden = np.array([b6, b12, b_high])[(rate >= 6).astype(np.intp) + (rate >= 12)]
             p = np.minimum(1.0, base * time * burden)
             check(p > 0, p, Purpose.DISCONTINUE_ATTRITION, _ATTRITION)
         else:
