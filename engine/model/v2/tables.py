@@ -68,6 +68,7 @@ class TimeBasedTables:
     transition_t0: FloatArray
     transition_t1: FloatArray
     transition_t2: FloatArray
+    naive_unreachable: bool  # every transition_t0 is 0: no state moves into NAIVE
     vision_effect: FloatArray  # v(d) by effect row, non-responders included
     gradual_mean: FloatArray  # by vcode (state after the transition)
     gradual_std: FloatArray
@@ -171,6 +172,7 @@ def compile_time_based(protocol: TimeBasedProtocol) -> TimeBasedTables:
         transition_t0=_frozen(thresholds[:, 0]),
         transition_t1=_frozen(thresholds[:, 1]),
         transition_t2=_frozen(thresholds[:, 2]),
+        naive_unreachable=bool((thresholds[:, 0] <= 0.0).all()),
         vision_effect=_frozen(vision_effect),
         gradual_mean=_frozen(gradual_mean.ravel()),
         gradual_std=_frozen(gradual_std.ravel()),
