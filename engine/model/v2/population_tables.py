@@ -86,11 +86,13 @@ def beta_table(dist: BaselineVisionDistribution) -> tuple[FloatArray, FloatArray
     if dist.alpha is None or dist.beta is None:
         raise ValueError("a beta baseline distribution needs alpha and beta")
     fine = np.linspace(0.0, 1.0, (BETA_GRID_POINTS - 1) * _BETA_SUBSTEPS + 1)
-    density = fine ** (dist.alpha - 1.0) * (1.0 - fine) ** (dist.beta - 1.0)
+    # Midpoint rule: each fine interval is wholly on one side of the threshold.
+    mid = (fine[1:] + fine[:-1]) * 0.5
+    density = mid ** (dist.alpha - 1.0) * (1.0 - mid) ** (dist.beta - 1.0)
     if dist.type == "beta_with_threshold" and dist.threshold is not None:
         cut = (dist.threshold - dist.min) / (dist.max - dist.min)
-        density = np.where(fine > cut, density * (1.0 - (dist.threshold_reduction or 0.0)), density)
-    steps = (density[1:] + density[:-1]) * 0.5
-    cdf = np.concatenate(([0.0], np.cumsum(steps)))
+        reduction = dist.threshold_reduction or 0.0
+        density = np.where(mid > cut, density * (1.0 - reduction), density)
+    cdf = np.concatenate(([0.0], np.cumsum(density)))
     cdf /= cdf[-1]
     return np.linspace(0.0, 1.0, BETA_GRID_POINTS), cdf[::_BETA_SUBSTEPS].copy()
