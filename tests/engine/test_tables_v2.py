@@ -81,7 +81,7 @@ def test_beta_inverse_cdf_has_the_beta_mean() -> None:
             baseline_vision_distribution__max=1.0,
             baseline_vision_distribution__threshold=0.5,
             baseline_vision_distribution__threshold_reduction=0.6,
-        )  # fmt: skip
+        )
     )
     # Density 2x: F(0.5) = 0.25 before; above 0.5 the mass 0.75 is scaled by 0.4.
     half = thresholded.beta_cdf[len(thresholded.beta_cdf) // 2]
