@@ -58,9 +58,12 @@ def visit(block: BlockState, rows: np.ndarray) -> None:
     if len(shot):
         t_shot = t[inject]
         last = live["last_injection"][shot]
-        live["gap"][shot] = np.where(last == NEVER, NO_VISIT, t_shot - last)
+        count = live["injections"][shot] + 1
+        live["injections"][shot] = count
+        # The first injection follows no other: counted as a long enough gap.
+        gap_ok = (last == NEVER) | (t_shot - last >= tables.improvement_gap_days)
+        live["may_improve"][shot] = (count <= tables.improvement_max_injections) | gap_ok
         live["last_injection"][shot] = t_shot
-        live["injections"][shot] += 1
     live["visit_no"][rows] = n + 1
     next_visit = t + live["interval"][rows]
     next_visit[next_visit >= live["limit"][rows]] = NO_VISIT
