@@ -47,9 +47,12 @@ else:
 def dec_hook(kind: type, value: Any) -> Any:
     """msgspec decoding hook for `StoredProtocol` fields (others are not custom types)."""
     if kind is _StoredProtocol:
+        chosen = Protocol
         if isinstance(value, dict) and value.get("model_type") == "time_based":
-            return msgspec.convert(value, TimeBasedProtocol)
-        return msgspec.convert(value, Protocol)
+            chosen = TimeBasedProtocol
+        # Through JSON again, typed: JSON object keys are strings, and the time-based schema
+        # has integer-keyed tables that only a typed JSON decode reads back (convert refuses).
+        return msgspec.json.decode(msgspec.json.encode(value), type=chosen)
     raise NotImplementedError(f"no decoding for {kind!r}")
 
 
