@@ -9,9 +9,11 @@ import pyarrow as pa
 import pytest
 
 from engine.columns import PATIENT_COLUMNS_V2
+from engine.errors import AmdsimError
 from engine.formats import stored_version
+from engine.manifest import read_checkpoint
 from engine.model.parameters import RunParameters
-from engine.pipeline import PipelineOptions, run_pipeline
+from engine.pipeline import PipelineOptions, resume_run, run_pipeline
 from engine.results import InMemoryResults, ParquetResults
 from engine.run_dir import RunPaths
 from engine.runner import run_simulation
@@ -68,3 +70,25 @@ def test_a_time_based_run_streams_and_stays_in_memory_with_identical_rows_and_ta
     saved = InMemoryResults.load(memory.save(tmp_path / "saved"))
     assert saved.protocol == protocol
     assert saved.get_patient(3).patient == memory.get_patient(3).patient
+
+
+def test_a_failed_time_based_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
+    protocol = timebased.simple_protocol()
+    params = RunParameters(n_patients=6144, years=2, seed=3, shard_size=64)  # 3 blocks of 32
+    run_pipeline(protocol, params, tmp_path / "whole", PipelineOptions(workers=1))
+    failing = PipelineOptions(
+        workers=1, checkpoint_every=1, worker_fail_shard=40, worker_fail_attempts=99
+    )
+    with pytest.raises(AmdsimError):
+        run_pipeline(protocol, params, tmp_path / "run", failing)
+    done = {loc.shard for loc in read_checkpoint(tmp_path / "run" / "checkpoint.json").shards}
+    assert done and 40 not in done  # resumed from a checkpoint, not from nothing
+    assert resume_run(tmp_path / "run", PipelineOptions(workers=1)).status == "completed"
+    with ParquetResults(tmp_path / "whole") as whole, ParquetResults(tmp_path / "run") as resumed:
+        ours = resumed.get_patient_range(0, params.n_patients)
+        theirs = whole.get_patient_range(0, params.n_patients)
+        assert ours[0].to_pydict() == theirs[0].to_pydict()
+        assert ours[1].to_pydict() == theirs[1].to_pydict()
+        assert msgspec.json.encode(resumed.statistics().state()) == msgspec.json.encode(
+            whole.statistics().state()
+        )
