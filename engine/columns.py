@@ -12,13 +12,18 @@ buffers with numpy, and not loading pyarrow saves each of them about 26 MiB.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.states import (
+    DISCONTINUATION_REASON_NAMES,
+    SEX_NAMES,
+    STATE_NAMES,
+    V2_REASON_NAMES,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,12 +31,18 @@ if TYPE_CHECKING:
 __all__ = [  # noqa: F822 - the two schemas are module attributes built on first use
     "PATIENTS_SCHEMA",
     "PATIENT_COLUMNS",
+    "PATIENT_COLUMNS_V2",
+    "REASON_NAMES",
+    "V2_MONTHS",
     "VISITS_SCHEMA",
     "VISIT_COLUMNS",
     "ColumnSpec",
     "Columns",
     "ShardOutput",
+    "format_of_patients",
     "numpy_view",
+    "patient_columns",
+    "patients_schema",
     "schema_of",
     "to_record_batch",
 ]
@@ -113,6 +124,68 @@ PATIENT_COLUMNS: tuple[ColumnSpec, ...] = (
     _col("discontinuation_day", np.int32, nullable=True),
     _col("discontinuation_reason", np.int8, nullable=True, dictionary=DISCONTINUATION_REASON_NAMES),
 )
+
+# Format 2 (the time-based model, contracts in docs/model.md 6): v1's columns with the
+# extended reasons, then demographics, the outcome-table milestones and per-year counts.
+V2_MONTHS: tuple[int, ...] = (3, 6, 12, 24, 36, 60)  # outcome-table milestones, months
+PATIENT_COLUMNS_V2: tuple[ColumnSpec, ...] = (
+    *PATIENT_COLUMNS[:-1],
+    _col("discontinuation_reason", np.int8, nullable=True, dictionary=V2_REASON_NAMES),
+    _col("age", np.float32),  # years at enrolment
+    _col("sex", np.int8, dictionary=SEX_NAMES),
+    _col("responder", np.bool_),
+    _col("death_day", np.int32, nullable=True),  # simulation day; null: alive at the horizon
+    # Last measured VA at or before enrolment + m months (null: beyond the horizon).
+    *(_col(f"va_m{m}", np.int16, nullable=True) for m in V2_MONTHS),
+    # Alive and not discontinued on that day.
+    *(_col(f"treated_m{m}", np.bool_) for m in V2_MONTHS),
+    *(
+        _col(f"{what}_{period}", np.int32)
+        for what in ("injections", "visits")
+        for period in ("y1", "y2", "later")
+    ),
+    _col("alive_days", np.int32),  # enrolment to death or horizon
+    _col("treated_days", np.int32),  # enrolment to discontinuation, death or horizon
+)
+
+# The one mapping from run-directory format to its patients table and reason names; every
+# reader and writer goes through `patient_columns` (visits are the same in both formats).
+_PATIENT_COLUMNS_BY_FORMAT: dict[int, tuple[ColumnSpec, ...]] = {
+    1: PATIENT_COLUMNS,
+    2: PATIENT_COLUMNS_V2,
+}
+REASON_NAMES: dict[int, tuple[str, ...]] = {1: DISCONTINUATION_REASON_NAMES, 2: V2_REASON_NAMES}
+_FORMAT_BY_NAMES = {
+    tuple(c.name for c in specs): version for version, specs in _PATIENT_COLUMNS_BY_FORMAT.items()
+}
+
+
+def patient_columns(format_version: int) -> tuple[ColumnSpec, ...]:
+    """The patients table's columns in run-directory format `format_version`."""
+    try:
+        return _PATIENT_COLUMNS_BY_FORMAT[format_version]
+    except KeyError:
+        raise ValueError(f"no patients table is defined for format {format_version}") from None
+
+
+def format_of_patients(names: Iterable[str]) -> int:
+    """The format whose patients table has exactly these column names (in any order)."""
+    wanted = set(names)
+    for columns, version in _FORMAT_BY_NAMES.items():
+        if set(columns) == wanted:
+            return version
+    raise ValueError(f"no format has the patients columns {sorted(wanted)}")
+
+
+def patients_schema(format_version: int) -> pa.Schema:
+    """The Arrow schema of the patients table in `format_version`."""
+    return _patients_schema(format_version)
+
+
+@functools.cache
+def _patients_schema(format_version: int) -> pa.Schema:
+    return schema_of(patient_columns(format_version))
+
 
 VISIT_COLUMNS: tuple[ColumnSpec, ...] = (
     _col("patient_id", np.int32),
@@ -219,6 +292,16 @@ class ShardOutput:
         return len(self.visits["patient_id"])
 
     @property
+    def format_version(self) -> int:
+        """The run-directory format of these patients columns (`format_of_patients`)."""
+        return format_of_patients(self.patients)
+
+    @property
+    def patient_columns(self) -> tuple[ColumnSpec, ...]:
+        """The specs of this output's patients table."""
+        return patient_columns(self.format_version)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the numpy columns."""
         return sum(a.nbytes for a in self.patients.values()) + sum(
@@ -227,7 +310,7 @@ class ShardOutput:
 
     def patients_batch(self) -> pa.RecordBatch:
         """The patients rows as an Arrow record batch."""
-        return to_record_batch(self.patients, PATIENT_COLUMNS)
+        return to_record_batch(self.patients, self.patient_columns)
 
     def visits_batch(self) -> pa.RecordBatch:
         """The visits rows as an Arrow record batch."""

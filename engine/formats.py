@@ -40,16 +40,23 @@ def stored_version(data: bytes) -> int:
 
 
 def decode_versioned(
-    data: bytes, kind: type[T], current: int, upgrades: Upgrades, source: str, what: str
+    data: bytes,
+    kind: type[T],
+    current: int,
+    upgrades: Upgrades,
+    source: str,
+    what: str,
+    dec_hook: Callable[[type, Any], Any] | None = None,
 ) -> T:
     """Decode `data` as `kind`, upgrading older versions; `ResultsFormatError` if impossible.
 
-    `source` names the file and `what` its kind ("manifest") in messages.
+    `source` names the file and `what` its kind ("manifest") in messages; `dec_hook`
+    decodes custom field types (msgspec's hook, e.g. a stored protocol of either model).
     """
     try:
         version = stored_version(data)
         if version == current:
-            return msgspec.json.decode(data, type=kind)
+            return msgspec.json.decode(data, type=kind, dec_hook=dec_hook)
         if version > current:
             raise ResultsFormatError(
                 f"{source} has format version {version}; this amdsim reads up to {current}. "
@@ -66,6 +73,6 @@ def decode_versioned(
             document = step(document)
             version += 1
             document["format_version"] = version
-        return msgspec.convert(document, kind)
+        return msgspec.convert(document, kind, dec_hook=dec_hook)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ResultsFormatError(f"{source} is not a valid {what}: {exc}") from exc

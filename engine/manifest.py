@@ -15,9 +15,10 @@ from typing import Literal
 
 import msgspec
 
-from engine.formats import Upgrades, decode_versioned
+from engine.formats import Upgrades, decode_versioned, stored_version
+from engine.model.any_protocol import StoredProtocol, dec_hook
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
+from engine.reproducibility import Reproducibility
 from engine.run_dir import write_atomically
 from engine.stats.run_stats import AccumulatorState
 from engine.totals import RunTotals
@@ -31,16 +32,23 @@ __all__ = [
     "PartFile",
     "RunStatus",
     "ShardLocation",
+    "decode_manifest",
     "read_checkpoint",
     "read_manifest",
     "write_checkpoint",
     "write_manifest",
 ]
 
-FORMAT_VERSION = 1
+# The newest run-directory format. Format 2 added the time-based model's runs (its protocol,
+# patients columns and outcome statistics) and the reproducibility record; a run writes the
+# format of its model (`engine.model.interface.format_version_of`), so runs of visit-based
+# protocols still write format 1 and their files are those of earlier versions.
+FORMAT_VERSION = 2
 # Steps bringing older files up to date (engine.formats): version n -> n + 1, as JSON data.
-MANIFEST_UPGRADES: Upgrades = {}
-CHECKPOINT_UPGRADES: Upgrades = {}
+# Format 1 documents are valid format 2 ones (every field format 2 added has a default, and a
+# protocol without `model_type` decodes as visit-based).
+MANIFEST_UPGRADES: Upgrades = {1: lambda document: document}
+CHECKPOINT_UPGRADES: Upgrades = {1: lambda document: document}
 RunStatus = Literal["running", "completed", "failed", "cancelled"]
 Compression = Literal["zstd", "snappy", "gzip", "none"]
 # Patients per Parquet row group. A lookup reads one row group of each table, so smaller
@@ -112,7 +120,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     format_version: int = FORMAT_VERSION
     run_id: str
     status: RunStatus
-    protocol: Protocol
+    protocol: StoredProtocol  # Protocol or TimeBasedProtocol (engine.model.any_protocol)
     parameters: RunParameters
     shard_count: int
     compression: Compression
@@ -132,6 +140,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     slot_bytes: int = 4 << 20  # how shards were cut into parts: a resume must cut the same way
     checkpoint_every: int = 0  # patients between checkpoints (0: only when part files roll)
     resumes: int = 0  # how many times the run was resumed after an interruption
+    reproducibility: Reproducibility | None = None  # DESIGN section 3; None before format 2
 
     @property
     def patients(self) -> int:
@@ -150,10 +159,24 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Load a manifest of any format version; `ResultsFormatError` if it is not one."""
-    return decode_versioned(
-        path.read_bytes(), Manifest, FORMAT_VERSION, MANIFEST_UPGRADES, str(path), "manifest"
+    """Load a manifest of any format version; `ResultsFormatError` if it is not one.
+
+    `format_version` stays the run's format as written (runs of visit-based protocols are
+    format 1 forever), so a manifest read and written back keeps its format.
+    """
+    data = path.read_bytes()
+    manifest = decode_versioned(
+        data, Manifest, FORMAT_VERSION, MANIFEST_UPGRADES, str(path), "manifest", dec_hook=dec_hook
     )
+    written = stored_version(data)
+    if written != manifest.format_version:  # upgraded: every step so far only adds defaults
+        manifest = msgspec.structs.replace(manifest, format_version=written)
+    return manifest
+
+
+def decode_manifest(data: bytes) -> Manifest:
+    """A manifest this amdsim encoded (e.g. handed to the writer process)."""
+    return msgspec.json.decode(data, type=Manifest, dec_hook=dec_hook)
 
 
 def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:

@@ -28,7 +28,9 @@ import shutil
 from engine.errors import ResultsFormatError, RunStateError
 from engine.formats import stored_version
 from engine.integrity import describe_damage, load_index, verify_run
-from engine.manifest import FORMAT_VERSION, Checkpoint, Manifest, read_checkpoint
+from engine.manifest import Checkpoint, Manifest, read_checkpoint
+from engine.model.interface import format_version_of
+from engine.reproducibility import changed_files
 from engine.results import run_state
 from engine.run_dir import RunPaths, check_run_directory
 from engine.run_liveness import supervisor_alive
@@ -53,13 +55,18 @@ def read_run_manifest(paths: RunPaths) -> Manifest:
 
 
 def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
-    """Raise `RunStateError` unless the run stopped before finishing and nothing runs it."""
+    """Raise `RunStateError` unless the run stopped before finishing and nothing runs it.
+
+    A run continues only with the inputs it started with: a protocol or parameter file
+    recorded in its manifest that changed or went missing since is refused, naming it.
+    """
     run_id = manifest.run_id
     written_in = stored_version(paths.manifest.read_bytes())
-    if written_in != FORMAT_VERSION:
+    expected = format_version_of(manifest.protocol)
+    if written_in != expected:
         raise RunStateError(
-            f"run {run_id} was written in format {written_in}; this amdsim resumes format "
-            f"{FORMAT_VERSION} only (start it again with 'amdsim run --restart')"
+            f"run {run_id} was written in format {written_in}; this amdsim resumes such runs "
+            f"in format {expected} only (start it again with 'amdsim run --restart')"
         )
     if manifest.status == "completed":
         _require_intact(paths, manifest, load_index(paths, manifest))
@@ -69,6 +76,12 @@ def check_resumable(paths: RunPaths, manifest: Manifest) -> None:
     ):
         raise RunStateError(
             f"run {run_id} is still running (supervisor pid {manifest.supervisor_pid})"
+        )
+    changed = [] if manifest.reproducibility is None else changed_files(manifest.reproducibility)
+    if changed:
+        raise RunStateError(
+            f"run {run_id} cannot be resumed: {'; '.join(changed)} (the manifest keeps the "
+            "original content; restore it, or start again with 'amdsim run --restart')"
         )
 
 

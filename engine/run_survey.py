@@ -23,6 +23,7 @@ import msgspec
 from engine.errors import AmdsimError
 from engine.formats import decode_versioned
 from engine.manifest import FORMAT_VERSION, MANIFEST_UPGRADES, Manifest
+from engine.model.any_protocol import dec_hook
 from engine.run_dir import RunPaths, check_run_directory
 
 __all__ = ["DirectorySurvey", "UnreadableRun", "holds_data", "survey_directory"]
@@ -73,6 +74,7 @@ def survey_directory(path: Path) -> DirectorySurvey:
             MANIFEST_UPGRADES,
             "manifest.json",
             "manifest",
+            dec_hook=dec_hook,
         )
     except (AmdsimError, OSError) as exc:
         return DirectorySurvey(path, problem=_short(str(exc), path))

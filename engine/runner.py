@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 
+from engine.model.any_protocol import AnyProtocol
 from engine.model.interface import compile_model
 from engine.model.parameters import (
     DEFAULT_SHARD_SIZE,
@@ -21,6 +22,7 @@ from engine.model.parameters import (
 from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol, validate_protocol
 from engine.model.shards import plan_blocks
 from engine.model.v1.protocol import Protocol
+from engine.model.v2.schema import TimeBasedProtocol
 from engine.results.base import SimulationResults
 from engine.results.memory import InMemoryResults
 from engine.run_plan import Progress, results_tier
@@ -31,7 +33,7 @@ __all__ = ["Progress", "run_in_memory", "run_simulation"]
 
 
 def run_simulation(
-    protocol: Protocol | str | os.PathLike[str] = DEFAULT_PROTOCOL,
+    protocol: AnyProtocol | str | os.PathLike[str] = DEFAULT_PROTOCOL,
     n_patients: int = 1000,
     years: float = 5.0,
     seed: int = 0,
@@ -49,10 +51,10 @@ def run_simulation(
     `runs_dir` and return `ParquetResults`. Raises `ProtocolError` or `ParameterError` before
     simulating anything if an input is bad.
     """
-    if not isinstance(protocol, Protocol):
-        protocol = load_protocol(protocol)
-    else:
+    if isinstance(protocol, Protocol):
         protocol = validate_protocol(protocol)
+    elif not isinstance(protocol, TimeBasedProtocol):  # a path or a bundled name
+        protocol = load_protocol(protocol)
     params = validate_parameters(
         RunParameters(
             n_patients=n_patients,
@@ -70,7 +72,7 @@ def run_simulation(
 
 
 def run_in_memory(
-    protocol: Protocol,
+    protocol: AnyProtocol,
     params: RunParameters,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> InMemoryResults:

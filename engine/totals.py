@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import msgspec
 
+from engine.columns import REASON_NAMES
 from engine.model.parameters import DAYS_PER_YEAR
 from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 
-__all__ = ["RunTotals", "SummaryStats"]
+__all__ = ["RunTotals", "SummaryStats", "reason_names"]
+
+
+def reason_names(counts: tuple[int, ...] | list[int]) -> tuple[str, ...]:
+    """The reason names of counts per discontinuation reason (the formats' reasons differ in
+    number: 3 in format 1, 7 in format 2, so the count says which)."""
+    for names in REASON_NAMES.values():
+        if len(names) == len(counts):
+            return names
+    raise ValueError(f"no format has {len(counts)} discontinuation reasons")
 
 
 class RunTotals(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,7 +57,9 @@ class RunTotals(msgspec.Struct, frozen=True, kw_only=True):
             discontinuation_rate_by_reason={
                 name: count / n
                 for name, count in zip(
-                    DISCONTINUATION_REASON_NAMES, self.discontinued_by_reason, strict=True
+                    reason_names(self.discontinued_by_reason),
+                    self.discontinued_by_reason,
+                    strict=True,
                 )
             },
             final_state_share={

@@ -75,7 +75,8 @@ class PatientBatch(_Message, frozen=True, kw_only=True):
     A shard too large for a channel slot is split by patient into `part_count` parts; parts
     are deterministic, so a retried shard produces the same parts and the writer can keep the
     first copy of each. `stats` are this part's statistics (msgpack-encoded
-    `engine.stats.shard_stats.ShardStatsState`, opaque here).
+    `engine.stats.shard_stats.ShardStatsState`, opaque here); `format_version` says which
+    column set (`engine.columns.patient_columns`) the patients buffers are in.
     """
 
     shard: int
@@ -86,6 +87,7 @@ class PatientBatch(_Message, frozen=True, kw_only=True):
     patients: TableBuffers
     visits: TableBuffers
     stats: bytes
+    format_version: int = 1  # run-directory format: which patients columns `patients` holds
 
 
 class FinishRun(_Message, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ from bokeh.plotting import figure
 
 from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 from engine.stats.run_stats import RunStatistics
+from engine.totals import reason_names
 
 __all__ = [
     "DiscontinuationChart",
@@ -191,12 +192,14 @@ class DiscontinuationChart:
 
     def update(self, stats: RunStatistics) -> None:
         counts = stats.distribution("discontinuation_reason")
-        padded = np.zeros(len(DISCONTINUATION_REASON_NAMES), dtype=np.int64)
+        try:  # the run's format's reasons (format 2 has more)
+            names = reason_names(tuple(counts))
+        except ValueError:
+            names = DISCONTINUATION_REASON_NAMES
+        padded = np.zeros(len(names), dtype=np.int64)
         padded[: len(counts)] = counts[: len(padded)]
-        self.source.data = {
-            "reason": list(DISCONTINUATION_REASON_NAMES),
-            "patients": padded.tolist(),
-        }
+        self.figure.y_range.factors = list(names)
+        self.source.data = {"reason": list(names), "patients": padded.tolist()}
 
 
 class WorkloadChart:

@@ -13,6 +13,7 @@ from bokeh.models import Div
 from bokeh.resources import INLINE
 
 from engine.results import ResultsFactory
+from viz.outcome_table import outcome_table_html
 from viz.results_page import ResultsCharts, badge_html
 from viz.safe_text import html_text
 
@@ -23,7 +24,8 @@ def write_report(run_path: Path, out: Path) -> Path:
     """Write the report of the run (or saved results) at `run_path` to `out`."""
     with ResultsFactory.open(run_path) as results:
         charts = ResultsCharts()
-        charts.update(results.statistics())
+        statistics = results.statistics()
+        charts.update(statistics)
         stats = results.summary_stats()
         name = html_text(results.protocol.name)
         rows = [
@@ -50,7 +52,7 @@ def write_report(run_path: Path, out: Path) -> Path:
         header = Div(
             text=f"<h1>amdsim results: {name}</h1>{badge_html(results.storage)}"
             f"<p>{params.n_patients:,} patients, {params.years:g} years, seed {params.seed}</p>"
-            f"<table>{table}</table>",
+            f"<table>{table}</table>{outcome_table_html(statistics.outcome_table())}",
             sizing_mode="stretch_width",
         )
         c = charts

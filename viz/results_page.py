@@ -23,6 +23,7 @@ from viz.charts import (
     WorkloadChart,
 )
 from viz.context import ServerContext
+from viz.outcome_table import outcome_table_html
 from viz.safe_text import plain
 
 __all__ = ["ResultsCharts", "ResultsPage", "summary_markdown"]
@@ -100,6 +101,7 @@ class ResultsPage:
         self.open_button = pn.widgets.Button(label="Open", color="primary")
         self.badge = pn.pane.HTML("", css_classes=["badge-pane"])
         self.summary = pn.pane.Markdown("Choose a run.")
+        self.outcomes = pn.pane.HTML("", css_classes=["outcome-table-pane"])
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, disable_math=True)
         self.patient_id = pn.widgets.IntInput(
             label="Patient id", value=0, start=0, width=160, css_classes=["patient-input"]
@@ -119,6 +121,7 @@ class ResultsPage:
             pn.Row(self.run_select, self.open_button, self.badge),
             self.message,
             self.summary,
+            self.outcomes,
             pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
             pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
             pn.Row(pane(c.injections), pane(c.discontinuations), sizing_mode="stretch_width"),
@@ -170,6 +173,7 @@ class ResultsPage:
         self.run_select.param.update(options=options, value=key)  # one change: never blank
         self.badge.object = badge_html(results.storage)
         self.summary.object = summary_markdown(results)
+        self.outcomes.object = outcome_table_html(stats.outcome_table())
         self.patient_id.end = max(0, results.patient_count - 1)
         self.timeline.clear()
         self.patient_summary.object = ""

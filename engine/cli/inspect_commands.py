@@ -22,6 +22,7 @@ from engine.cli.run_lookup import add_runs_dir_argument, resolve_run, runs_root
 from engine.errors import ParameterError
 from engine.results import ParquetResults, ResultsFactory, SimulationResults
 from engine.run_liveness import live_status
+from engine.stats.outcome_table import NOT_AVAILABLE, outcome_lines
 from engine.stats.shard_stats import SKETCH_NAMES
 
 __all__ = ["register", "run_overview"]
@@ -118,6 +119,8 @@ def run_overview(results: SimulationResults, location: Path) -> dict[str, Any]:
         "parameters": params,
         "storage": results.storage,
         "summary": results.summary_stats(),
+        # docs/model.md 6; format-1 runs (the visit-based model) lack what it needs
+        "outcome_table": statistics.outcome_table() or NOT_AVAILABLE,
         "va_quantiles": {
             which: dict(zip(_labels(), statistics.va_quantiles(which, QUANTILES), strict=True))
             for which in ("baseline", "final", "change")
@@ -199,6 +202,9 @@ def _print_overview(overview: dict[str, Any]) -> None:
     for label, value in summary_rows(overview["summary"]):
         outcomes.add_row(label, value)
     out_console.print(outcomes)
+    table = overview["outcome_table"]
+    for line in outcome_lines(None if isinstance(table, str) else table):
+        out_console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     spread = Table(title="Distributions (VA exact; others t-digest)")
     spread.add_column("quantity", no_wrap=True)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from engine.cli.console import call_with_warnings, out_console, safe_text
 from engine.cli.directories import check_directory_option
 from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
@@ -37,7 +39,11 @@ from engine.model.parameters import (
     RunParameters,
     validate_parameters,
 )
-from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol
+from engine.model.protocol_loader import (
+    DEFAULT_PROTOCOL,
+    load_protocol,
+    resolve_protocol_path,
+)
 from engine.model.v1.protocol import Protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.pipeline.launch import restart_run
@@ -206,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
     if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
         return _run_in_memory(args, protocol, params)
     run_dir = args.out or runs_root(args) / new_run_id()
-    options = _options(args)
+    options = msgspec.structs.replace(
+        _options(args), protocol_path=str(resolve_protocol_path(values["protocol"]))
+    )
     out = args.out
 
     def launch(on_started: Callable[[Supervisor], None]) -> Manifest:

@@ -25,7 +25,6 @@ from rich.table import Table
 from engine.cli.console import err_console, human_count, out_console, safe_text
 from engine.manifest import Manifest
 from engine.model.parameters import RunParameters
-from engine.model.states import DISCONTINUATION_REASON_NAMES
 from engine.totals import SummaryStats
 from ipc.metrics import MetricsSubscriber
 
@@ -123,13 +122,8 @@ def summary_rows(stats: SummaryStats) -> list[tuple[str, str]]:
         ),
         ("Discontinued", f"{stats.discontinuation_rate:.1%}"),
     ]
-    for reason in DISCONTINUATION_REASON_NAMES:
-        rows.append(
-            (
-                f"  {reason.replace('_', ' ')}",
-                f"{stats.discontinuation_rate_by_reason[reason]:.1%}",
-            )
-        )
+    for reason, rate in stats.discontinuation_rate_by_reason.items():  # the run's format's
+        rows.append((f"  {reason.replace('_', ' ')}", f"{rate:.1%}"))
     return rows
 
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from engine.columns import PATIENT_COLUMNS, VISIT_COLUMNS
 from engine.errors import DiskSpaceError
 from engine.memory.monitor import MemoryMonitor, MemorySnapshot
+from engine.model.any_protocol import AnyProtocol
 from engine.model.interface import compile_model
 from engine.model.parameters import RunParameters
 from engine.model.shards import BLOCK_PATIENTS
-from engine.model.v1.protocol import Protocol
 
 if TYPE_CHECKING:
     from engine.pipeline.options import PipelineOptions
@@ -43,7 +43,7 @@ WORKER_BYTES = 45 * MiB
 # (patient, visit) order and the encoded copy, ~15 bytes each, plus numpy temporaries.
 WORKER_BYTES_PER_ROW = 64
 DISK_MARGIN = 1.10
-_PATIENT_ROW_BYTES = sum(c.dtype.itemsize for c in PATIENT_COLUMNS) + 2
+_PATIENT_ROW_BYTES = sum(c.dtype.itemsize for c in PATIENT_COLUMNS) + 2  # what BYTES_PER_VISIT saw
 _VISIT_ROW_BYTES = (
     sum(c.dtype.itemsize for c in VISIT_COLUMNS) + 1
 )  # keep a tenth spare: file systems misbehave when completely full
@@ -71,17 +71,21 @@ class RunEstimate:
 
 
 def estimate_run(
-    protocol: Protocol, params: RunParameters, options: PipelineOptions
+    protocol: AnyProtocol, params: RunParameters, options: PipelineOptions
 ) -> RunEstimate:
     """Peak memory of the whole process tree and bytes on disk for this run."""
     (pilot,) = compile_model(protocol).simulate_shards(params, [0])
     visits_per_patient = pilot.visit_count / max(1, len(pilot.patients["patient_id"]))
     visits = round(visits_per_patient * params.n_patients)
+    # The model's patients table (format 2 has more columns than BYTES_PER_VISIT was measured
+    # with: counted uncompressed on disk, which errs on the safe side).
+    patient_row_bytes = sum(c.dtype.itemsize for c in pilot.patient_columns) + 2
+    extra_patient_bytes = max(0, patient_row_bytes - _PATIENT_ROW_BYTES) * params.n_patients
     block_patients = min(params.n_patients, max(params.shard_size, BLOCK_PATIENTS))
     worker = WORKER_BYTES + int(block_patients * visits_per_patient * WORKER_BYTES_PER_ROW)
     slots = options.slots_per_worker * options.workers + 1
     # A slot is resident only as far as batches have filled it: about one shard each.
-    shard_bytes = params.shard_size * (_PATIENT_ROW_BYTES + visits_per_patient * _VISIT_ROW_BYTES)
+    shard_bytes = params.shard_size * (patient_row_bytes + visits_per_patient * _VISIT_ROW_BYTES)
     slot_resident = min(options.slot_bytes, int(shard_bytes) + (64 << 10))
     memory = (
         SUPERVISOR_GROWTH_BYTES
@@ -95,7 +99,7 @@ def estimate_run(
         visits=visits,
         visits_per_patient=visits_per_patient,
         memory_bytes=memory,
-        disk_bytes=int(visits * per_visit),
+        disk_bytes=int(visits * per_visit) + extra_patient_bytes,
         bytes_per_visit=per_visit,
     )
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["DISCONTINUATION_REASON_NAMES", "STATE_NAMES", "DiscontinuationReason", "DiseaseState"]
+__all__ = [
+    "DISCONTINUATION_REASON_NAMES",
+    "SEX_NAMES",
+    "STATE_NAMES",
+    "V2_REASON_NAMES",
+    "DiscontinuationReason",
+    "DiseaseState",
+]
 
 
 class DiseaseState(IntEnum):
@@ -30,3 +37,15 @@ class DiscontinuationReason(IntEnum):
 
 STATE_NAMES: tuple[str, ...] = tuple(state.name for state in DiseaseState)
 DISCONTINUATION_REASON_NAMES: tuple[str, ...] = ("poor_vision", "high_injections", "long_treatment")
+# The time-based model's reasons (docs/model.md 6), codes in this order; "death" when a patient
+# died while still under treatment.
+V2_REASON_NAMES: tuple[str, ...] = (
+    "death",
+    "poor_vision",
+    "deterioration",
+    "stable_disease",
+    "no_improvement",
+    "attrition",
+    "administrative",
+)
+SEX_NAMES: tuple[str, ...] = ("female", "male")

@@ -16,11 +16,11 @@ import numpy as np
 import zstandard
 
 from engine.columns import (
-    PATIENT_COLUMNS,
     VISIT_COLUMNS,
     Columns,
     ColumnSpec,
     ShardOutput,
+    patient_columns,
     schema_of,
 )
 from engine.stats.shard_stats import ShardStats, ShardStatsState, shard_stats
@@ -55,7 +55,8 @@ def encode_shard(
     if _size(whole) <= slot_bytes:
         return [whole]
     pieces = []
-    pending = list(itertools.pairwise(_cut_points(counts, slot_bytes - len(whole.stats))))
+    cuts = _cut_points(counts, slot_bytes - len(whole.stats), output.patient_columns)
+    pending = list(itertools.pairwise(cuts))
     while pending:
         lo, hi = pending.pop(0)
         patients = {name: column[lo:hi] for name, column in output.patients.items()}
@@ -90,9 +91,10 @@ def _part(
         part_count=1,
         attempt=attempt,
         first_patient=int(patients["patient_id"][0]),
-        patients=_table(patients, PATIENT_COLUMNS),
+        patients=_table(patients, output.patient_columns),
         visits=_table(visits, VISIT_COLUMNS),
         stats=_COMPRESSOR.compress(_STATS_ENCODER.encode(stats.state())),
+        format_version=output.format_version,
     )
 
 
@@ -107,7 +109,7 @@ def _size(batch: PatientBatch) -> int:
         buffers
         + len(batch.stats)
         + _MESSAGE_OVERHEAD
-        + _COLUMN_OVERHEAD * (len(PATIENT_COLUMNS) + len(VISIT_COLUMNS))
+        + _COLUMN_OVERHEAD * (len(batch.patients.columns) + len(batch.visits.columns))
     )
 
 
@@ -118,7 +120,7 @@ class DecodedBatch:
 
     def __init__(self, batch: PatientBatch) -> None:
         self.batch = batch
-        self.patients = _record_batch(batch.patients, PATIENT_COLUMNS)
+        self.patients = _record_batch(batch.patients, patient_columns(batch.format_version))
         self.visits = _record_batch(batch.visits, VISIT_COLUMNS)
         self.stats = _STATS_DECODER.decode(_DECOMPRESSOR.decompress(batch.stats))
 
@@ -128,11 +130,13 @@ def decode_batch(batch: PatientBatch) -> DecodedBatch:
     return DecodedBatch(batch)
 
 
-def _cut_points(visit_counts: np.ndarray, slot_bytes: int) -> list[int]:
+def _cut_points(
+    visit_counts: np.ndarray, slot_bytes: int, patient_specs: tuple[ColumnSpec, ...]
+) -> list[int]:
     """Patient indices where parts start, plus the end, for parts of about `slot_bytes`."""
-    patient_bytes = sum(c.dtype.itemsize for c in PATIENT_COLUMNS) + 2
+    patient_bytes = sum(c.dtype.itemsize for c in patient_specs) + 2
     visit_bytes = sum(c.dtype.itemsize for c in VISIT_COLUMNS) + 1
-    overhead = _MESSAGE_OVERHEAD + _COLUMN_OVERHEAD * (len(PATIENT_COLUMNS) + len(VISIT_COLUMNS))
+    overhead = _MESSAGE_OVERHEAD + _COLUMN_OVERHEAD * (len(patient_specs) + len(VISIT_COLUMNS))
     budget = max(slot_bytes - overhead, patient_bytes + visit_bytes)
     cost = patient_bytes + visit_counts * visit_bytes
     cumulative = np.cumsum(cost)

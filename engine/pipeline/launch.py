@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.manifest import Manifest
+from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
 from engine.pipeline.supervisor import Supervisor
 from engine.pipeline.takeover import Mode
@@ -34,7 +34,7 @@ OnStarted = Callable[[Supervisor], None]
 
 
 def run_pipeline(
-    protocol: Protocol,
+    protocol: AnyProtocol,
     params: RunParameters,
     run_dir: Path,
     options: PipelineOptions | None = None,
@@ -71,7 +71,7 @@ def restart_run(
 
 
 def run_streaming(
-    protocol: Protocol,
+    protocol: AnyProtocol,
     params: RunParameters,
     runs_dir: str | os.PathLike[str] = "runs",
     options: PipelineOptions | None = None,

@@ -18,8 +18,8 @@ import logging
 
 from engine.memory.estimate import RunEstimate, check_run_fits, estimate_run
 from engine.memory.monitor import MemoryLevel, MemoryMonitor
+from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
 from engine.run_dir import RunPaths
 
@@ -64,7 +64,7 @@ class MemoryPolicy:
 
 
 def check_resources(
-    protocol: Protocol,
+    protocol: AnyProtocol,
     params: RunParameters,
     options: PipelineOptions,
     paths: RunPaths,

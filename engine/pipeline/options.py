@@ -61,6 +61,10 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every
         Patients between checkpoints (part files are closed and listed); None: the run's
         own setting when resuming, else `DEFAULT_CHECKPOINT_EVERY`; 0: only when files roll.
+    protocol_path
+        The file the protocol was loaded from, recorded with its parameter files in the
+        manifest's reproducibility record (None: a protocol built in code; nothing to check
+        on resume).
     """
 
     workers: int = 0  # 0: default_workers()
@@ -72,6 +76,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
     checkpoint_every: int | None = None
     row_group_patients: int = ROW_GROUP_PATIENTS
+    protocol_path: str | None = None
     metrics_interval_s: float = 0.5
     live_stats_interval_s: float = 1.0  # how often the writer rewrites live-stats.msgpack
     check_resources: bool = True  # estimate memory and disk first; refuse what does not fit

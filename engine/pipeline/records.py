@@ -24,10 +24,11 @@ import psutil
 
 from engine.errors import AmdsimError
 from engine.manifest import Manifest, write_manifest
+from engine.model.interface import AnyProtocol, format_version_of
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions
 from engine.registry import Registry
+from engine.reproducibility import reproducibility_record
 from engine.run_dir import RUN_ID_PATTERN, RunPaths
 
 __all__ = [
@@ -42,15 +43,19 @@ log = logging.getLogger(__name__)
 
 def running_manifest(
     paths: RunPaths,
-    protocol: Protocol,
+    protocol: AnyProtocol,
     params: RunParameters,
     options: PipelineOptions,
     metrics_address: str,
     checkpoint_every: int,
     previous: Manifest | None,
+    restarted: Manifest | None = None,
 ) -> Manifest:
-    """The manifest of a run this process is starting now (a resume passes its `previous`)."""
+    """The manifest of a run this process is starting now (a resume passes its `previous`,
+    whose reproducibility record it keeps: the run's inputs are those of its start; a restart
+    passes the manifest it replaces as `restarted`, whose recorded input files it keeps)."""
     manifest = Manifest(
+        format_version=format_version_of(protocol),
         run_id=paths.root.name,
         status="running",
         protocol=protocol,
@@ -65,10 +70,22 @@ def running_manifest(
         metrics_address=metrics_address,
         slot_bytes=options.slot_bytes,
         checkpoint_every=checkpoint_every,
+        reproducibility=None
+        if previous is not None
+        else reproducibility_record(protocol, options.protocol_path, package_version()),
     )
+    if restarted is not None and restarted.reproducibility is not None and manifest.reproducibility:
+        # A restart runs the protocol stored in the manifest: its inputs are those recorded.
+        record = msgspec.structs.replace(
+            manifest.reproducibility, files=restarted.reproducibility.files
+        )
+        manifest = msgspec.structs.replace(manifest, reproducibility=record)
     if previous is not None:
         manifest = msgspec.structs.replace(
-            manifest, created=previous.created, resumes=previous.resumes + 1
+            manifest,
+            created=previous.created,
+            resumes=previous.resumes + 1,
+            reproducibility=previous.reproducibility,
         )
     return manifest
 

@@ -38,9 +38,9 @@ from engine.errors import (
 from engine.manifest import Manifest, read_manifest, write_manifest
 from engine.memory.estimate import RunEstimate
 from engine.memory.monitor import MemoryMonitor
+from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import RunParameters
 from engine.model.shards import plan_blocks
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle
 from engine.pipeline.memory_policy import MemoryPolicy, check_resources
 from engine.pipeline.options import PipelineOptions, resolve_options
@@ -72,7 +72,7 @@ class Supervisor:
 
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: AnyProtocol,
         params: RunParameters,
         run_dir: Path,
         options: PipelineOptions | None = None,
@@ -215,6 +215,7 @@ class Supervisor:
             str(self._metrics_path),
             checkpoint_every(options, previous, self.mode),
             previous if self.mode == "resume" else None,
+            restarted=previous if self.mode == "restart" else None,
         )
         write_manifest(self.paths.manifest, self.manifest)
         record_in_registry(self.paths, self.manifest, register=self.mode != "resume")

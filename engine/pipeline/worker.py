@@ -21,9 +21,9 @@ from multiprocessing.connection import Connection
 import msgspec
 
 from engine.columns import ShardOutput
+from engine.model.any_protocol import AnyProtocol
 from engine.model.interface import CompiledModel, compile_model
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.batches import encode_shard
 from engine.pipeline.processes import prepare_child
 from ipc.channel import ChannelClosedError, ChannelSender, ChannelSpec
@@ -36,7 +36,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     """What every worker needs to simulate any shard of the run."""
 
     channel: ChannelSpec
-    protocol: Protocol
+    protocol: AnyProtocol
     parameters: RunParameters
     fail_shard: int | None = None  # fault injection: raise while simulating this shard...
     fail_attempts: int = 0  # ...on its first this-many attempts

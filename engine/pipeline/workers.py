@@ -21,8 +21,8 @@ from collections.abc import Callable
 import msgspec
 
 from engine.errors import AmdsimError, WorkerCrashedError
+from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle, describe_shards
 from engine.pipeline.memory_policy import MemoryPolicy
 from engine.pipeline.options import PipelineOptions
@@ -70,7 +70,7 @@ class WorkerPool:
     def configure(
         self,
         channel: ChannelSpec,
-        protocol: Protocol,
+        protocol: AnyProtocol,
         params: RunParameters,
         options: PipelineOptions,
     ) -> None:

@@ -152,7 +152,7 @@ class _Lane(threading.Thread):
 class _Writer:
     def __init__(self, config: WriterConfig, conn: Connection) -> None:
         # Imported here, after the channel listens: see the module docstring.
-        from engine.manifest import Manifest  # noqa: PLC0415
+        from engine.manifest import decode_manifest  # noqa: PLC0415
         from engine.pipeline.parts import DiskBudget, PartFiles  # noqa: PLC0415
         from engine.run_dir import RunPaths  # noqa: PLC0415
         from engine.stats.run_stats import StatsAccumulator  # noqa: PLC0415
@@ -164,7 +164,7 @@ class _Writer:
         self.config = config
         self.conn = conn
         self.paths = RunPaths(Path(config.run_dir))
-        self.manifest = msgspec.json.decode(config.manifest_json, type=Manifest)
+        self.manifest = decode_manifest(config.manifest_json)
         metadata = {
             "amdsim.format_version": str(self.manifest.format_version),
             "amdsim.run_id": self.manifest.run_id,
@@ -371,6 +371,7 @@ class _Writer:
         write_checkpoint(
             self.paths.checkpoint,
             Checkpoint(
+                format_version=self.manifest.format_version,  # the run's format
                 run_id=self.manifest.run_id,
                 parts=sorted(self.closed_parts, key=lambda p: p.number),
                 shards=self.closed_locations,

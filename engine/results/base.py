@@ -19,8 +19,8 @@ from engine.memory.guard import process_monitor
 if TYPE_CHECKING:
     import pandas as pd
 
+    from engine.model.any_protocol import AnyProtocol
     from engine.model.parameters import RunParameters
-    from engine.model.v1.protocol import Protocol
     from engine.stats.run_stats import RunStatistics
     from engine.totals import SummaryStats
 
@@ -52,7 +52,7 @@ class SimulationResults(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def protocol(self) -> Protocol:
+    def protocol(self) -> AnyProtocol:
         """The validated protocol the run used."""
 
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import RunNotFoundError
+from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import (
     MEMORY_THRESHOLD_PATIENTS,  # noqa: F401 - re-exported (viz.run_page)
     Recruitment,
@@ -21,7 +22,6 @@ from engine.model.parameters import (
     validate_parameters,
 )
 from engine.model.protocol_loader import validate_protocol
-from engine.model.v1.protocol import Protocol
 from engine.results.base import SimulationResults
 from engine.results.memory import HEADER_FILE, InMemoryResults
 from engine.results.parquet import ParquetResults
@@ -40,7 +40,7 @@ class ResultsFactory:
 
     @staticmethod
     def create_results(
-        protocol: Protocol,
+        protocol: AnyProtocol,
         n_patients: int,
         years: float,
         seed: int = 0,

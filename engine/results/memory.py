@@ -19,13 +19,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import feather
 
-from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, ShardOutput, numpy_view
+from engine.columns import (
+    VISITS_SCHEMA,
+    ShardOutput,
+    numpy_view,
+    patients_schema,
+)
 from engine.durable import rename_durably
 from engine.errors import ResultsFormatError, RunNotFoundError
 from engine.formats import decode_versioned
 from engine.memory.guard import check_memory_before
+from engine.model.any_protocol import StoredProtocol, dec_hook
+from engine.model.interface import AnyProtocol, format_version_of
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
 from engine.run_dir import write_atomically
 from engine.stats.run_stats import RunStatistics, RunStatisticsState
@@ -33,8 +39,10 @@ from engine.totals import RunTotals, SummaryStats
 
 __all__ = ["InMemoryResults", "SavedResultsHeader"]
 
-FORMAT_VERSION = 1
-UPGRADES: dict = {}  # version n -> n + 1 as JSON data (engine.formats)
+# Format 2: results of the time-based model (its patients columns and protocol). Saved results
+# are written in their model's format (`format_version_of`), so format 1 files are unchanged.
+FORMAT_VERSION = 2
+UPGRADES: dict = {1: lambda document: document}  # version n -> n + 1 (engine.formats)
 HEADER_FILE = "results.json"
 TableFormat = Literal["parquet", "arrow"]
 _SUFFIX: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow"}
@@ -47,7 +55,7 @@ class SavedResultsHeader(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["in_memory_results"] = "in_memory_results"
     table_format: TableFormat
     created: datetime.datetime
-    protocol: Protocol
+    protocol: StoredProtocol  # either model's (engine.model.any_protocol)
     parameters: RunParameters
     stats: RunStatisticsState
 
@@ -61,7 +69,7 @@ class InMemoryResults(SimulationResults):
         self,
         patients: pa.Table,
         visits: pa.Table,
-        protocol: Protocol,
+        protocol: AnyProtocol,
         parameters: RunParameters,
         statistics: RunStatistics,
     ) -> None:
@@ -79,18 +87,19 @@ class InMemoryResults(SimulationResults):
     def from_shards(
         cls,
         outputs: Sequence[ShardOutput],
-        protocol: Protocol,
+        protocol: AnyProtocol,
         parameters: RunParameters,
         statistics: RunStatistics,
     ) -> InMemoryResults:
         """Assemble results from shard outputs (any order; they are sorted by shard)."""
         ordered = sorted(outputs, key=lambda o: o.shard_index)
-        patients = pa.Table.from_batches([o.patients_batch() for o in ordered], PATIENTS_SCHEMA)
+        schema = patients_schema(format_version_of(protocol))
+        patients = pa.Table.from_batches([o.patients_batch() for o in ordered], schema)
         visits = pa.Table.from_batches([o.visits_batch() for o in ordered], VISITS_SCHEMA)
         return cls(patients, visits, protocol, parameters, statistics)
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> AnyProtocol:
         """The validated protocol the run used."""
         return self._protocol
 
@@ -177,7 +186,7 @@ class InMemoryResults(SimulationResults):
                 feather.write_feather(table, temporary, compression="zstd")
             rename_durably(temporary, target)  # flushed before the header names it
         header = SavedResultsHeader(
-            format_version=FORMAT_VERSION,
+            format_version=format_version_of(self._protocol),
             table_format=table_format,
             created=datetime.datetime.now(datetime.UTC),
             protocol=self._protocol,
@@ -205,10 +214,12 @@ class InMemoryResults(SimulationResults):
             UPGRADES,
             str(header_path),
             "results header",
+            dec_hook=dec_hook,
         )
         suffix = _SUFFIX[header.table_format]
         tables = []
-        for name, schema in (("patients", PATIENTS_SCHEMA), ("visits", VISITS_SCHEMA)):
+        patients = patients_schema(format_version_of(header.protocol))
+        for name, schema in (("patients", patients), ("visits", VISITS_SCHEMA)):
             path = folder / f"{name}{suffix}"
             try:
                 if header.table_format == "parquet":

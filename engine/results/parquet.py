@@ -26,12 +26,12 @@ from typing import Literal
 import msgspec
 import pyarrow as pa
 
-from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA
+from engine.columns import VISITS_SCHEMA, patients_schema
 from engine.errors import ResultsFormatError
 from engine.integrity import load_index, locations_by_file
 from engine.manifest import Manifest, ShardLocation
+from engine.model.interface import AnyProtocol, format_version_of
 from engine.model.parameters import RunParameters
-from engine.model.v1.protocol import Protocol
 from engine.results.base import DEFAULT_BATCH_SIZE, PatientRecord, SimulationResults, TableName
 from engine.results.part_files import PartFiles
 from engine.results.row_group import RowGroup, combine, concat
@@ -69,6 +69,7 @@ class ParquetResults(SimulationResults):
     def __init__(self, run_dir: str | Path, patient_cache_size: int = PATIENT_CACHE_SIZE) -> None:
         self.paths = RunPaths(Path(run_dir))
         self._manifest = read_run_manifest(self.paths)
+        self._patients_schema = patients_schema(format_version_of(self._manifest.protocol))
         self._checkpoint = load_index(self.paths, self._manifest)
         self._statistics: RunStatistics | None = None
         self._locations = sorted(self._checkpoint.shards, key=lambda loc: loc.first_patient)
@@ -94,7 +95,7 @@ class ParquetResults(SimulationResults):
         return self._manifest
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> AnyProtocol:
         """The validated protocol the run used."""
         return self._manifest.protocol
 
@@ -186,7 +187,7 @@ class ParquetResults(SimulationResults):
             hi = min(end, last) - group.first_patient
             patients.append(group.patients.slice(lo, hi - lo))
             visits.append(group.visits.slice(group.starts[lo], group.starts[hi] - group.starts[lo]))
-        return concat(patients, PATIENTS_SCHEMA), concat(visits, VISITS_SCHEMA)
+        return concat(patients, self._patients_schema), concat(visits, VISITS_SCHEMA)
 
     def iterate_patients(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
         """Patients in id order, at most `batch_size` rows a batch, one row group in memory."""
@@ -197,7 +198,7 @@ class ParquetResults(SimulationResults):
         yield from self._iterate("visits", batch_size)
 
     def _arrow_table(self, table: TableName) -> pa.Table:
-        schema = PATIENTS_SCHEMA if table == "patients" else VISITS_SCHEMA
+        schema = self._patients_schema if table == "patients" else VISITS_SCHEMA
         return pa.Table.from_batches(list(self._iterate(table, DEFAULT_BATCH_SIZE)), schema=schema)
 
     def _table_nbytes(self, table: TableName) -> int:

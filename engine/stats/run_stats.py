@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 
 from engine.model.parameters import DAYS_PER_MONTH
+from engine.stats.outcome_table import OutcomeTable, outcome_table
 from engine.stats.shard_stats import (
     SKETCH_NAMES,
     VA_VALUES,
@@ -38,11 +39,20 @@ __all__ = [
     "RunStatisticsState",
     "StatsAccumulator",
     "histogram_quantiles",
+    "stats_version",
 ]
 
-STATS_FORMAT_VERSION = 1
-STATS_UPGRADES: dict = {}  # version n -> n + 1 as JSON data (engine.formats)
+# Version 2 added the outcome table's counts (format-2 runs: `engine.stats.outcome_counts`).
+# Statistics are written in the version of what they hold (`stats_version`): a format-1 run's
+# are version 1, unchanged; version 1 files read as version 2 without outcome counts.
+STATS_FORMAT_VERSION = 2
+STATS_UPGRADES: dict = {1: lambda document: document}  # version n -> n + 1 (engine.formats)
 DEFAULT_BANDS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def stats_version(counts: Counts) -> int:
+    """The statistics format `counts` need: 2 with outcome-table counts, else 1."""
+    return 2 if "outcome_va" in counts.arrays else 1
 
 
 class RunStatisticsState(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +104,7 @@ class RunStatistics:
     def state(self) -> RunStatisticsState:
         """Serialisable form."""
         return RunStatisticsState(
+            format_version=stats_version(self.counts),
             horizon_days=self.horizon_days,
             shards=self.shards,
             counts=self.counts.state(),
@@ -131,6 +142,10 @@ class RunStatistics:
             discontinued_by_reason=tuple(int(c) for c in self.counts["discontinuation_reason"]),
             final_state_counts=tuple(int(c) for c in self.counts["final_state"]),
         )
+
+    def outcome_table(self) -> OutcomeTable | None:
+        """The outcome table (docs/model.md 6); None for a run without it (format 1)."""
+        return outcome_table(self.counts)
 
     def va_quantiles(self, which: str, qs: Sequence[float] = DEFAULT_BANDS) -> list[float]:
         """Exact quantiles of baseline VA, final VA or VA change ("baseline", "final", "change")."""
@@ -250,6 +265,7 @@ class StatsAccumulator:
     def state(self) -> AccumulatorState:
         """Everything needed to carry on after a restart."""
         return AccumulatorState(
+            format_version=stats_version(self.counts),
             shard_count=self.shard_count,
             horizon_days=self.horizon_days,
             counts=self.counts.state(),

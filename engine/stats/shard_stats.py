@@ -7,6 +7,7 @@ Two kinds, merged differently:
   visits per patient), categorical counts (final state, discontinuation reason), per month
   since enrollment (VA histogram, disease states) and per calendar month (visits,
   injections, patients active). Totals (patients, visits, injections, follow-up days).
+  Format-2 runs add the outcome table's counts (`engine.stats.outcome_counts`).
 - `Sketches`: t-digests and moments of continuous or unbounded quantities: injections per
   patient-year, days from enrollment to discontinuation, days between injections. These are
   merged in shard order (`engine.stats.tree`) so results never depend on arrival order.
@@ -23,10 +24,11 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from engine.columns import NULL, Columns
+from engine.columns import NULL, REASON_NAMES, Columns, format_of_patients
 from engine.model.parameters import DAYS_PER_MONTH, DAYS_PER_YEAR
-from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.states import STATE_NAMES
 from engine.stats.moments import Moments
+from engine.stats.outcome_counts import outcome_counts
 from engine.stats.tdigest import DigestState, TDigest
 
 __all__ = [
@@ -246,6 +248,7 @@ def shard_stats(
     first part only (`sketches=False` for the others): sketches then do not depend on how
     a shard was split, while counts, exact, add up the same either way.
     """
+    layout = format_of_patients(patients)
     months = month_count(horizon_days)
     month_of_day = _month_of_day(horizon_days)
     enrollment = patients["enrollment_day"]
@@ -292,7 +295,7 @@ def shard_stats(
             "visits_per_patient": np.bincount(visit_counts),
             "final_state": np.bincount(patients["final_state"], minlength=len(STATE_NAMES)),
             "discontinuation_reason": np.bincount(
-                reasons[reasons != NULL], minlength=len(DISCONTINUATION_REASON_NAMES)
+                reasons[reasons != NULL], minlength=len(REASON_NAMES[layout])
             ),
             "va_by_month": _table(since, visits["vision"], months, VA_VALUES),
             "state_by_month": _table(since, visits["disease_state"], months, len(STATE_NAMES)),
@@ -303,9 +306,12 @@ def shard_stats(
             "calendar_active": np.cumsum(active)[:months],
         }
     )
+    if layout >= 2:  # the outcome table needs the time-based model's columns
+        counts.add(Counts(outcome_counts(patients)))
 
     if not sketches:
         return ShardStats(counts, Sketches.empty())
+    positive = follow_up > 0
     injected_rows = np.flatnonzero(injected)
     injected_patient = visits["patient_id"][injected_rows]
     injected_day = day[injected_rows]
@@ -314,7 +320,11 @@ def shard_stats(
     return ShardStats(
         counts,
         Sketches(
-            injections_per_year=Sketch.of(injections / (follow_up / DAYS_PER_YEAR)),
+            # A patient who stopped on the day of enrolment (possible in the time-based
+            # model) has no follow-up time and no rate.
+            injections_per_year=Sketch.of(
+                injections[positive] / (follow_up[positive] / DAYS_PER_YEAR)
+            ),
             time_to_discontinuation_days=Sketch.of_days(follow_up[stopped]),
             days_between_injections=Sketch.of_days(gaps),
         ),

@@ -260,7 +260,7 @@ def test_loading_a_newer_format_asks_for_an_upgrade(fresh, tmp_path):
     header["format_version"] = 99
     (folder / "results.json").write_text(json.dumps(header))
     with pytest.raises(
-        ResultsFormatError, match=r"format version 99; this amdsim reads up to 1\. Upgrade"
+        ResultsFormatError, match=r"format version 99; this amdsim reads up to 2\. Upgrade"
     ):
         InMemoryResults.load(folder)
 
@@ -320,7 +320,7 @@ def test_a_corrupt_checkpoint_or_newer_manifest_is_a_format_error(run_dir, tmp_p
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["format_version"] = 99
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ResultsFormatError, match="format version 99; this amdsim reads up to 1"):
+    with pytest.raises(ResultsFormatError, match="format version 99; this amdsim reads up to 2"):
         ParquetResults(copy)
 
 

@@ -1,0 +1,80 @@
+"""The outcome table (docs/model.md 6) as HTML, for the Results page and `amdsim report`.
+
+Rendered from `engine.stats.outcome_table.OutcomeTable`, the same table `amdsim show` prints;
+a format-1 run (the visit-based model) shows `NOT_AVAILABLE`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from engine.stats.outcome_table import NOT_AVAILABLE, OutcomeTable
+from viz.safe_text import html_text
+
+__all__ = ["outcome_table_html"]
+
+_HEADERS = (
+    "Month",
+    "",
+    "n",
+    "Mean change",
+    "95 % CI",
+    "SD",
+    "&ge; +15",
+    "&gt; &minus;15",
+    "&le; &minus;15",
+    "&ge; 70 letters",
+)
+
+
+def outcome_table_html(table: OutcomeTable | None) -> str:
+    """The table as an HTML fragment (headings, one row per month and kind)."""
+    title = "<h3>Outcome table</h3>"
+    if table is None:
+        return f"{title}<p class='outcome-table-missing'>{html_text(NOT_AVAILABLE)}</p>"
+    head = "".join(f"<th>{h}</th>" for h in _HEADERS)
+    body = []
+    for row in table.rows:
+        kind = "LOCF" if row.kind == "locf" else "observed"
+        ci = f"{_n(row.ci_low)} to {_n(row.ci_high)}" if row.patients > 1 else "-"
+        cells = (
+            str(row.month),
+            kind,
+            f"{row.patients:,}",
+            _n(row.mean_change),
+            ci,
+            _n(row.sd),
+            _p(row.gain_15),
+            _p(row.lose_lt_15),
+            _p(row.lose_15),
+            _p(row.at_least_70),
+        )
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    years = "".join(
+        f"<tr><td>{html_text(y.period)}</td><td>{_n(y.injections_per_year, 2)}</td>"
+        f"<td>{_n(y.visits_per_year, 2)}</td><td>{y.patient_years:,.0f}</td></tr>"
+        for y in table.years
+    )
+    stopped = ", ".join(
+        f"{html_text(name.replace('_', ' '))} {count:,}"
+        for name, count in table.discontinuations.items()
+    )
+    return (
+        f"{title}<p>VA change from the measured baseline (letters) and shares of patients; "
+        "LOCF over every patient whose follow-up reaches the month, observed among those "
+        "alive and under treatment.</p>"
+        f"<table class='outcome-table'><tr>{head}</tr>{''.join(body)}</table>"
+        "<p>Per patient-year alive and under treatment:</p>"
+        "<table class='outcome-years'><tr><th>Period</th><th>Injections</th><th>Visits</th>"
+        f"<th>Patient-years</th></tr>{years}</table>"
+        f"<p>Discontinuations: {stopped}. Deaths: {table.deaths:,} "
+        f"({_n(table.deaths_per_100_patient_years, 2)} per 100 patient-years).</p>"
+    )
+
+
+def _n(value: float, digits: int = 1) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _p(share: float) -> str:
+    return "-" if math.isnan(share) else f"{100 * share:.0f} %"
