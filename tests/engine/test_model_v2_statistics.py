@@ -1,0 +1,373 @@
+"""The time-based kernel agrees with docs/model.md, rule by rule (issue 11).
+
+Each test isolates one rule with a protocol that switches the others off (no mortality unless
+tested, no discontinuation, no noise, constant transition matrices) and compares the kernel's
+columns with expectations from the independent reference (tests/reference_model_v2.py): its
+pure per-rule functions give exact probabilities, so most tolerances carry only the kernel's
+sampling error. Every statistical test fails falsely with probability at most ALPHA = 1e-5
+(split evenly over its own checks; Bonferroni); with the ~40 tests of this file and
+test_model_v2_rules.py the family-wise false-failure rate is below 4e-4 < 1/1000. Normal
+approximations are used only where expected counts are >= 100 (their tail error is then
+well inside a factor of 2, which the family budget absorbs). Seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.engine.model_v2_support import (
+    ALPHA,
+    STATES,
+    assert_chi2,
+    assert_z,
+    constant_rows,
+    life_table,
+    make_protocol,
+    rounded_normal_pmf,
+    run_kernel,
+)
+from tests.reference_model_v2 import (
+    DAYS_PER_YEAR,
+    FORTNIGHT,
+    age_bands,
+    band_of,
+    baseline_cdf_table,
+    death_probability,
+    female_probability,
+    gradual_change,
+    haemorrhage_risk,
+    transition_row,
+    vision_effect,
+)
+
+SEED = 20261202
+P = "parameters"
+V = "parameters.vision"
+
+
+# --- demographics -----------------------------------------------------------------------------
+@pytest.mark.parametrize("population", ["real_world", "trial"])
+def test_age_bands_and_uniform_ages_within_them(population):
+    """Age = band by weight, uniform inside [a, b + 1), plus the population's age shift.
+
+    Chi-square over whole years (49 df), 50k patients, alpha 1e-5. Power: a band's weight 10 %
+    off (relative) on a 0.2 band, or a shift of 1 year, gives chi2 > 150 (p < 1e-15).
+    """
+    protocol = make_protocol({"population_type": population})
+    patients, _ = run_kernel(protocol, 50_000, 1, SEED)
+    demo = protocol.parameters.demographics
+    shift = demo.population_type_adjustments[population].age_shift
+    years = np.floor(patients["age"].astype(float) - shift + 1e-6).astype(int)
+    expected = np.zeros(50)
+    for _, lo, hi, prob in age_bands(demo):
+        for a in range(int(lo), int(hi)):
+            expected[a - 50] += 50_000 * prob / (hi - lo)
+    observed = np.bincount(np.clip(years - 50, 0, 60), minlength=61)
+    assert observed[50:].sum() == 0 and years.min() >= 50, "ages outside the bands"
+    assert_chi2(observed[:50], expected, f"age by year ({population})")
+
+
+@pytest.mark.parametrize("population", ["real_world", "trial"])
+def test_female_share_by_age_band(population):
+    """P(female) = gender_distribution_by_age[band of floor(age)] + the population's shift.
+
+    One z per band (5 bands, each alpha 2e-6), 50k patients (>= 1,000 per band). Power: a
+    share 0.05 off in a band of 5,000 patients is z > 7 (detected with probability > 0.99).
+    """
+    protocol = make_protocol({"population_type": population})
+    patients, _ = run_kernel(protocol, 50_000, 1, SEED + 1)
+    demo = protocol.parameters.demographics
+    ages = patients["age"].astype(float)
+    female = patients["sex"] == 0
+    bands = np.array([band_of(demo.gender_distribution_by_age, a) for a in ages])
+    for label in demo.gender_distribution_by_age:
+        mask = bands == label
+        n = int(mask.sum())
+        if n < 500:
+            continue
+        p = np.array([female_probability(demo, a, population) for a in ages[mask]])
+        assert_z(female[mask].sum(), p.sum(), (p * (1 - p)).sum(), f"female {label}", ALPHA / 5)
+
+
+def test_responder_share():
+    """Responder with probability responder_probability (0.6): 50k patients, z at alpha 1e-5;
+    detects 0.6 vs 0.58 (z = 9) with probability > 0.99."""
+    patients, _ = run_kernel(make_protocol(), 50_000, 1, SEED + 2)
+    n = 50_000
+    assert_z(patients["responder"].sum(), 0.6 * n, 0.24 * n, "responders")
+
+
+BASELINES = {
+    "normal": {"type": "normal", "mean": 60.0, "std": 15.0, "min": 20.0, "max": 90.0},
+    "uniform": {"type": "uniform", "min": 30.0, "max": 80.0},
+    "beta": {"type": "beta", "alpha": 3.5, "beta": 2.0, "min": 5.0, "max": 98.0},
+    "beta_with_threshold": {
+        "type": "beta_with_threshold",
+        "alpha": 3.5,
+        "beta": 2.0,
+        "min": 5.0,
+        "max": 98.0,
+        "threshold": 70.0,
+        "threshold_reduction": 0.6,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BASELINES))
+def test_true_baseline_distribution(kind):
+    """The true baseline of each distribution type, seen as final_vision = round(true VA)
+    with a 1-day horizon (no update happens). Chi-square over letters 0-100 (alpha 5e-6) and
+    a z on P(VA > 70.5) (alpha 5e-6; for beta_with_threshold this is the share above the
+    threshold, 0.24 vs 0.44 unreduced). 40k patients: a 0.02 error in that share is z > 9."""
+    protocol = make_protocol({"baseline_vision_distribution": BASELINES[kind]})
+    patients, _ = run_kernel(protocol, 40_000, 1, SEED + 3)
+    table = baseline_cdf_table(protocol.baseline_vision_distribution)
+    xs = np.array([x for x, _ in table])
+    cs = np.array([c for _, c in table])
+    edges = np.interp(np.arange(102) - 0.5, xs, cs, left=0.0, right=1.0)
+    edges[-1] = 1.0
+    observed = np.bincount(patients["final_vision"].astype(int), minlength=101)
+    assert_chi2(observed, 40_000 * np.diff(edges), f"baseline {kind}", ALPHA / 2)
+    above = 1 - float(np.interp(70.5, xs, cs))
+    n_above = int((patients["final_vision"] > 70).sum())
+    assert_z(n_above, 40_000 * above, 40_000 * above * (1 - above), f"P(VA>70) {kind}", ALPHA / 2)
+
+
+def test_measurement_noise_at_baseline_and_visits():
+    """Measured VA = clip(round(true + 2.5 Z), 0, 100): true VA fixed at 50.3 (normal with
+    std 0, no change), so the measured baseline and every visit's VA follow one exact
+    distribution. Two chi-squares (alpha 5e-6 each): 30k baselines and ~390k visits. Power: a
+    noise SD of 2.25 instead of 2.5 gives chi2 > 200 on the baselines alone."""
+    protocol = make_protocol(
+        {
+            "baseline_vision_distribution": {"type": "normal", "mean": 50.3, "std": 0.0},
+            f"{V}.vision_measurement.measurement_noise_std": 2.5,
+            f"{P}.disease_transitions.fortnightly_transitions": constant_rows("STABLE"),
+        }
+    )
+    patients, visits = run_kernel(protocol, 30_000, 182, SEED + 4)
+    pmf = rounded_normal_pmf(50.3, 2.5)
+    observed = np.bincount(patients["baseline_vision"].astype(int), minlength=101)
+    assert_chi2(observed, 30_000 * pmf, "measured baseline", ALPHA / 2)
+    later = visits["day"] > 0
+    observed = np.bincount(visits["vision"][later].astype(int), minlength=101)
+    assert_chi2(observed, later.sum() * pmf, "measured VA at visits", ALPHA / 2)
+
+
+# --- death ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("population", ["real_world", "trial"])
+def test_death_by_age_and_sex_against_the_life_table(population):
+    """Deaths per fortnight at risk = 1 - exp(-(-ln(1-q)) x HR x multiplier x survival x
+    14/365.25), q by sex and whole age at the time, every fortnight until the horizon (also
+    after discontinuation: attrition 3 %/visit makes many untreated followers).
+
+    Observed minus expected deaths per (sex, 10-year age band), chi-square-like sum of
+    z^2 over ~10 groups (alpha 1e-5); 40k patients x 3 years give ~9,000 deaths. Power: the
+    hazard ratio 1.36 read as 1.2 (or q used on the probability scale at old ages), or the
+    multiplier ignored, moves the total by > 8 SE (detected with probability > 0.999).
+    Exact: death days are multiples of 14 in [14, horizon); died under treatment -> reason
+    death on the death day."""
+    horizon = 1096
+    protocol = make_protocol(
+        {
+            "population_type": population,
+            f"{P}.mortality.mortality_rates": {"male": life_table(1.3), "female": life_table(1.0)},
+            f"{P}.discontinuation.discontinuation_parameters": {
+                "attrition": {"base_probability_per_visit": 0.03}
+            },
+        }
+    )
+    patients, _ = run_kernel(protocol, 40_000, horizon, SEED + 5)
+    death = patients["death_day"].astype(int)
+    died = death >= 0
+    assert np.all(death[died] % FORTNIGHT == 0) and np.all(death[died] >= 14)
+    assert np.all(death[died] < horizon)
+    reason = patients["discontinuation_reason"].astype(int)
+    stop = patients["discontinuation_day"].astype(int)
+    under_treatment = died & ((stop < 0) | (stop >= death) | (reason == 0))
+    assert np.all(reason[under_treatment] == 0) and np.all(
+        stop[under_treatment] == death[under_treatment]
+    )
+    ks = np.arange(1, (horizon - 1) // FORTNIGHT + 1)
+    table = np.array(
+        [[death_probability(protocol.parameters, sex, a, population) for a in range(0, 121)]
+         for sex in ("female", "male")]
+    )  # fmt: skip
+    ages = patients["age"].astype(float)[:, None] + ks[None, :] * FORTNIGHT / DAYS_PER_YEAR
+    whole = np.clip(np.floor(ages).astype(int), 0, 120)
+    p = table[patients["sex"].astype(int)[:, None], whole]
+    last = np.where(died, death // FORTNIGHT, ks[-1])
+    at_risk = ks[None, :] <= last[:, None]
+    dies_now = ks[None, :] == np.where(died, death // FORTNIGHT, -1)[:, None]
+    group = patients["sex"].astype(int)[:, None] * 10 + np.clip(whole // 10 - 5, 0, 5)
+    zs = []
+    for g in np.unique(group[at_risk]):
+        mask = at_risk & (group == g)
+        e, var = p[mask].sum(), (p[mask] * (1 - p[mask])).sum()
+        if e < 100:
+            continue
+        zs.append((dies_now[mask].sum() - e) / math.sqrt(var))
+    from tests.engine.model_v2_support import assert_sum_chi2
+
+    assert_sum_chi2(zs, f"deaths by sex and age ({population})")
+    total_e = (p * at_risk).sum()
+    assert_z(died.sum(), total_e, (p * (1 - p) * at_risk).sum(), "all deaths")
+
+
+# --- transitions ------------------------------------------------------------------------------
+def test_transitions_by_effect_level():
+    """State at visit j+1 (day 14(j+1)) given the state at visit j and days d since the last
+    injection before: the row P'[s] with e(d) (full, halving, floored at 0.1; x0.3 for
+    non-responders; none before the first injection). PRN every 14 days injects ACTIVE and
+    HIGHLY_ACTIVE, so d ranges over 14 ... 364 and many rows occur.
+
+    Pearson chi-square pooled over every (state, row) with >= 5 expected per cell (alpha
+    1e-5), ~500k transitions. Power: the effect's floor ignored, or the renormalisation
+    skipped, or non-responders given full effect, shift cells by > 10 SE."""
+    protocol = make_protocol()
+    patients, visits = run_kernel(protocol, 20_000, 365, SEED + 6)
+    pid, day = visits["patient_id"].astype(np.int64), visits["day"].astype(np.int64)
+    key = np.where(visits["injected"], pid * 10_000 + day, pid * 10_000 - 1)
+    last = np.maximum.accumulate(key) - pid * 10_000
+    pair = (pid[1:] == pid[:-1]) & (day[1:] - day[:-1] == 14)
+    before, after = np.flatnonzero(pair), np.flatnonzero(pair) + 1
+    responder = patients["responder"][pid[before]]
+    d = np.where(last[before] >= 0, day[after] - last[before], -1)
+    code = visits["disease_state"][before].astype(int) * 2 + responder
+    counts: dict[tuple, np.ndarray] = {}
+    for c in np.unique(code):
+        for dd in np.unique(d[code == c]):
+            state, resp = divmod(int(c), 2)
+            row = transition_row(
+                protocol.parameters, state, None if dd < 0 else int(dd), bool(resp)
+            )
+            sel = (code == c) & (d == dd)
+            obs = np.bincount(visits["disease_state"][after[sel]].astype(int), minlength=4)
+            k = (state, tuple(round(x, 12) for x in row))
+            counts[k] = counts.get(k, 0) + obs
+    observed = np.concatenate([counts[k] for k in counts])
+    expected = np.concatenate([counts[k].sum() * np.array(k[1]) for k in counts])
+    assert len(counts) >= 20
+    assert_chi2(observed, expected, "transitions by state and effect")
+
+
+# --- vision -----------------------------------------------------------------------------------
+VISION_DECLINE = {
+    "NAIVE": {"untreated": {"mean": -1.0, "std": 0.5}, "treated": {"mean": 0.5, "std": 0.2}},
+    "STABLE": {"untreated": {"mean": -2.0, "std": 0.5}, "treated": {"mean": 0.0, "std": 0.1}},
+    "ACTIVE": {"untreated": {"mean": -1.5, "std": 0.8}, "treated": {"mean": -0.2, "std": 0.3}},
+    "HIGHLY_ACTIVE": {"untreated": {"mean": -2.5, "std": 1.0}, "treated": {"mean": -0.6, "std": 0.4}},
+}  # fmt: skip
+
+
+def _vision_protocol(state: str, loading: int, interval: int):
+    return make_protocol(
+        {
+            "baseline_vision_distribution": {"type": "normal", "mean": 80.0, "std": 0.0},
+            "loading_dose_injections": loading,
+            "min_interval_days": interval,
+            "max_interval_days": interval,
+            f"{P}.disease_transitions.fortnightly_transitions": constant_rows(state),
+            f"{V}.vision_decline_fortnightly": VISION_DECLINE,
+        }
+    )
+
+
+def _expected_sum(protocol, state: int, injected: bool, responder: bool, k: int):
+    means, variances = 0.0, 0.0
+    for j in range(1, k + 1):
+        v = vision_effect(protocol.parameters, 14 * j if injected else None, responder)
+        m, s = gradual_change(protocol.parameters, state, v)
+        means, variances = means + m, variances + s * s
+    return means, variances
+
+
+@pytest.mark.parametrize(
+    "state,treated",
+    [
+        ("NAIVE", True),
+        ("STABLE", False),
+        ("ACTIVE", True),
+        ("ACTIVE", False),
+        ("HIGHLY_ACTIVE", True),
+    ],
+)
+def test_gradual_vision_change_by_state_and_treatment(state, treated):
+    """True VA after 21 fortnights = 80 + sum of N(u + v(d)(t - u), u.std + v(d)(t.std - u.std))
+    with d = 14k after one injection on day 0 (or v = 0 untreated); final_vision is its
+    rounding. Chi-square per responder group (alpha 5e-6 each), 10k patients. Power: v
+    taken as 1 throughout or the std not interpolated moves the mean by > 1 letter or the
+    SD by > 30 %, chi2 > 300."""
+    code = STATES.index(state)
+    protocol = _vision_protocol(state, 1 if treated else 0, 365)
+    patients, _ = run_kernel(protocol, 10_000, 300, SEED + 7)
+    for responder in (True, False):
+        mask = patients["responder"] == responder
+        mean, var = _expected_sum(protocol, code, treated, responder, 21)
+        pmf = rounded_normal_pmf(80 + mean, math.sqrt(var))
+        observed = np.bincount(patients["final_vision"][mask].astype(int), minlength=101)
+        assert_chi2(
+            observed, mask.sum() * pmf, f"{state} treated={treated} r={responder}", ALPHA / 2
+        )
+
+
+def test_vision_effect_curve_fortnight_by_fortnight():
+    """v(d) at d = 14 ... 294 (full to day 56, 1 -> 0.5 at 84, -> 0.25 at 112, then -0.25 per
+    112 days to 0 at 224): STABLE patients injected once on day 0 and visited every 14 days
+    without noise, so visit k shows round(80 + sum of k changes). One z per (k, responder)
+    on the mean (42 checks, alpha 1e-5/42 each, Bonferroni, valid under their dependence).
+    Power: v off by 0.1 at one d moves that fortnight's mean by 0.2 letters, z > 8."""
+    protocol = _vision_protocol("STABLE", 1, 14)
+    patients, visits = run_kernel(protocol, 10_000, 300, SEED + 8)
+    resp = patients["responder"][visits["patient_id"]]
+    assert not visits["injected"][visits["day"] > 0].any(), "STABLE PRN never injects"
+    for k in range(1, 22):
+        for responder in (True, False):
+            sel = (visits["day"] == 14 * k) & (resp == responder)
+            mean, var = _expected_sum(protocol, 1, True, responder, k)
+            pmf = rounded_normal_pmf(80 + mean, math.sqrt(var))
+            n = np.arange(101)
+            e = float((n * pmf).sum())
+            v = float(((n - e) ** 2 * pmf).sum())
+            got = visits["vision"][sel].astype(float)
+            assert_z(got.mean(), e, v / len(got), f"fortnight {k} r={responder}", ALPHA / 42)
+
+
+@pytest.mark.parametrize(
+    "state,loading", [("ACTIVE", 1), ("HIGHLY_ACTIVE", 1), ("ACTIVE", 0), ("STABLE", 1)]
+)
+def test_haemorrhage_frequency(state, loading):
+    """Haemorrhages per fortnight: 0.02 up to 84 days after an injection, 0.05 up to 168,
+    0.1 later or never injected; x2 in HIGHLY_ACTIVE; none in STABLE. Each takes exactly 10
+    letters from 90 (no other change), so final_vision = 90 - 10 x count. Chi-square of the
+    count against its exact Poisson-binomial law over 21 fortnights (alpha 1e-5), 20k
+    patients. Power: the 84/168-day boundaries shifted by a fortnight or the multiplier
+    ignored moves the mean count by > 0.1 (z > 10). STABLE: exactly no loss."""
+    protocol = make_protocol(
+        {
+            "baseline_vision_distribution": {"type": "normal", "mean": 90.0, "std": 0.0},
+            "loading_dose_injections": loading,
+            "min_interval_days": 365,
+            "max_interval_days": 365,
+            f"{P}.disease_transitions.fortnightly_transitions": constant_rows(state),
+            f"{V}.hemorrhage_risk.risk_treated_fortnightly": 0.02,
+            f"{V}.hemorrhage_risk.risk_medium_gap_fortnightly": 0.05,
+            f"{V}.hemorrhage_risk.risk_long_gap_fortnightly": 0.1,
+        }
+    )
+    patients, _ = run_kernel(protocol, 20_000, 300, SEED + 9)
+    final = patients["final_vision"].astype(int)
+    if state == "STABLE":
+        assert np.all(final == 90)
+        return
+    assert np.all((90 - final) % 10 == 0)
+    pmf = np.array([1.0])
+    for k in range(1, 22):
+        r = haemorrhage_risk(protocol.parameters, STATES.index(state), 14 * k if loading else None)
+        pmf = np.append(pmf * (1 - r), 0) + np.append(0, pmf * r)
+    pmf = np.append(pmf[:9], pmf[9:].sum())  # VA floors at 0 after 9 losses
+    observed = np.bincount(np.minimum((90 - final) // 10, 9), minlength=10)
+    assert_chi2(observed, 20_000 * pmf, f"haemorrhages {state} loading={loading}")
