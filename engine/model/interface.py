@@ -18,8 +18,12 @@ from engine.model.v1 import kernel as visit_kernel
 from engine.model.v1.protocol import Protocol
 from engine.model.v1.tables import ModelTables
 from engine.model.v1.tables import compile_protocol as compile_visit_tables
+from engine.model.v2.model import compile_time_based_model
+from engine.model.v2.schema import TimeBasedProtocol
 
-__all__ = ["CompiledModel", "VisitBasedModel", "compile_model"]
+__all__ = ["AnyProtocol", "CompiledModel", "VisitBasedModel", "compile_model"]
+
+AnyProtocol = Protocol | TimeBasedProtocol
 
 
 class CompiledModel(TypingProtocol):
@@ -45,6 +49,8 @@ class VisitBasedModel:
         return visit_kernel.simulate_shards(self.tables, params, shard_indices)
 
 
-def compile_model(protocol: Protocol) -> CompiledModel:
+def compile_model(protocol: AnyProtocol) -> CompiledModel:
     """Compile `protocol` into the model its file asks for."""
+    if isinstance(protocol, TimeBasedProtocol):
+        return compile_time_based_model(protocol)
     return VisitBasedModel(compile_visit_tables(protocol))

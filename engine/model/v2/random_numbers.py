@@ -1,0 +1,318 @@
+"""Common random numbers for the time-based model: every draw a pure function of its key.
+
+Scheme (DESIGN section 3; the manifest records it as `SCHEME`)
+---------------------------------------------------------------
+A draw is a keyed hash, not the next number of a stream. With ``mix64`` the finaliser of
+SplitMix64 (Stafford's "Mix13": xor-shift 30, multiply, xor-shift 27, multiply, xor-shift 31,
+all modulo 2**64), and every sum and product below modulo 2**64::
+
+    seed_word    = mix64(seed ^ SEED_SALT)
+    patient_key  = mix64(seed_word ^ mix64(patient_id * GOLDEN + ID_SALT))
+    counter      = step | purpose << 20 | draw << 28 | variate << 36
+    counter_word = mix64(counter * GOLDEN + COUNTER_SALT)
+    bits         = mix64(patient_key + counter_word)
+
+``variate`` is 0 for `CounterRandom.uniform` and 1 for `CounterRandom.normal`, so the two
+never share bits. A uniform is ``(bits >> 11) * 2**-53``: 53 bits, in [0, 1). A normal is
+the inverse normal CDF (Acklam's rational approximation, relative error below 1.2e-9) of
+``(bits >> 12) * 2**-52 + 2**-53``, which lies in (0, 1); see `_inverse_normal_cdf`.
+
+Why counter-based: a patient meets the same number for the same purpose at the same
+fortnight under every protocol (common random numbers: differences between protocols are not
+drowned in sampling noise), a patient's draws do not depend on which other patients share
+its array, so rows do not depend on shard or block size, and any draw can be recomputed
+alone. Only numpy integer operations (shift, xor, wrapping uint64 multiply and add) and
+IEEE 754 correctly rounded float operations (+, -, *, /, sqrt, int-to-float) are used; the
+logarithm the normal tails need is computed here from `np.frexp` and a polynomial rather
+than `np.log`, whose last bit differs between numpy's SIMD paths. So the numbers depend on
+nothing but the key: not the numpy version, the CPU, nor the order of calls.
+``tests/engine/test_random_numbers.py`` re-implements the scheme in plain Python integers
+and floats and checks known answers bit for bit.
+
+Contract: `Purpose` values, the salts, the bit layout of ``counter`` and the formulas above
+are part of the reproducibility contract of format-2 runs. Never renumber a purpose or
+change a formula; add a purpose with a new number, and change the scheme only together with
+`SCHEME`.
+
+Speed: the per-patient keys are computed once per block (`CounterRandom.__init__`); a
+draw then costs one add of a scalar, the eight ufunc passes of ``mix64`` and the conversion,
+all in place in preallocated buffers (``perf/bench_random.py`` compares it with PCG64).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["SCHEME", "CounterRandom", "Purpose"]
+
+SCHEME = "amdsim-crn-1 (SplitMix64-keyed hash of seed, patient id, step, purpose, draw)"
+
+MAX_PATIENT_ID = 2**40 - 1
+MAX_STEP = 2**20 - 1
+MAX_DRAW = 2**8 - 1
+
+_MASK64 = 2**64 - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, SplitMix64's increment
+_MIX_1 = 0xBF58476D1CE4E5B9
+_MIX_2 = 0x94D049BB133111EB
+# Fraction digits of pi (0x243F6A88...) in 64-bit words: arbitrary, public, fixed.
+_SEED_SALT = 0x243F6A8885A308D3
+_ID_SALT = 0x13198A2E03707344
+_COUNTER_SALT = 0xA4093822299F31D0
+
+_UNIFORM, _NORMAL = 0, 1
+
+
+class Purpose(enum.IntEnum):
+    """What a draw is for; its value is part of the key. Never renumber, never reuse a value."""
+
+    ENROLMENT = 1
+    AGE_BAND = 2
+    AGE_WITHIN_BAND = 3
+    SEX = 4
+    BASELINE_VISION = 5
+    RESPONDER = 6
+    DEATH = 7
+    TRANSITION = 8
+    IMPROVEMENT_START = 9
+    IMPROVEMENT_RATE = 10
+    VISION_CHANGE = 11
+    HAEMORRHAGE = 12
+    HAEMORRHAGE_LOSS = 13
+    MEASUREMENT_NOISE = 14
+    DISCONTINUE_POOR_VISION = 15
+    DISCONTINUE_DETERIORATION = 16
+    DISCONTINUE_STABLE = 17
+    DISCONTINUE_NO_IMPROVEMENT = 18
+    DISCONTINUE_ATTRITION = 19
+    DISCONTINUE_ADMINISTRATIVE = 20
+
+
+def _mix64(z: int) -> int:
+    """SplitMix64's finaliser on one Python int (for scalar words)."""
+    z = ((z ^ (z >> 30)) * _MIX_1) & _MASK64
+    z = ((z ^ (z >> 27)) * _MIX_2) & _MASK64
+    return z ^ (z >> 31)
+
+
+_U30, _U27, _U31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_U11, _U12 = np.uint64(11), np.uint64(12)
+_M1, _M2 = np.uint64(_MIX_1), np.uint64(_MIX_2)
+
+
+def _mix64_inplace(x: npt.NDArray[np.uint64], tmp: npt.NDArray[np.uint64]) -> None:
+    """`_mix64` on every element of `x`, in place; `tmp` is scratch of the same shape.
+
+    numpy's uint64 array multiply wraps modulo 2**64 without a warning (only numpy scalars
+    warn), which is the arithmetic the scheme defines.
+    """
+    np.right_shift(x, _U30, out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    np.multiply(x, _M1, out=x)
+    np.right_shift(x, _U27, out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    np.multiply(x, _M2, out=x)
+    np.right_shift(x, _U31, out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+
+
+def _counter_word(step: int, purpose: Purpose, draw: int, variate: int) -> np.uint64:
+    """The hashed word of (step, purpose, draw, variate), after checking their ranges."""
+    if not 0 <= step <= MAX_STEP:
+        raise ValueError(f"step must be in 0..{MAX_STEP}, got {step}")
+    if not 0 <= draw <= MAX_DRAW:
+        raise ValueError(f"draw must be in 0..{MAX_DRAW}, got {draw}")
+    counter = step | Purpose(purpose) << 20 | draw << 28 | variate << 36
+    return np.uint64(_mix64((counter * _GOLDEN + _COUNTER_SALT) & _MASK64))
+
+
+def _patient_keys(seed: int, patient_ids: npt.NDArray[np.integer]) -> npt.NDArray[np.uint64]:
+    """``patient_key`` of the module docstring for every id."""
+    seed_word = np.uint64(_mix64(seed ^ _SEED_SALT))
+    keys = patient_ids.astype(np.uint64)
+    tmp = np.empty_like(keys)
+    np.multiply(keys, np.uint64(_GOLDEN), out=keys)
+    np.add(keys, np.uint64(_ID_SALT), out=keys)
+    _mix64_inplace(keys, tmp)
+    np.bitwise_xor(keys, seed_word, out=keys)
+    _mix64_inplace(keys, tmp)
+    return keys
+
+
+class CounterRandom:
+    """Keyed uniforms and normals for the patients of one block (see the module docstring).
+
+    `patient_ids` are the block's global ids (0..2**40-1, any order, repeats allowed); `rows`
+    arguments are positions in that array. Nothing here has state that a draw changes: the
+    same call returns the same numbers, whatever was drawn before.
+    """
+
+    def __init__(self, seed: int, patient_ids: npt.ArrayLike) -> None:
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be in 0..2**64-1, got {seed}")
+        ids = np.asarray(patient_ids)
+        if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+            raise ValueError("patient_ids must be a one-dimensional array of integers")
+        if ids.size and not (ids.min() >= 0 and ids.max() <= MAX_PATIENT_ID):
+            raise ValueError(f"patient ids must be in 0..{MAX_PATIENT_ID}")
+        self.seed = seed
+        self.patient_ids = ids
+        self._keys = _patient_keys(seed, ids)
+        self._work = np.empty_like(self._keys)
+        self._tmp = np.empty_like(self._keys)
+        self._floats: tuple[npt.NDArray[np.float64], ...] | None = None
+
+    def __len__(self) -> int:
+        return self._keys.size
+
+    def _bits(
+        self, step: int, purpose: Purpose, rows: npt.ArrayLike | None, draw: int, variate: int
+    ) -> npt.NDArray[np.uint64]:
+        """``bits`` for the patients at `rows` (all when None), in a scratch buffer."""
+        word = _counter_word(step, purpose, draw, variate)
+        if rows is None:
+            work, tmp = self._work, self._tmp[: self._work.size]
+            np.add(self._keys, word, out=work)
+        else:
+            rows = np.asarray(rows)
+            if rows.ndim != 1 or rows.dtype.kind not in "iu":
+                raise TypeError(f"rows must be a 1-d array of integer positions, got {rows.dtype}")
+            work = np.take(self._keys, rows)  # bounds-checked; a fresh array to work in
+            if work.size > self._tmp.size:  # rows repeat positions: grow the scratch
+                self._tmp = np.empty_like(work)
+            tmp = self._tmp[: work.size]
+            np.add(work, word, out=work)
+        _mix64_inplace(work, tmp)
+        return work
+
+    def uniform(
+        self,
+        step: int,
+        purpose: Purpose,
+        rows: npt.ArrayLike | None = None,
+        draw: int = 0,
+        out: npt.NDArray[np.float64] | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """Uniforms in [0, 1) with 53 random bits, one per patient at `rows` (all when None).
+
+        `draw` (0..255) tells apart several numbers one purpose needs at one step. `out`, if
+        given, receives the numbers (float64, one per row) and is returned.
+        """
+        bits = self._bits(step, purpose, rows, draw, _UNIFORM)
+        np.right_shift(bits, _U11, out=bits)
+        if out is None:
+            out = np.empty(bits.size)
+        # Below 2**53, so the int64 view is the same number and converts exactly (a plain
+        # cast is faster than a multiply with a casting input); the scaling is exact too.
+        np.copyto(out, bits.view(np.int64), casting="unsafe")
+        np.multiply(out, 2.0**-53, out=out)
+        return out
+
+    def normal(
+        self,
+        step: int,
+        purpose: Purpose,
+        rows: npt.ArrayLike | None = None,
+        draw: int = 0,
+        out: npt.NDArray[np.float64] | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """Standard normals, one per patient at `rows` (all when None); see `uniform`.
+
+        The inverse CDF of a keyed uniform, so one key gives one normal (Box-Muller would
+        need a second uniform and `np.cos`), and the result lies within +/-8.3.
+        """
+        bits = self._bits(step, purpose, rows, draw, _NORMAL)
+        np.right_shift(bits, _U12, out=bits)
+        if out is None:
+            out = np.empty(bits.size)
+        if self._floats is None or self._floats[0].size < out.size:
+            self._floats = tuple(np.empty(max(out.size, self._keys.size)) for _ in range(3))
+        # q = p - 1/2 for p = (k + 1/2) * 2**-52: a multiple of 2**-53 below 1/2, exact.
+        np.copyto(out, bits.view(np.int64), casting="unsafe")
+        np.multiply(out, 2.0**-52, out=out)
+        np.add(out, 2.0**-53 - 0.5, out=out)
+        _inverse_normal_cdf(out, *(f[: out.size] for f in self._floats))
+        return out
+
+
+# Acklam's rational approximation of the inverse normal CDF (P. J. Acklam, 2003, "An
+# algorithm for computing the inverse normal cumulative distribution function"): relative
+# error < 1.15e-9 over (0, 1), which no simulated quantity resolves.
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01, 1.0)  # fmt: skip
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+      3.754408661907416e00, 1.0)  # fmt: skip
+_P_LOW = 0.02425
+_R_TAIL = (0.5 - _P_LOW) ** 2  # q*q above this: the tails, |q| > 0.47575
+_LN2 = 0.6931471805599453
+_SQRT_HALF = 0.7071067811865476
+_LOG_TERMS = tuple(1.0 / k for k in range(15, 1, -2))  # 1/15, 1/13, ..., 1/3
+
+
+def _inverse_normal_cdf(
+    q: npt.NDArray[np.float64],
+    r: npt.NDArray[np.float64],
+    num: npt.NDArray[np.float64],
+    den: npt.NDArray[np.float64],
+) -> None:
+    """Replace q = p - 1/2 by the standard normal quantile of p, in place (Acklam).
+
+    `r`, `num` and `den` are scratch of q's shape. Only correctly rounded operations are
+    used, so the result is the same bits on every machine.
+    """
+    np.multiply(q, q, out=r)
+    tail = np.flatnonzero(r > _R_TAIL)
+    tail_q = q[tail]
+    _horner(r, _A, num)
+    _horner(r, _B, den)
+    np.multiply(q, num, out=q)
+    np.divide(q, den, out=q)
+    q[tail] = _normal_tail(tail_q)
+
+
+def _horner(
+    x: npt.NDArray[np.float64], coefficients: tuple[float, ...], out: npt.NDArray[np.float64]
+) -> None:
+    """out = c0 x^(n-1) + ... + c(n-1), highest power first, evaluated by Horner's rule."""
+    np.multiply(x, coefficients[0], out=out)
+    for c in coefficients[1:-1]:
+        np.add(out, c, out=out)
+        np.multiply(out, x, out=out)
+    np.add(out, coefficients[-1], out=out)
+
+
+def _normal_tail(q: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Quantile for |q| > 0.47575 (p in the outer 2.425 % on either side)."""
+    t = 0.5 - np.abs(q)  # min(p, 1 - p), exact
+    s = np.sqrt(-2.0 * _log(t))
+    num, den = np.empty_like(s), np.empty_like(s)
+    _horner(s, _C, num)
+    _horner(s, _D, den)
+    return np.copysign(num / den, q)
+
+
+def _log(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Natural logarithm of positive `t` < 1/2 from frexp and the atanh series.
+
+    t = m 2**e; log(m) = 2 atanh(s), s = (m - 1)/(m + 1), with m in [sqrt(1/2), sqrt(2)) so
+    |s| < 0.172 and the series' first eight terms leave an error below 4e-14 in log(m), under
+    1e-14 of log(t) here (|log t| > 0.69), far inside Acklam's 1.15e-9.
+    """
+    m, e = np.frexp(t)
+    low = m < _SQRT_HALF
+    m *= 1.0 + low  # doubles m where low: exact, cheaper than indexing
+    e -= low
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    series = s2 * _LOG_TERMS[0] + _LOG_TERMS[1]
+    for term in _LOG_TERMS[2:]:
+        series = series * s2 + term
+    series = series * s2 + 1.0
+    return e * _LN2 + 2.0 * s * series
