@@ -125,9 +125,9 @@ def test_improvement_start_and_length(case):
 
 # --- discontinuation --------------------------------------------------------------------------
 DISCONTINUATION = {
-    "poor_vision": {"vision_threshold": 40, "discontinuation_probability": 0.3, "grace_period_visits": 1},
+    "poor_vision": {"vision_threshold": 40, "discontinuation_probability": 0.5, "grace_period_visits": 1},
     "deterioration": {"vision_loss_threshold": -8, "visits_with_loss_threshold": 2,
-                      "discontinuation_probability": 0.2},
+                      "discontinuation_probability": 0.4},
     "treatment_decision": {"stable_disease_visits_threshold": 4, "stable_discontinuation_probability": 0.1,
                            "no_improvement_visits_threshold": 3, "no_improvement_probability": 0.08,
                            "min_treatments_before_decision": 2},
