@@ -231,6 +231,13 @@ SCHEDULES = {
             "max_interval_days": 28},
     "prn-capped": {"protocol_type": "prn", "loading_dose_injections": 1, "min_interval_days": 21,
                    "max_interval_days": 21, "max_days_between_injections": 84},
+    "phases": {"protocol_type": "treat_and_extend", "loading_dose_injections": 3,
+               "min_interval_days": 28, "max_interval_days": 112, "extension_days": 14,
+               "shortening_days": 14,
+               "phases": [{"start_day": 364, "protocol_type": "prn", "min_interval_days": 35,
+                           "max_interval_days": 35},
+                          {"start_day": 728, "protocol_type": "fixed", "min_interval_days": 49,
+                           "max_interval_days": 49}]},
 }  # fmt: skip
 
 

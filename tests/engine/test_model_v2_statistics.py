@@ -439,3 +439,33 @@ def test_kernel_and_reference_agree_with_every_rule_on():
         a, b = stat(kernel), stat(reference)
         variance = a.var() / len(a) + b.var() / len(b)
         assert_z(a.mean(), b.mean(), variance, f"kernel vs reference: {name}", ALPHA / 6)
+
+
+def test_discontinued_patients_keep_changing_untreated_until_the_horizon():
+    """After discontinuation a patient is still simulated, untreated and unvisited (section
+    4): everyone stops at visit 1 (administrative, probability 1, day 14) after one injection
+    on day 0, so the true VA at day 300 is 80 + the 21 fortnights' changes with v(14k), exactly
+    as if never stopped; a kernel that froze the patient would show the day-14 VA. Exact:
+    one injection, two visits, stop on day 14 for administrative reasons. Chi-square per
+    responder group (alpha 5e-6 each), 10k patients; power as in the gradual-change test."""
+    protocol = make_protocol(
+        {
+            "baseline_vision_distribution": {"type": "normal", "mean": 80.0, "std": 0.0},
+            "protocol_type": "fixed",
+            f"{P}.disease_transitions.fortnightly_transitions": constant_rows("ACTIVE"),
+            f"{V}.vision_decline_fortnightly": VISION_DECLINE,
+            f"{P}.discontinuation.discontinuation_parameters": {
+                "administrative": {"probability_per_visit": 1.0}
+            },
+        }
+    )
+    patients, _ = run_kernel(protocol, 10_000, 300, SEED + 11)
+    assert np.all(patients["injections"] == 1) and np.all(patients["visits"] == 2)
+    assert np.all(patients["discontinuation_day"] == 14)
+    assert np.all(patients["discontinuation_reason"] == 6)
+    for responder in (True, False):
+        mask = patients["responder"] == responder
+        mean, var = _expected_sum(protocol, STATES.index("ACTIVE"), True, responder, 21)
+        pmf = rounded_normal_pmf(80 + mean, math.sqrt(var))
+        observed = np.bincount(patients["final_vision"][mask].astype(int), minlength=101)
+        assert_chi2(observed, mask.sum() * pmf, f"after stopping r={responder}", ALPHA / 2)
