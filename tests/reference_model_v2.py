@@ -514,11 +514,16 @@ def simulate_patient(protocol, horizon_days: int, seed: int) -> Patient:
             va = min(top, max(0.0, va + change - loss))
         while next_visit is not None and next_visit < min(start + FORTNIGHT, horizon_days):
             t = next_visit
-            measured = measure(va, noise, rng.gauss(0.0, 1.0))
+            # Reading: the enrolment visit's measurement is the measured baseline (one
+            # measurement at enrolment; docs/model.md does not say whether it is a second one).
+            first = not patient.visits
+            measured = (
+                patient.baseline_measured if first else measure(va, noise, rng.gauss(0.0, 1.0))
+            )
             stops.update(measured, patient.baseline_measured, state)
             visit = Visit(t, measured, False, state)
             patient.visits.append(visit)
-            if patient.visits[0] is not visit:
+            if not first:
                 for reason, probability in stops.candidates(t, len(injection_days)):
                     if rng.random() < probability:
                         patient.discontinuation_day, patient.discontinuation_reason = t, reason
