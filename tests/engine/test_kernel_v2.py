@@ -6,6 +6,8 @@ keyed on patients must be what the kernel used; each protocol type must give its
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,7 @@ def test_rows_do_not_depend_on_shard_size_or_grouping(mode: str) -> None:
 class Recording:
     """A CRN source that logs (patient id, step, purpose, value) of update-step uniforms."""
 
-    log: list[tuple[int, int, Purpose, float]] = []
+    log: ClassVar[list[tuple[int, int, Purpose, float]]] = []
 
     def __init__(self, seed: int, ids: np.ndarray) -> None:
         self.inner = crn_source(seed, ids)
@@ -70,7 +72,9 @@ class Recording:
     def uniform(self, step, purpose, rows=None, draw=0):
         values = self.inner.uniform(step, purpose, rows, draw)
         ids = self.ids if rows is None else self.ids[rows]
-        self.log.extend(zip(ids.tolist(), [step] * len(ids), [purpose] * len(ids), values))
+        self.log.extend(
+            zip(ids.tolist(), [step] * len(ids), [purpose] * len(ids), values, strict=True)
+        )
         return values
 
     def normal(self, step, purpose, rows=None, draw=0):
@@ -124,7 +128,8 @@ def test_per_row_visit_draws_equal_counter_random() -> None:
     ):
         got = at(steps, Purpose.MEASUREMENT_NOISE, rows)
         want = [
-            single(int(s), Purpose.MEASUREMENT_NOISE, np.array([r]))[0] for r, s in zip(rows, steps)
+            single(int(s), Purpose.MEASUREMENT_NOISE, np.array([r]))[0]
+            for r, s in zip(rows, steps, strict=True)
         ]
         assert got.tolist() == want
 
@@ -193,7 +198,7 @@ def test_prn_with_cap_and_a_phase() -> None:
             ],
         )
     )
-    p, v = _course(protocol)
+    _, v = _course(protocol)
     day_t = v["day"]  # cohort: day == days since enrolment
     gaps = v["interval_days"]
     before = (day_t < 364) & (gaps >= 0)

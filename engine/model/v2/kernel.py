@@ -148,8 +148,12 @@ class Block(BlockState):
         code = effect_row * 4
         code += live["state"]
         u = source.uniform(k, Purpose.TRANSITION)
-        state = (u >= tables.transition_t0[code]).astype(np.intp)
-        state += u >= tables.transition_t1[code]
+        if tables.naive_unreachable:  # no row moves into NAIVE: the first threshold is 0
+            state = (u >= tables.transition_t1[code]).astype(np.intp)
+            state += 1
+        else:
+            state = (u >= tables.transition_t0[code]).astype(np.intp)
+            state += u >= tables.transition_t1[code]
         state += u >= tables.transition_t2[code]
         live["state"] = state
         code = effect_row * 4

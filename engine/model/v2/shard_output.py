@@ -41,8 +41,8 @@ def block_outputs(block: BlockState) -> list[ShardOutput]:
 
     enrolment = block.enrolment.astype(np.int64)
     day = t + enrolment[pid]
-    interval = np.empty(len(pid), dtype=np.int32)
-    interval[:-1] = day[1:] - day[:-1]
+    interval = np.empty(len(pid), dtype=np.int16)  # engine.columns: int16, -1 null
+    np.subtract(day[1:], day[:-1], out=interval[:-1], casting="unsafe")
     last_row = starts[1:] - 1
     interval[last_row[counts > 0]] = NULL
 

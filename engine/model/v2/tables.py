@@ -15,28 +15,20 @@ Death probabilities are by ``sex * ages + (age - first_age)``. Arrays are read-o
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.model.parameters import DAYS_PER_YEAR
 from engine.model.states import STATE_NAMES
-from engine.model.v2.schema import (
-    BaselineVisionDistribution,
-    DemographicsFile,
-    MortalityFile,
-    TimeBasedParameters,
-    TimeBasedProtocol,
-)
+from engine.model.v2.population_tables import band_bounds, beta_table, death_table, female_share
+from engine.model.v2.schema import TimeBasedParameters, TimeBasedProtocol
 
 __all__ = [
     "BASELINE_TYPES",
     "CATEGORIES",
     "REGIMEN_TYPES",
     "TimeBasedTables",
-    "band_bounds",
     "compile_time_based",
 ]
 
@@ -53,8 +45,6 @@ CATEGORIES = ("poor_vision", "deterioration", "treatment_decision", "attrition",
 # With no minimum effect, 0.5 ** x never reaches 0: the table stops where e < 2**-30.
 _NEGLIGIBLE_EFFECT_HALVINGS = 30
 _MAX_TABLE_DAYS = 36_600  # a hundred years: no run is longer
-BETA_GRID_POINTS = 4097
-_BETA_SUBSTEPS = 32  # integration steps per grid interval of the beta density
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,6 +58,7 @@ class TimeBasedTables:
     transition_t0: FloatArray
     transition_t1: FloatArray
     transition_t2: FloatArray
+    naive_unreachable: bool  # every transition_t0 is 0: no state moves into NAIVE
     vision_effect: FloatArray  # v(d) by effect row, non-responders included
     gradual_mean: FloatArray  # by vcode (state after the transition)
     gradual_std: FloatArray
@@ -160,9 +151,9 @@ def compile_time_based(protocol: TimeBasedProtocol) -> TimeBasedTables:
     mortality_multiplier = adjustment.mortality_risk_multiplier if adjustment else 1.0
     bands = [band_bounds(name) for name in demographics.age_distribution_weights]
     weights = np.array(list(demographics.age_distribution_weights.values()), dtype=np.float64)
-    death, first_age, ages = _death_table(params.mortality, demographics, mortality_multiplier)
+    death, first_age, ages = death_table(params.mortality, demographics, mortality_multiplier)
     baseline = protocol.baseline_vision_distribution
-    beta_grid, beta_cdf = _beta_table(baseline)
+    beta_grid, beta_cdf = beta_table(baseline)
     ceilings = vision.vision_ceilings
     return TimeBasedTables(
         max_day=max_day,
@@ -171,6 +162,7 @@ def compile_time_based(protocol: TimeBasedProtocol) -> TimeBasedTables:
         transition_t0=_frozen(thresholds[:, 0]),
         transition_t1=_frozen(thresholds[:, 1]),
         transition_t2=_frozen(thresholds[:, 2]),
+        naive_unreachable=bool((thresholds[:, 0] <= 0.0).all()),
         vision_effect=_frozen(vision_effect),
         gradual_mean=_frozen(gradual_mean.ravel()),
         gradual_std=_frozen(gradual_std.ravel()),
@@ -194,7 +186,7 @@ def compile_time_based(protocol: TimeBasedProtocol) -> TimeBasedTables:
         age_band_lo=_frozen(np.array([b[0] for b in bands], dtype=np.float64)),
         age_band_hi=_frozen(np.array([b[1] for b in bands], dtype=np.float64)),
         age_shift=age_shift,
-        female_share_by_age=_frozen(_female_share(demographics, female_shift)),
+        female_share_by_age=_frozen(female_share(demographics, female_shift)),
         baseline_type=BASELINE_TYPES.index(baseline.type),
         baseline_mean=baseline.mean if baseline.mean is not None else 0.0,
         baseline_std=baseline.std if baseline.std is not None else 0.0,
@@ -214,23 +206,6 @@ def compile_time_based(protocol: TimeBasedProtocol) -> TimeBasedTables:
         **_regimens(protocol),
         discontinuation=_discontinuation(params),
     )
-
-
-def band_bounds(name: str) -> tuple[float, float]:
-    """Ages covered by a band: ``"a-b"`` is [a, b + 1), ``"N+"`` is [N, N + 5)."""
-    text = str(name).strip()
-    if match := re.fullmatch(r"(\d+)\s*-\s*(\d+)", text):
-        return float(match[1]), float(match[2]) + 1.0
-    if match := re.fullmatch(r"(\d+)\s*\+", text):
-        return float(match[1]), float(match[1]) + 5.0
-    raise ValueError(f"age band {name!r} is neither 'a-b' nor 'N+'")
-
-
-def _band_of(bands: list[tuple[float, float]], age: int) -> int | None:
-    for index, (lo, hi) in enumerate(bands):
-        if lo <= age < hi:
-            return index
-    return None
 
 
 def _max_day(params: TimeBasedParameters) -> int:
@@ -320,63 +295,6 @@ def _haemorrhage_table(params: TimeBasedParameters, max_day: int) -> FloatArray:
     by_state = np.array([0.0, 0.0, 1.0, risk.highly_active_multiplier])
     table = np.minimum(by_day[:, None] * by_state[None], 1.0)
     return np.concatenate([table, table])
-
-
-def _death_table(
-    mortality: MortalityFile, demographics: DemographicsFile, multiplier: float
-) -> tuple[FloatArray, int, int]:
-    """Fortnightly death probability by (sex, whole age) per docs/model.md 3.1."""
-    tables = mortality.mortality_rates
-    keys = sorted(set(tables.female) | set(tables.male))
-    first, last = keys[0], keys[-1]
-    ages = np.arange(first, last + 1)
-    ratio = mortality.hazard_ratios.primary
-    bands = [band_bounds(name) for name in demographics.survival_bias_factors]
-    factors = list(demographics.survival_bias_factors.values())
-    out = []
-    for table in (tables.female, tables.male):  # sex codes 0 = female, 1 = male
-        known = sorted(table)
-        q = np.array([table[max([k for k in known if k <= a] or [known[0]])] for a in ages])
-        survival = np.ones(len(ages))
-        for index, age in enumerate(ages):
-            band = _band_of(bands, int(age))
-            if band is not None:
-                survival[index] = 1.0 + (factors[band] - 1.0) * (ratio - 1.0) / ratio
-        with np.errstate(divide="ignore"):
-            rate = -np.log1p(-q) * ratio * multiplier * survival
-        out.append(-np.expm1(-rate * 14.0 / DAYS_PER_YEAR))
-    return np.concatenate(out), first, len(ages)
-
-
-def _female_share(demographics: DemographicsFile, shift: float) -> FloatArray:
-    """Female share by whole year of age 0..150 (outside the bands: the nearest band)."""
-    bands = [band_bounds(name) for name in demographics.gender_distribution_by_age]
-    shares = list(demographics.gender_distribution_by_age.values())
-    order = np.argsort([lo for lo, _ in bands])
-    out = np.empty(151)
-    for age in range(151):
-        band = _band_of(bands, age)
-        if band is None:
-            band = int(order[0]) if age < bands[order[0]][0] else int(order[-1])
-        out[age] = shares[band]
-    return np.clip(out + shift, 0.0, 1.0)
-
-
-def _beta_table(dist: BaselineVisionDistribution) -> tuple[FloatArray, FloatArray]:
-    """CDF of the (thresholded) beta on 4,097 points of [0, 1] for inverse-CDF sampling."""
-    if dist.type not in ("beta", "beta_with_threshold"):
-        return np.zeros(0), np.zeros(0)
-    if dist.alpha is None or dist.beta is None:
-        raise ValueError("a beta baseline distribution needs alpha and beta")
-    fine = np.linspace(0.0, 1.0, (BETA_GRID_POINTS - 1) * _BETA_SUBSTEPS + 1)
-    density = fine ** (dist.alpha - 1.0) * (1.0 - fine) ** (dist.beta - 1.0)
-    if dist.type == "beta_with_threshold" and dist.threshold is not None:
-        cut = (dist.threshold - dist.min) / (dist.max - dist.min)
-        density = np.where(fine > cut, density * (1.0 - (dist.threshold_reduction or 0.0)), density)
-    steps = (density[1:] + density[:-1]) * 0.5
-    cdf = np.concatenate(([0.0], np.cumsum(steps)))
-    cdf /= cdf[-1]
-    return np.linspace(0.0, 1.0, BETA_GRID_POINTS), cdf[::_BETA_SUBSTEPS].copy()
 
 
 def _regimens(protocol: TimeBasedProtocol) -> dict[str, object]:

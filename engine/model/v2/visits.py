@@ -94,7 +94,7 @@ def _discontinue(
     np.less_equal(measured - baseline, _threshold(tables, "deterioration", 0), out=holds[:, 1])
     np.equal(state, _STABLE, out=holds[:, 2])
     np.less_equal(measured, baseline, out=holds[:, 3])
-    counts = live["counters"][rows]
+    counts = np.take(live["counters"], rows, axis=0)  # faster than 2-d fancy indexing
     counts += 1
     counts *= holds
     live["counters"][rows] = counts
