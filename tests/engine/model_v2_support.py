@@ -25,6 +25,23 @@ from tests.reference_model_v2 import REASONS, simulate_patient
 ALPHA = 1e-5
 STATES = ("NAIVE", "STABLE", "ACTIVE", "HIGHLY_ACTIVE")
 
+# Every visit-time discontinuation category on, with probabilities large enough that the
+# priority order shows in the counts.
+DISCONTINUATION = {
+    "poor_vision": {"vision_threshold": 40, "discontinuation_probability": 0.5, "grace_period_visits": 1},
+    "deterioration": {"vision_loss_threshold": -8, "visits_with_loss_threshold": 2,
+                      "discontinuation_probability": 0.4},
+    "treatment_decision": {"stable_disease_visits_threshold": 4, "stable_discontinuation_probability": 0.1,
+                           "no_improvement_visits_threshold": 3, "no_improvement_probability": 0.08,
+                           "min_treatments_before_decision": 2},
+    "attrition": {"base_probability_per_visit": 0.01,
+                  "time_adjustment": {"months_0_12": 1.0, "months_12_24": 2.0, "months_24_plus": 3.0},
+                  "injection_burden_adjustment": {"injections_per_year_0_6": 1.0,
+                                                  "injections_per_year_6_12": 1.5,
+                                                  "injections_per_year_12_plus": 2.0}},
+    "administrative": {"probability_per_visit": 0.01},
+}  # fmt: skip
+
 
 def constant_rows(target: str) -> dict[str, dict[str, float]]:
     """A fortnightly matrix that sends every state to `target`."""

@@ -17,6 +17,7 @@ import pytest
 
 from tests.engine.model_v2_support import (
     ALPHA,
+    DISCONTINUATION,
     assert_z,
     constant_rows,
     make_protocol,
@@ -27,6 +28,7 @@ from tests.reference_model_v2 import (
     STABLE,
     Discontinuation,
     Regimen,
+    ceiling,
     death_probability,
     improvement_eligible,
     vision_effect,
@@ -123,21 +125,45 @@ def test_improvement_start_and_length(case):
     assert_z(starts, 0.2 * eligible, 0.16 * eligible, "improvement starts")
 
 
+def test_ceiling_caps_true_vision_by_baseline():
+    """True VA never exceeds min(factor x baseline, absolute ceiling by baseline threshold):
+    improvement phases every fortnight gaining 10 letters push everyone to the ceiling within
+    a year. Without noise the measured baseline is the rounded true one, so the ceiling is
+    known to within its value at baseline +/- 0.5; patients within 1 letter of a threshold
+    are skipped. Exact (false-failure rate 0)."""
+    protocol = _improvement_protocol(
+        {
+            "baseline_vision_distribution": {"type": "uniform", "min": 30.0, "max": 90.0},
+            "protocol_type": "fixed",
+            "min_interval_days": 14,
+            "max_interval_days": 14,
+            f"{V}.vision_improvement.improvement_probability.STABLE": 1.0,
+            f"{V}.vision_improvement.improvement_rate.STABLE": {"mean": 10.0, "std": 0.0},
+            f"{V}.vision_improvement.max_treatments_for_improvement": 1000,
+            f"{P}.treatment_effect.treatment_response.responder_probability": 1.0,
+            f"{V}.vision_ceilings": {
+                "baseline_ceiling_factor": 1.2,
+                "absolute_ceiling_default": 80,
+                "absolute_ceiling_high_baseline": 95,
+                "absolute_ceiling_low_baseline": 60,
+                "high_baseline_threshold": 80,
+                "low_baseline_threshold": 50,
+            },
+        }
+    )
+    patients, _ = run_kernel(protocol, 5_000, 365, SEED + 3)
+    vision = protocol.parameters.vision
+    checked = 0
+    for b, final in zip(patients["baseline_vision"], patients["final_vision"], strict=True):
+        if min(abs(b - 50), abs(b - 80)) < 1:
+            continue
+        lo, hi = ceiling(vision, b - 0.5), ceiling(vision, b + 0.5)
+        assert round(lo) <= final <= round(hi), f"baseline {b}: final {final}, ceiling {lo}-{hi}"
+        checked += 1
+    assert checked > 4_000
+
+
 # --- discontinuation --------------------------------------------------------------------------
-DISCONTINUATION = {
-    "poor_vision": {"vision_threshold": 40, "discontinuation_probability": 0.5, "grace_period_visits": 1},
-    "deterioration": {"vision_loss_threshold": -8, "visits_with_loss_threshold": 2,
-                      "discontinuation_probability": 0.4},
-    "treatment_decision": {"stable_disease_visits_threshold": 4, "stable_discontinuation_probability": 0.1,
-                           "no_improvement_visits_threshold": 3, "no_improvement_probability": 0.08,
-                           "min_treatments_before_decision": 2},
-    "attrition": {"base_probability_per_visit": 0.01,
-                  "time_adjustment": {"months_0_12": 1.0, "months_12_24": 2.0, "months_24_plus": 3.0},
-                  "injection_burden_adjustment": {"injections_per_year_0_6": 1.0,
-                                                  "injections_per_year_6_12": 1.5,
-                                                  "injections_per_year_12_plus": 2.0}},
-    "administrative": {"probability_per_visit": 0.01},
-}  # fmt: skip
 PRIORITIES = {
     "origin": {1: "death", 2: "poor_vision", 3: "deterioration", 4: "treatment_decision",
                5: "attrition", 6: "administrative"},
