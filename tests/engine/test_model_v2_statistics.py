@@ -6,8 +6,8 @@ columns with expectations from the independent reference (tests/reference_model_
 pure per-rule functions give exact probabilities, so most tolerances carry only the kernel's
 sampling error. Every statistical test fails falsely with probability at most ALPHA = 1e-5
 (split evenly over its own checks; Bonferroni). This file and test_model_v2_rules.py hold
-32 statistical tests (the other v2 checks are exact, false-failure rate 0), so the
-family-wise false-failure rate is at most 32 x 1e-5 = 3.2e-4 < 1/1000. Normal
+33 statistical tests (the other v2 checks are exact, false-failure rate 0), so the
+family-wise false-failure rate is at most 33 x 1e-5 = 3.3e-4 < 1/1000. Normal
 approximations are used only where expected counts are >= 100 (their tail error is then
 well inside a factor of 2, which the family budget absorbs). Seeds are fixed.
 """
@@ -503,3 +503,27 @@ def test_improvement_rate_is_a_truncated_normal_per_state(state):
     var = 21 * (second - mean * mean) + 1 / 12
     final = patients["final_vision"].astype(float)
     assert_z(final.mean(), 50 + 21 * mean, var / len(final), f"improvement {state}")
+
+
+def test_haemorrhage_loss_is_uniform_between_min_and_max():
+    """A haemorrhage takes min + U' x (max - min) letters (5-25 here): one update (15-day
+    horizon), untreated ACTIVE, risk 0.5, VA 100 otherwise unchanged, so final_vision is 100
+    or round(100 - L): 76-94 each with probability 0.5/20, 75 and 95 with half that. Chi-square
+    (alpha 1e-5), 20k patients; a loss drawn on 5-20 instead, or a risk of 0.45, gives
+    chi2 > 200."""
+    protocol = make_protocol(
+        {
+            "baseline_vision_distribution": {"type": "normal", "mean": 100.0, "std": 0.0},
+            f"{P}.disease_transitions.fortnightly_transitions": constant_rows("ACTIVE"),
+            f"{V}.hemorrhage_risk.risk_long_gap_fortnightly": 0.5,
+            f"{V}.hemorrhage_risk.hemorrhage_loss_min": 5,
+            f"{V}.hemorrhage_risk.hemorrhage_loss_max": 25,
+        }
+    )
+    patients, _ = run_kernel(protocol, 20_000, 15, SEED + 13)
+    pmf = np.zeros(101)
+    pmf[100] = 0.5
+    pmf[76:95] = 0.5 / 20
+    pmf[[75, 95]] = 0.25 / 20
+    observed = np.bincount(patients["final_vision"].astype(int), minlength=101)
+    assert_chi2(observed, 20_000 * pmf, "haemorrhage loss")
