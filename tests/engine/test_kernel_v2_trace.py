@@ -240,3 +240,22 @@ def test_poor_vision_fires_after_the_grace_visits() -> None:
     assert p["discontinuation_day"].tolist() == [14, 35]  # visit 2, visit 3
     assert p["visits"].tolist() == [3, 4]
     assert p["injections"].tolist() == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("max_injections", "gap_days", "phase"), [(0, 84, False), (0, 7, True), (2, 84, True)]
+)
+def test_improvement_needs_few_injections_or_a_gap(
+    max_injections: int, gap_days: int, phase: bool
+) -> None:
+    """Patient 0 at update 1 has had 2 injections, 7 days apart; its phase draw (0.3 < 0.4)
+    starts a phase only if 2 <= max_treatments_for_improvement or 7 >= the gap needed."""
+    protocol = simple_protocol(
+        parameters__vision__vision_improvement__max_treatments_for_improvement=max_injections,
+        parameters__vision__vision_improvement__treatment_gap_for_improvement_days=gap_days,
+    )
+    params = RunParameters(n_patients=1, years=15 / 365.25, seed=7)
+    block = Block(compile_time_based(protocol), params, [0], factory(CHOSEN))
+    block.run()
+    expected = 65.0 + (0.8 + 0.3 * 1.0 if phase else gradual_mean(ACTIVE, 7))
+    assert block.final_va[0] == pytest.approx(expected, abs=1e-12)

@@ -69,7 +69,9 @@ class BlockState:
             # Effect row offset: +1 (row 0 = never injected), + a group for non-responders.
             "group": np.where(e.responder, 1, 1 + tables.rows_per_group).astype(np.int64),
             "last_injection": np.full(size, NEVER, dtype=np.int64),
-            "gap": np.full(size, NO_VISIT, dtype=np.int64),  # days from the injection before
+            # Injections so far <= the maximum, or the last one came after a long enough gap
+            # (docs/model.md 3.3); changes only at injections.
+            "may_improve": np.full(size, tables.improvement_max_injections >= 0, dtype=bool),
             "injections": np.zeros(size, dtype=np.int64),
             "phase": np.zeros(size, dtype=np.int64),  # improvement fortnights left
             "age": e.age,

@@ -164,10 +164,9 @@ class Block(BlockState):
         change *= tables.gradual_std[code]
         change += tables.gradual_mean[code]
         phase = live["phase"]
-        starting = tables.improvement_eligible[code] & (phase == 0)
-        starting &= (live["injections"] <= tables.improvement_max_injections) | (
-            live["gap"] >= tables.improvement_gap_days
-        )
+        starting = tables.improvement_eligible[code]
+        starting &= live["may_improve"]
+        starting &= phase == 0
         candidates = np.flatnonzero(starting)
         if len(candidates):
             u = source.uniform(k, Purpose.IMPROVEMENT_START, candidates)

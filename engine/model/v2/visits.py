@@ -58,9 +58,12 @@ def visit(block: BlockState, rows: np.ndarray) -> None:
     if len(shot):
         t_shot = t[inject]
         last = live["last_injection"][shot]
-        live["gap"][shot] = np.where(last == NEVER, NO_VISIT, t_shot - last)
+        count = live["injections"][shot] + 1
+        live["injections"][shot] = count
+        # The first injection follows no other: counted as a long enough gap.
+        gap_ok = (last == NEVER) | (t_shot - last >= tables.improvement_gap_days)
+        live["may_improve"][shot] = (count <= tables.improvement_max_injections) | gap_ok
         live["last_injection"][shot] = t_shot
-        live["injections"][shot] += 1
     live["visit_no"][rows] = n + 1
     next_visit = t + live["interval"][rows]
     next_visit[next_visit >= live["limit"][rows]] = NO_VISIT
@@ -88,7 +91,11 @@ def _discontinue(
     baseline: np.ndarray,
     injections: np.ndarray,
 ) -> np.ndarray:
-    """Update the counters, then check the categories in priority order; reason or -1."""
+    """Update the counters, then check the categories in priority order; reason or -1.
+
+    The enrolment visit updates the counters (it is a visit with a measurement) but is
+    never checked.
+    """
     holds = np.empty((len(rows), 4), dtype=bool)
     np.less(measured, _threshold(tables, "poor_vision", 0), out=holds[:, 0])
     np.less_equal(measured - baseline, _threshold(tables, "deterioration", 0), out=holds[:, 1])
@@ -160,7 +167,11 @@ def _treat(
     n: np.ndarray,
     state: np.ndarray,
 ) -> np.ndarray:
-    """Whether each patient is injected; sets `live["interval"]` to the next gap (section 5)."""
+    """Whether each patient is injected; sets `live["interval"]` to the next gap (section 5).
+
+    Where docs/model.md is silent: `injection_rule: when_active` applies to the fixed types
+    as to treat-and-extend; a PRN patient never injected yet has reached any cap.
+    """
     inject = np.empty(len(rows), dtype=bool)
     interval = live["interval"][rows]
     if len(tables.regimen_type) == 1:
