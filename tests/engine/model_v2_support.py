@@ -42,6 +42,22 @@ DISCONTINUATION = {
     "administrative": {"probability_per_visit": 0.01},
 }  # fmt: skip
 
+# One baseline VA distribution of each type (docs/model.md section 2).
+BASELINES = {
+    "normal": {"type": "normal", "mean": 60.0, "std": 15.0, "min": 20.0, "max": 90.0},
+    "uniform": {"type": "uniform", "min": 30.0, "max": 80.0},
+    "beta": {"type": "beta", "alpha": 3.5, "beta": 2.0, "min": 5.0, "max": 98.0},
+    "beta_with_threshold": {
+        "type": "beta_with_threshold",
+        "alpha": 3.5,
+        "beta": 2.0,
+        "min": 5.0,
+        "max": 98.0,
+        "threshold": 70.0,
+        "threshold_reduction": 0.6,
+    },
+}
+
 
 def constant_rows(target: str) -> dict[str, dict[str, float]]:
     """A fortnightly matrix that sends every state to `target`."""
