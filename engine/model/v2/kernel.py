@@ -40,6 +40,7 @@ V2_REASON_NAMES = (
     "administrative",
 )
 _DEATH = 0
+_ACTIVE = 2  # DiseaseState.ACTIVE
 # Drop finished patients from the arrays once they are this share of them.
 _COMPACT_SHARE = 0.125
 
@@ -93,6 +94,8 @@ class Block(BlockState):
         self.final_va[pid] = live["va"][rows]
         live["alive"][rows] = False
         live["next_visit"][rows] = NO_VISIT
+        live["death_p"][rows] = 0.0  # a uniform is never below 0: no second death
+        live["birthday"][rows] = NO_VISIT
         self.finished += len(rows)
 
     def _update(self, k: int) -> bool:
@@ -130,7 +133,6 @@ class Block(BlockState):
             # A day early, so that rounding can only make the recomputation come sooner.
             birthday[due] = np.floor((age + 1.0 - live["age"][due]) * DAYS_PER_YEAR) - 1
         died = source.uniform(k, Purpose.DEATH) < live["death_p"]
-        died &= live["alive"]
         if died.any():
             dead = np.flatnonzero(died)
             pid = live["pid"][dead]
@@ -145,8 +147,8 @@ class Block(BlockState):
         effect_row = t - live["last_injection"]
         np.clip(effect_row, -1, tables.max_day, out=effect_row)
         effect_row += live["group"]
-        code = effect_row * 4
-        code += live["state"]
+        effect_row *= 4
+        code = effect_row + live["state"]
         u = source.uniform(k, Purpose.TRANSITION)
         if tables.naive_unreachable:  # no row moves into NAIVE: the first threshold is 0
             state = (u >= tables.transition_t1[code]).astype(np.intp)
@@ -156,8 +158,7 @@ class Block(BlockState):
             state += u >= tables.transition_t1[code]
         state += u >= tables.transition_t2[code]
         live["state"] = state
-        code = effect_row * 4
-        code += state
+        np.add(effect_row, state, out=code)
 
         # 3.3 Vision: gradual change, improvement phases, haemorrhage, ceiling.
         change = source.normal(k, Purpose.VISION_CHANGE)
@@ -180,11 +181,10 @@ class Block(BlockState):
             gain += tables.improvement_mean[s]
             change[in_phase] = np.maximum(gain, 0.0)
             phase[in_phase] -= 1
-        risk = tables.haemorrhage_risk[code]
-        at_risk = np.flatnonzero(risk > 0)
+        at_risk = np.flatnonzero(state >= _ACTIVE)  # the only states with a risk
         if len(at_risk):
             u = source.uniform(k, Purpose.HAEMORRHAGE, at_risk)
-            hit = at_risk[u < risk[at_risk]]
+            hit = at_risk[u < tables.haemorrhage_risk[code[at_risk]]]
             if len(hit):
                 u = source.uniform(k, Purpose.HAEMORRHAGE_LOSS, hit)
                 span = tables.haemorrhage_loss_max - tables.haemorrhage_loss_min
