@@ -10,7 +10,11 @@ from __future__ import annotations
 import msgspec
 
 from engine.model.parameters import DAYS_PER_YEAR
-from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.states import (
+    DISCONTINUATION_REASON_NAMES,
+    STATE_NAMES,
+    VISIT_LAYOUT_REASON_NAMES,
+)
 
 __all__ = ["RunTotals", "SummaryStats"]
 
@@ -47,7 +51,7 @@ class RunTotals(msgspec.Struct, frozen=True, kw_only=True):
             discontinuation_rate_by_reason={
                 name: count / n
                 for name, count in zip(
-                    DISCONTINUATION_REASON_NAMES, self.discontinued_by_reason, strict=True
+                    *_reason_names_and_counts(self.discontinued_by_reason), strict=True
                 )
             },
             final_state_share={
@@ -55,6 +59,18 @@ class RunTotals(msgspec.Struct, frozen=True, kw_only=True):
                 for name, count in zip(STATE_NAMES, self.final_state_counts, strict=True)
             },
         )
+
+
+def _reason_names_and_counts(
+    counts: tuple[int, ...],
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Reason names for `counts`: the older three, or the current visit-based layout's when a
+    run recorded one of its extra reasons (counts then padded to that length)."""
+    if len(counts) <= len(DISCONTINUATION_REASON_NAMES):
+        names = DISCONTINUATION_REASON_NAMES
+    else:
+        names = VISIT_LAYOUT_REASON_NAMES
+    return names, counts + (0,) * (len(names) - len(counts))
 
 
 class SummaryStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,6 +25,12 @@ import msgspec
 from engine.errors import ProtocolError
 from engine.model.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
 from engine.model.states import STATE_NAMES
+from engine.model.v1.layout_checks import (
+    check_raw_layout,
+    finish_layout,
+    never_firing_rules,
+    optional_struct,
+)
 from engine.model.v1.protocol import Protocol, field_range, protocol_ranges
 
 __all__ = [
@@ -96,6 +102,7 @@ def load_protocol_text(data: bytes | str, source: str = "<protocol>") -> Protoco
     raw = decode_protocol_yaml(data, source)
     protocol = _validate(raw, source)
     extras = _collect_unknown_keys(raw, Protocol, "$")
+    extras.update(never_firing_rules(raw))
     if extras:
         listed = ", ".join(list(extras)[:MAX_UNKNOWN_KEYS_LISTED])
         if len(extras) > MAX_UNKNOWN_KEYS_LISTED:
@@ -135,12 +142,14 @@ def _python_number(value: Any) -> Any:
 def _validate(raw: dict[str, Any], source: str) -> Protocol:
     """The checks of the module docstring, in its order; the first failure is raised."""
     _check_finite(raw, "$", source)
+    raw = check_raw_layout(raw, source)
     try:
         protocol = msgspec.convert(_normalise_scalars(raw), Protocol)
     except msgspec.ValidationError as exc:
         path, problem = _describe_validation_error(str(exc), raw)
         raise ProtocolError(source, path, problem) from exc
     _check_ranges(protocol, source)
+    protocol = finish_layout(protocol, raw, source)
     _check_cross_fields(protocol, source)
     return protocol
 
@@ -168,7 +177,9 @@ def _check_ranges(protocol: Protocol, source: str) -> None:
         value: Any = protocol
         for part in path.split(".")[1:]:
             value = getattr(value, part)
-        if not expected.contains(value):
+            if value is None:  # an optional block the file leaves out
+                break
+        if value is not None and not expected.contains(value):
             raise ProtocolError(source, path, f"expected {expected.describe()}, got {value!r}")
 
 
@@ -264,7 +275,7 @@ def _check_cross_fields(protocol: Protocol, source: str) -> None:
             f"{protocol.min_interval_days}; it must be >= min_interval_days",
         )
     baseline = protocol.baseline_vision
-    if baseline.min >= baseline.max:
+    if baseline is not None and baseline.min >= baseline.max:
         raise ProtocolError(
             source,
             "$.baseline_vision.max",
@@ -283,7 +294,9 @@ def _collect_unknown_keys(raw: Any, schema: type, path: str) -> dict[str, Any]:
         hint = hints.get(key) if isinstance(key, str) else None
         if hint is None or key == "extras":
             extras[child] = _with_text_keys(value)
-        elif isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+            continue
+        hint = optional_struct(hint)
+        if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
             extras.update(_collect_unknown_keys(value, hint, child))
     return extras
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["DISCONTINUATION_REASON_NAMES", "STATE_NAMES", "DiscontinuationReason", "DiseaseState"]
+__all__ = [
+    "DISCONTINUATION_REASON_NAMES",
+    "STATE_NAMES",
+    "VISIT_LAYOUT_REASON_NAMES",
+    "DiscontinuationReason",
+    "DiseaseState",
+]
 
 
 class DiseaseState(IntEnum):
@@ -30,3 +36,15 @@ class DiscontinuationReason(IntEnum):
 
 STATE_NAMES: tuple[str, ...] = tuple(state.name for state in DiseaseState)
 DISCONTINUATION_REASON_NAMES: tuple[str, ...] = ("poor_vision", "high_injections", "long_treatment")
+# Reasons the current visit-based layout's rule blocks may record (their `reason` text), codes
+# in this order: the older three first, so a code means the same in both tuples. Kept apart
+# from DISCONTINUATION_REASON_NAMES, the dictionary of format-1 files, which must not change.
+VISIT_LAYOUT_REASON_NAMES: tuple[str, ...] = (
+    *DISCONTINUATION_REASON_NAMES,
+    "stable_disease",
+    "poor_response",
+    "severe_vision_loss",
+    "treatment_burden",
+    "inadequate_response",
+    "futility",
+)
