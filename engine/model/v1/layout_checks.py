@@ -89,7 +89,7 @@ def check_raw_layout(raw: dict[str, Any], source: str) -> dict[str, Any]:
                     "belongs to the older, flat layout, but this file uses named rule "
                     f"blocks ({', '.join(blocks)}); use one layout",
                 )
-    else:
+    elif any(key in rules for key in FLAT_RULE_FIELDS):  # `{}`: no rule at all
         for key in FLAT_RULE_FIELDS:
             if key not in rules:
                 raise ProtocolError(source, f"{_RULES}.{key}", "required field is missing")
