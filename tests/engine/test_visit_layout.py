@@ -25,9 +25,11 @@ from engine.model.protocol_loader import (
     UnknownProtocolKeysWarning,
     load_protocol,
     load_protocol_text,
+    validate_protocol,
 )
 from engine.model.states import VISIT_LAYOUT_REASON_NAMES
 from engine.model.v1.baseline import compile_baseline, draw_baseline
+from engine.model.v1.protocol import Protocol
 from tests.helpers import concat_columns, constant_matrix, default_protocol_dict, simulate
 
 # ../shared beside the repository (a worktree under /work/wt/ looks one level further up).
@@ -533,9 +535,6 @@ def test_what_the_model_cannot_express_is_refused_with_its_path(case):
 
 
 def test_a_resolved_protocol_survives_validation_and_the_manifest_round_trip():
-    from engine.model.protocol_loader import validate_protocol  # noqa: PLC0415
-    from engine.model.v1.protocol import Protocol  # noqa: PLC0415
-
     rules = {"futility": _block({"vision_below_threshold": 35}, "futility")}
     protocol = _load(_newer(loading_dose_injections=3, discontinuation_rules=rules))
     assert validate_protocol(protocol) is protocol
