@@ -16,8 +16,11 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import run_simulation
 from engine.errors import ProtocolError
@@ -29,7 +32,8 @@ from engine.model.protocol_loader import (
 )
 from engine.model.states import VISIT_LAYOUT_REASON_NAMES
 from engine.model.v1.baseline import compile_baseline, draw_baseline
-from engine.model.v1.protocol import Protocol
+from engine.model.v1.protocol import Protocol, newer_layout_ranges, protocol_ranges
+from tests.engine.test_protocol_fuzz import FUZZ, _paths, check_loader_contract
 from tests.helpers import concat_columns, constant_matrix, default_protocol_dict, simulate
 
 # ../shared beside the repository (a worktree under /work/wt/ looks one level further up).
@@ -540,3 +544,95 @@ def test_a_resolved_protocol_survives_validation_and_the_manifest_round_trip():
     assert validate_protocol(protocol) is protocol
     stored = msgspec.json.decode(msgspec.json.encode(protocol), type=Protocol)
     assert stored == protocol
+
+
+# --- fuzz: the newer layout keeps the loader's contract ---------------------------------------
+def _everything() -> dict:
+    """A newer-layout document using every block this layout adds."""
+    rules = {
+        "stable_extended_interval": _block(
+            {"consecutive_stable_visits": 3, "minimum_interval_weeks": 8}, "stable_disease", 0.1
+        ),
+        "poor_response_25_letters": _block(
+            {"va_less_than": 25, "consecutive_visits": 2}, "poor_response", 0.9
+        ),
+        "frequent_injections": _block(
+            {"max_achieved_interval_weeks": 5, "attempts": 1, "months_on_treatment": 6},
+            "treatment_burden",
+            0.2,
+        ),
+        "stable_at_annual_review": _block({"months_on_treatment": 12}, "stable_disease", 0.1),
+        "treatment_failure": _block({"vision_loss_from_baseline": 20}, "inadequate_response", 0.5),
+        "futility": _block({"vision_below_threshold": 35, "no_improvement_visits": 3}, "futility"),
+        "non_compliance": _block({"missed_consecutive_visits": 2}, "lost_to_follow_up"),
+    }
+    return _newer(
+        baseline_vision_distribution={
+            "type": "beta_with_threshold",
+            "alpha": 3.5,
+            "beta": 2.0,
+            "min": 5,
+            "max": 98,
+            "threshold": 70,
+            "threshold_reduction": 0.6,
+        },
+        loading_dose_injections=3,
+        treat_and_extend_parameters={"loading_phase": {"number_of_doses": 3, "interval_days": 28}},
+        discontinuation_rules=rules,
+    )
+
+
+@st.composite
+def newer_layout_documents(draw: st.DrawFn) -> str:
+    """The document above with up to six numbers set inside their ranges and up to two keys
+    deleted or replaced by an odd scalar."""
+    document = _everything()
+    fields = sorted({**protocol_ranges(), **newer_layout_ranges()}.items())
+    for path, expected in draw(st.lists(st.sampled_from(fields), max_size=6)):
+        low, high = expected.low, expected.high
+        value = draw(st.integers(int(low), int(high)) if expected.integer else st.floats(low, high))
+        node = document
+        *parents, leaf = path.split(".")[1:]
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    for _ in range(draw(st.integers(0, 2))):
+        paths = _paths(document)
+        if not paths:
+            break
+        *parents, leaf = draw(st.sampled_from(paths))
+        node = document
+        for key in parents:
+            node = node[key]
+        if draw(st.booleans()):
+            del node[leaf]
+        else:
+            node[leaf] = draw(st.sampled_from([None, -1, 0, 1.5, "x", True, [], {}]))
+    for row in (document.get("disease_transitions") or {}).values():
+        if isinstance(row, dict) and all(isinstance(v, int | float) for v in row.values()):
+            total = sum(row.values())
+            if total > 0:
+                row.update({state: value / total for state, value in row.items()})
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@FUZZ
+@given(newer_layout_documents())
+def test_newer_layout_documents_run_or_fail_with_a_field_path(text):
+    check_loader_contract(text)
+
+
+def test_new_reasons_are_written_to_parquet_and_older_runs_keep_their_dictionary(tmp_path):
+    rules = {
+        "futility": _block({"vision_below_threshold": 100, "no_improvement_visits": 1}, "futility")
+    }
+    newer = _load(_deterministic("ACTIVE", -1, 60, discontinuation_rules=rules))
+    results = run_simulation(newer, 300, years=1, seed=2, runs_dir=tmp_path, in_memory=False)
+    patients = pa.Table.from_batches(list(results.iterate_patients(batch_size=100)))
+    reasons = patients.column("discontinuation_reason").to_pylist()
+    assert reasons == ["futility"] * 300
+    assert results.summary_stats().discontinuation_rate_by_reason["futility"] == 1.0
+    older = run_simulation(_load(default_protocol_dict()), 300, years=1, seed=2, in_memory=True)
+    batch = next(older.iterate_patients(batch_size=300))
+    dictionary = batch.column("discontinuation_reason").dictionary.to_pylist()
+    assert dictionary == ["poor_vision", "high_injections", "long_treatment"]
