@@ -9,9 +9,11 @@ horizon. Rows are produced visit-major and scattered once, at the end, into
 Several consecutive shards can be simulated together to amortise numpy's per-call cost over
 more patients. Each shard still draws only from its own stream, the same numbers in the same
 order whatever it is grouped with, so outputs do not depend on the grouping. Per shard, in
-order: enrollment gaps (unless the cohort enrols on day 0), baseline vision, the enrollment
-visit's vision change; then per step: transition uniforms, vision-change normals and, when a
-discontinuation probability is positive, discontinuation uniforms.
+order: enrollment gaps (unless the cohort enrols on day 0), baseline vision (one normal, or one
+uniform for the uniform and beta distributions), the enrollment visit's vision change; then per
+step: transition uniforms, vision-change normals and, when a discontinuation probability (flat
+rule or rule block) is positive, discontinuation uniforms. Rule blocks of the current layout
+(`engine.model.v1.rule_blocks`) keep per-patient counters only when one can fire.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ __all__ = [
     "RULE_BLOCK_NAMES",
     "BaselineVisionDistribution",
     "ClinicalImprovements",
-    "DiscontinuationBlock",
     "DiscontinuationBlocks",
     "LoadingPhase",
     "TreatAndExtendParameters",
@@ -204,17 +203,6 @@ class NeverFiringBlock(_Block, kw_only=True):
     """A rule about events the model does not simulate (missed visits, adverse events)."""
 
     criteria: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-DiscontinuationBlock = (
-    StableExtendedBlock
-    | VisionBelowBlock
-    | FrequentInjectionsBlock
-    | AnnualReviewBlock
-    | TreatmentFailureBlock
-    | FutilityBlock
-    | NeverFiringBlock
-)
 
 
 class DiscontinuationBlocks(Schema, kw_only=True):

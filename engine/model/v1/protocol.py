@@ -1,12 +1,14 @@
 """Protocol schema: the typed, frozen structs a protocol YAML file is validated into.
 
 Field names follow the files of existing AMD protocol explorers, so those files load unchanged.
-Every number has two bounds here. `msgspec.Meta` holds the loose ones every stored run was
-written under (manifests decode through these structs, so tightening them would make old runs
-unreadable). `Range` holds the plausible, finite range a new protocol must meet: validation
-(`engine.model.protocol_loader`) refuses anything outside it, NaN and infinities included, with the
-field path. Checks that span fields (row sums, min <= max) live in the loader too. Each range
-is listed in the README's "Protocol format".
+Every number has two bounds (`engine.model.v1.fields`): `msgspec.Meta` holds the loose ones
+every stored run was written under (manifests decode through these structs, so tightening them
+would make old runs unreadable); `Range` holds the plausible, finite range a new protocol must
+meet: validation (`engine.model.protocol_loader`) refuses anything outside it, NaN and
+infinities included, with the field path. Checks that span fields (row sums, min <= max) live
+in the loader too. Each range of the older layout is listed in the README's "Protocol format";
+the current visit-based layout's optional blocks (`engine.model.v1.layout_schema`) are
+docs/model-v1-layout.md.
 """
 
 from __future__ import annotations
