@@ -23,6 +23,7 @@ from engine.model.states import (
     SEX_NAMES,
     STATE_NAMES,
     V2_REASON_NAMES,
+    VISIT_LAYOUT_REASON_NAMES,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class ColumnSpec:
     dtype: np.dtype
     nullable: bool = False
     dictionary: tuple[str, ...] | None = None
+    # A dictionary that extends `dictionary` (same first names), used for a batch holding a
+    # code beyond it: the current visit-based layout's extra reasons. Older runs never hold
+    # such codes, so their files keep exactly `dictionary`.
+    wider_dictionary: tuple[str, ...] | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -96,7 +101,12 @@ class ColumnSpec:
         array = pa.Array.from_buffers(storage_type, length, buffers, null_count=null_count)
         if self.dictionary is None:
             return array
-        return pa.DictionaryArray.from_arrays(array, _dictionary(self.dictionary))
+        names = self.dictionary
+        if self.wider_dictionary is not None and length:
+            codes = np.frombuffer(data, dtype=self.dtype, count=length)
+            if int(codes.max()) >= len(names):
+                names = self.wider_dictionary
+        return pa.DictionaryArray.from_arrays(array, _dictionary(names))
 
     def to_arrow(self, values: np.ndarray) -> pa.Array:
         """Arrow array of `values`; `-1` becomes null in nullable columns.
@@ -122,7 +132,13 @@ PATIENT_COLUMNS: tuple[ColumnSpec, ...] = (
     _col("visits", np.int32),
     _col("discontinued", np.bool_),
     _col("discontinuation_day", np.int32, nullable=True),
-    _col("discontinuation_reason", np.int8, nullable=True, dictionary=DISCONTINUATION_REASON_NAMES),
+    _col(
+        "discontinuation_reason",
+        np.int8,
+        nullable=True,
+        dictionary=DISCONTINUATION_REASON_NAMES,
+        wider_dictionary=VISIT_LAYOUT_REASON_NAMES,
+    ),
 )
 
 # Format 2 (the time-based model, contracts in docs/model.md 6): v1's columns with the

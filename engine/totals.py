@@ -11,15 +11,19 @@ import msgspec
 
 from engine.columns import REASON_NAMES
 from engine.model.parameters import DAYS_PER_YEAR
-from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
+from engine.model.states import STATE_NAMES, VISIT_LAYOUT_REASON_NAMES
 
 __all__ = ["RunTotals", "SummaryStats", "reason_names"]
 
 
 def reason_names(counts: tuple[int, ...] | list[int]) -> tuple[str, ...]:
-    """The reason names of counts per discontinuation reason (the formats' reasons differ in
-    number: 3 in format 1, 7 in format 2, so the count says which)."""
-    for names in REASON_NAMES.values():
+    """The reason names of counts per discontinuation reason.
+
+    The reason lists differ in length, so the count says which: 3 in format 1, 9 for format-1
+    runs of the current visit-based layout's rule blocks (`engine.stats.shard_stats` pads
+    their counts to the full list), 7 in format 2.
+    """
+    for names in (*REASON_NAMES.values(), VISIT_LAYOUT_REASON_NAMES):
         if len(names) == len(counts):
             return names
     raise ValueError(f"no format has {len(counts)} discontinuation reasons")

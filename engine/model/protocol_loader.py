@@ -22,6 +22,7 @@ import msgspec
 from engine.errors import ProtocolError
 from engine.model.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
 from engine.model.states import STATE_NAMES
+from engine.model.v1.layout_checks import check_raw_layout, finish_layout, never_firing_rules
 from engine.model.v1.protocol import Protocol
 from engine.model.v2.loader import is_time_based, load_time_based, unused_keys_message
 from engine.model.v2.schema import TimeBasedProtocol
@@ -108,6 +109,7 @@ def _load(data: bytes | str, source: str, folder: Path | None) -> Protocol | Tim
     else:
         protocol = _validate(raw, source)
         extras = collect_unknown_keys(raw, Protocol, "$")
+        extras.update(never_firing_rules(raw))
         message = ""
         if extras:
             message = f"{source}: unknown keys kept but not used: {list_keys(list(extras))}"
@@ -150,8 +152,10 @@ def _python_number(value: Any) -> Any:
 def _validate(raw: dict[str, Any], source: str) -> Protocol:
     """The checks of the module docstring, in its order; the first failure is raised."""
     check_finite(raw, Protocol, "$", source)
+    raw = check_raw_layout(raw, source)
     protocol = convert(normalise_scalars(raw, _STRING_FIELDS), Protocol, source)
     check_ranges(protocol, Protocol, "$", source)
+    protocol = finish_layout(protocol, raw, source)
     _check_cross_fields(protocol, source)
     return protocol
 
@@ -184,7 +188,7 @@ def _check_cross_fields(protocol: Protocol, source: str) -> None:
             f"{protocol.min_interval_days}; it must be >= min_interval_days",
         )
     baseline = protocol.baseline_vision
-    if baseline.min >= baseline.max:
+    if baseline is not None and baseline.min >= baseline.max:
         raise ProtocolError(
             source,
             "$.baseline_vision.max",

@@ -13,6 +13,7 @@ __all__ = [
     "SEX_NAMES",
     "STATE_NAMES",
     "V2_REASON_NAMES",
+    "VISIT_LAYOUT_REASON_NAMES",
     "DiscontinuationReason",
     "DiseaseState",
 ]
@@ -49,3 +50,15 @@ V2_REASON_NAMES: tuple[str, ...] = (
     "administrative",
 )
 SEX_NAMES: tuple[str, ...] = ("female", "male")
+# Reasons the current visit-based layout's rule blocks may record (their `reason` text), codes
+# in this order: the older three first, so a code means the same in both tuples. Kept apart
+# from DISCONTINUATION_REASON_NAMES, the dictionary of format-1 files, which must not change.
+VISIT_LAYOUT_REASON_NAMES: tuple[str, ...] = (
+    *DISCONTINUATION_REASON_NAMES,
+    "stable_disease",
+    "poor_response",
+    "severe_vision_loss",
+    "treatment_burden",
+    "inadequate_response",
+    "futility",
+)

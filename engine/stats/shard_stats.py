@@ -26,7 +26,7 @@ import numpy as np
 
 from engine.columns import NULL, REASON_NAMES, Columns, format_of_patients
 from engine.model.parameters import DAYS_PER_MONTH, DAYS_PER_YEAR
-from engine.model.states import STATE_NAMES
+from engine.model.states import STATE_NAMES, VISIT_LAYOUT_REASON_NAMES
 from engine.stats.moments import Moments
 from engine.stats.outcome_counts import outcome_counts
 from engine.stats.tdigest import DigestState, TDigest
@@ -295,7 +295,7 @@ def shard_stats(
             "visits_per_patient": np.bincount(visit_counts),
             "final_state": np.bincount(patients["final_state"], minlength=len(STATE_NAMES)),
             "discontinuation_reason": np.bincount(
-                reasons[reasons != NULL], minlength=len(REASON_NAMES[layout])
+                reasons[reasons != NULL], minlength=_reason_count(layout, reasons)
             ),
             "va_by_month": _table(since, visits["vision"], months, VA_VALUES),
             "state_by_month": _table(since, visits["disease_state"], months, len(STATE_NAMES)),
@@ -347,3 +347,13 @@ def _padded(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros(shape, dtype=np.int64)
     out[tuple(slice(0, n) for n in values.shape)] = values
     return out
+
+
+def _reason_count(layout: int, reasons: np.ndarray) -> int:
+    """How many reasons the counts list: the format's, or for a format-1 run whose rule blocks
+    recorded a reason beyond the older three, the current visit-based layout's full list (so
+    that the length alone names the list, `engine.totals.reason_names`)."""
+    names = REASON_NAMES[layout]
+    if layout == 1 and reasons.size and int(reasons.max()) >= len(names):
+        return len(VISIT_LAYOUT_REASON_NAMES)
+    return len(names)

@@ -9,9 +9,11 @@ horizon. Rows are produced visit-major and scattered once, at the end, into
 Several consecutive shards can be simulated together to amortise numpy's per-call cost over
 more patients. Each shard still draws only from its own stream, the same numbers in the same
 order whatever it is grouped with, so outputs do not depend on the grouping. Per shard, in
-order: enrollment gaps (unless the cohort enrols on day 0), baseline vision, the enrollment
-visit's vision change; then per step: transition uniforms, vision-change normals and, when a
-discontinuation probability is positive, discontinuation uniforms.
+order: enrollment gaps (unless the cohort enrols on day 0), baseline vision (one normal, or one
+uniform for the uniform and beta distributions), the enrollment visit's vision change; then per
+step: transition uniforms, vision-change normals and, when a discontinuation probability (flat
+rule or rule block) is positive, discontinuation uniforms. Rule blocks of the current layout
+(`engine.model.v1.rule_blocks`) keep per-patient counters only when one can fire.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from engine.model.parameters import RunParameters
 from engine.model.recruitment import enrollment_days
 from engine.model.shards import shard_bounds, shard_generator
 from engine.model.states import DiseaseState
+from engine.model.v1.baseline import Baseline, draw_baseline
+from engine.model.v1.rule_blocks import BlockTracker
 from engine.model.v1.tables import ModelTables
 
 __all__ = ["simulate_shard", "simulate_shards"]
@@ -66,6 +70,13 @@ class _Block:
         self.size = int(self.shard_starts[-1])
         self.cohort = params.recruitment.mode == "cohort"
         self.streams = [shard_generator(params.seed, k) for k in self.shard_indices]
+        self.baseline_distribution = tables.baseline or Baseline(
+            "normal",
+            tables.baseline_mean,
+            tables.baseline_std,
+            tables.baseline_min,
+            tables.baseline_max,
+        )
         enrolled = [
             self._enroll(k, rng) for k, rng in zip(self.shard_indices, self.streams, strict=True)
         ]
@@ -85,11 +96,7 @@ class _Block:
         tables = self.tables
         enrollment = enrollment_days(self.params, shard_index, rng)
         size = len(enrollment)
-        baseline = rng.standard_normal(size, dtype=np.float32)
-        baseline *= np.float32(tables.baseline_std)
-        baseline += np.float32(tables.baseline_mean)
-        np.rint(baseline, out=baseline)
-        np.clip(baseline, tables.baseline_min, tables.baseline_max, out=baseline)
+        baseline = draw_baseline(self.baseline_distribution, rng, size)
         change = rng.standard_normal(size, dtype=np.float32)
         change *= tables.vision_std[_ENROLLMENT_CODE]
         change += tables.vision_mean[_ENROLLMENT_CODE]
@@ -140,6 +147,10 @@ class _Block:
         _set_next_interval(tables, 0, interval, code)
         ended = (day + interval) >= horizon
         self._record(self._cuts(patient), patient, day, vision, code)
+        # Counters of the current layout's rule blocks, only when one can fire.
+        tracker = None
+        if with_stops and tables.rule_blocks:
+            tracker = BlockTracker(tables.rule_blocks, self.enrollment, vision)
 
         visit = 0
         while True:
@@ -152,6 +163,8 @@ class _Block:
                 )
                 if long_after is not None:
                     long_after = long_after[keep]
+                if tracker is not None:
+                    tracker.keep(keep)
             visit += 1
             day += interval
             cuts = self._cuts(patient)
@@ -187,11 +200,17 @@ class _Block:
             _clip_letters(vision)
 
             # 4. Next interval.
+            gap = interval.copy() if tracker is not None else interval
             _set_next_interval(tables, visit, interval, state)
             ended = (day + interval) >= horizon
 
             # 5. Discontinuation.
-            if with_stops:
+            if tracker is not None:
+                rule = tracker.applicable(
+                    state, vision, self.baseline[patient], day, gap, interval, visit
+                )
+                self._stop_by_block(patient, rule, stop_draw, ended)
+            elif with_stops:
                 self._discontinue(patient, vision, injections, day, long_after, stop_draw, ended)
             self._record(cuts, patient, day, vision, code)
 
@@ -225,6 +244,18 @@ class _Block:
             leaving = candidate[stopped]
             self.reason[patient[leaving]] = reason[stopped]
             ended[leaving] = True
+
+    def _stop_by_block(
+        self, patient: np.ndarray, rule: np.ndarray, stop_draw: np.ndarray, ended: np.ndarray
+    ) -> None:
+        """Stop where the applicable rule block's probability exceeds the stop uniform."""
+        rules = self.tables.rule_blocks
+        probability = np.array([r.probability for r in rules] + [0.0], dtype=np.float32)
+        reasons = np.array([r.reason for r in rules] + [NULL], dtype=np.int8)
+        stopped = np.flatnonzero(stop_draw < probability[rule])
+        if len(stopped):
+            self.reason[patient[stopped]] = reasons[rule[stopped]]
+            ended[stopped] = True
 
     def _record(
         self,
@@ -319,7 +350,7 @@ def _set_next_interval(
 ) -> None:
     """Days to the next visit after visit number `visit`, in place."""
     if visit < tables.loading_doses - 1:
-        interval.fill(tables.min_interval_days)
+        interval.fill(tables.loading_interval_days or tables.min_interval_days)
     elif tables.protocol_type == "fixed":
         interval.fill(tables.max_interval_days)
     elif tables.protocol_type == "prn" or visit == 0:

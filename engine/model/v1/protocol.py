@@ -1,25 +1,52 @@
 """Protocol schema: the typed, frozen structs a protocol YAML file is validated into.
 
 Field names follow the files of existing AMD protocol explorers, so those files load unchanged.
-Every number has two bounds here. `msgspec.Meta` holds the loose ones every stored run was
-written under (manifests decode through these structs, so tightening them would make old runs
-unreadable). `Range` holds the plausible, finite range a new protocol must meet: validation
-(`engine.model.protocol_loader`) refuses anything outside it, NaN and infinities included, with the
-field path. Checks that span fields (row sums, min <= max) live in the loader too. Each range
-is listed in the README's "Protocol format".
+Every number has two bounds (`engine.model.v1.fields`): `msgspec.Meta` holds the loose ones
+every stored run was written under (manifests decode through these structs, so tightening them
+would make old runs unreadable); `Range` holds the plausible, finite range a new protocol must
+meet: validation (`engine.model.protocol_loader`) refuses anything outside it, NaN and
+infinities included, with the field path. Checks that span fields (row sums, min <= max) live
+in the loader too. Each range of the older layout is listed in the README's "Protocol format";
+the current visit-based layout's optional blocks (`engine.model.v1.layout_schema`) are
+docs/model-v1-layout.md.
 """
 
 from __future__ import annotations
 
 import functools
+import types
 import typing
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from engine.model.v1.fields import (
+    BaselineMean,
+    BaselineStd,
+    InjectionCount,
+    IntervalDays,
+    Letters,
+    LoadingDoses,
+    Multiplier,
+    Probability,
+    Range,
+    StepDays,
+    TreatmentMonths,
+    VisionChangeMean,
+    VisionChangeStd,
+)
+from engine.model.v1.layout_schema import (
+    BaselineVisionDistribution,
+    ClinicalImprovements,
+    DiscontinuationBlocks,
+    TreatAndExtendParameters,
+    TreatAndTreatParameters,
+)
+
 __all__ = [
+    "PROTOCOL_TYPE_ALIASES",
     "BaselineVision",
     "DiscontinuationRules",
     "Multipliers",
@@ -33,53 +60,15 @@ __all__ = [
     "VisionChange",
     "VisionChangeModel",
     "field_range",
+    "newer_layout_ranges",
     "protocol_ranges",
     "ranged_fields",
 ]
 
 ProtocolType = Literal["treat_and_extend", "fixed", "prn"]
-
-
-class Range(NamedTuple):
-    """The finite, plausible range of one numeric field, bounds included.
-
-    ``integer`` fields take whole numbers only; ``unit`` is said in messages ("letters").
-    """
-
-    low: float
-    high: float
-    unit: str = ""
-    integer: bool = False
-
-    def contains(self, value: float) -> bool:
-        """Whether `value` is inside; NaN never is."""
-        return self.low <= value <= self.high
-
-    def describe(self) -> str:
-        """'a finite number between -30 and 30 letters' (the expectation in messages)."""
-        kind = "a whole number" if self.integer else "a finite number"
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{kind} between {self.low:,g} and {self.high:,g}{unit}"
-
-
-# Loose stored bounds (Meta) first, then the plausible range a new protocol must meet.
-Probability = Annotated[float, Meta(ge=0.0, le=1.0), Range(0, 1)]
-Letters = Annotated[float, Meta(ge=0.0, le=100.0), Range(0, 100, "letters")]
-Multiplier = Annotated[float, Meta(ge=0.0), Range(0, 100, "(a factor)")]
-# Letters gained or lost at one visit: trials report a few letters per visit; 30 (six lines of
-# the chart) at every visit would be a miracle or a catastrophe, never a protocol.
-VisionChangeMean = Annotated[float, Range(-30, 30, "letters")]
-VisionChangeStd = Annotated[float, Meta(ge=0.0), Range(0, 30, "letters")]
-BaselineMean = Annotated[float, Range(0, 100, "letters")]
-BaselineStd = Annotated[float, Meta(ge=0.0), Range(0, 50, "letters")]
-# Stored intervals are capped at ten years so that day counts fit the compact on-disk integer
-# types; a new protocol visits at least yearly and at most weekly.
-IntervalDays = Annotated[int, Meta(ge=1, le=3650), Range(7, 365, "days", integer=True)]
-StepDays = Annotated[int, Meta(ge=0, le=3650), Range(0, 182, "days", integer=True)]
-LoadingDoses = Annotated[int, Meta(ge=0, le=100), Range(0, 12, "injections", integer=True)]
-# Large values switch a rule off: 10,000 injections or 100 years are never reached.
-InjectionCount = Annotated[int, Meta(ge=0), Range(0, 10_000, "injections", integer=True)]
-TreatmentMonths = Annotated[float, Meta(ge=0.0), Range(0, 1200, "months")]
+# The origin's newer files say `treat_and_treat` or `fixed_interval` for `fixed` (inject at
+# every visit, every `max_interval_days` after loading); the loader reads them as `fixed`.
+PROTOCOL_TYPE_ALIASES: dict[str, str] = {"treat_and_treat": "fixed", "fixed_interval": "fixed"}
 
 
 class _Schema(msgspec.Struct, frozen=True, kw_only=True):
@@ -164,8 +153,12 @@ class BaselineVision(_Schema, kw_only=True):
     max: Letters
 
 
-class DiscontinuationRules(_Schema, kw_only=True):
-    """Rules checked at every visit after enrollment, first match wins.
+class DiscontinuationRules(DiscontinuationBlocks, kw_only=True):
+    """Rules checked at every visit after enrollment, first match wins; two layouts.
+
+    The older, flat layout (all six numbers required, checked by the loader; their defaults
+    switch every rule off) or the newer one of named blocks (`DiscontinuationBlocks`,
+    docs/model-v1-layout.md); a file uses one or the other.
 
     Parameters
     ----------
@@ -180,13 +173,23 @@ class DiscontinuationRules(_Schema, kw_only=True):
         Free labels kept for reference; recorded reasons are the rule names.
     """
 
-    poor_vision_threshold: Letters
-    poor_vision_probability: Probability
-    high_injection_count: InjectionCount
-    high_injection_probability: Probability
-    long_treatment_months: TreatmentMonths
-    long_treatment_probability: Probability
-    discontinuation_types: list[str] = []
+    poor_vision_threshold: Letters = 0.0
+    poor_vision_probability: Probability = 0.0
+    high_injection_count: InjectionCount = 10_000
+    high_injection_probability: Probability = 0.0
+    long_treatment_months: TreatmentMonths = 1200.0
+    long_treatment_probability: Probability = 0.0
+    discontinuation_types: list[str] = msgspec.field(default_factory=list)
+
+
+FLAT_RULE_FIELDS: tuple[str, ...] = (
+    "poor_vision_threshold",
+    "poor_vision_probability",
+    "high_injection_count",
+    "high_injection_probability",
+    "long_treatment_months",
+    "long_treatment_probability",
+)
 
 
 class Protocol(_Schema, kw_only=True):
@@ -207,23 +210,51 @@ class Protocol(_Schema, kw_only=True):
     extension_days: StepDays = 0
     shortening_days: StepDays = 0
     loading_doses: LoadingDoses = 0
+    # Newer sources of loading doses; the loader resolves them into `loading_doses`.
+    loading_dose_injections: LoadingDoses | None = None
+    loading_dose_interval_days: IntervalDays | None = None
+    treat_and_extend_parameters: TreatAndExtendParameters | None = None
+    treat_and_treat_parameters: TreatAndTreatParameters | None = None
     disease_transitions: TransitionMatrix
     treatment_effect_on_transitions: TreatmentEffects = TreatmentEffects()
     vision_change_model: VisionChangeModel
-    baseline_vision: BaselineVision
+    # Exactly one of the two (the loader checks).
+    baseline_vision: BaselineVision | None = None
+    baseline_vision_distribution: BaselineVisionDistribution | None = None
     discontinuation_rules: DiscontinuationRules
+    clinical_improvements: ClinicalImprovements | None = None
     extras: dict[str, Any] = {}
 
 
-def ranged_fields(schema: type = Protocol, path: str = "$") -> Iterator[tuple[str, Range]]:
-    """Every numeric field of `schema` with its `Range`, by field path, in schema order."""
+def ranged_fields(
+    schema: type = Protocol, path: str = "$", *, newer_layout: bool = False
+) -> Iterator[tuple[str, Range]]:
+    """Every numeric field of `schema` with its `Range`, by field path, in schema order.
+
+    By default the fields of the older layout (every field that is not optional, and the
+    older `baseline_vision`); with `newer_layout`, also the optional fields and blocks of the
+    current visit-based layout (`engine.model.v1.layout_schema`).
+    """
     for name, hint in typing.get_type_hints(schema, include_extras=True).items():
         child = f"{path}.{name}"
+        optional = _optional_arm(hint) is not hint
+        if optional and not newer_layout and child not in _OLDER_OPTIONAL:
+            continue
         kind = _unannotated(hint)
         if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            yield from ranged_fields(kind, child)
+            yield from ranged_fields(kind, child, newer_layout=newer_layout)
         elif (found := _range_of(hint)) is not None:
             yield child, found
+
+
+# Optional since the current layout, required before it: ranged like any older field.
+_OLDER_OPTIONAL = frozenset({"$.baseline_vision"})
+
+
+def newer_layout_ranges() -> dict[str, Range]:
+    """Ranges of the current layout's optional fields (those `ranged_fields()` leaves out)."""
+    older = protocol_ranges()
+    return {p: r for p, r in ranged_fields(newer_layout=True) if p not in older}
 
 
 def field_range(path: str) -> Range | None:
@@ -237,11 +268,22 @@ def protocol_ranges() -> dict[str, Range]:
     return dict(ranged_fields())
 
 
+def _optional_arm(hint: Any) -> Any:
+    """``X | None`` -> ``X``; any other hint unchanged (optional blocks are ranged too)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+        if len(arms) == 1:
+            return arms[0]
+    return hint
+
+
 def _unannotated(hint: Any) -> Any:
+    hint = _optional_arm(hint)
     return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
 
 
 def _range_of(hint: Any) -> Range | None:
+    hint = _optional_arm(hint)
     if typing.get_origin(hint) is not Annotated:
         return None
     return next((m for m in hint.__metadata__ if isinstance(m, Range)), None)

@@ -21,7 +21,9 @@ import numpy.typing as npt
 
 from engine.model.parameters import DAYS_PER_MONTH
 from engine.model.states import STATE_NAMES, DiseaseState
+from engine.model.v1.baseline import Baseline, compile_baseline
 from engine.model.v1.protocol import Protocol
+from engine.model.v1.rule_blocks import BlockRule, compile_blocks
 
 __all__ = ["ModelTables", "compile_protocol"]
 
@@ -52,6 +54,10 @@ class ModelTables:
     high_injection_count: int
     long_treatment_days: int  # treatment is long when days since enrollment exceed this
     rule_probabilities: tuple[float, float, float]  # poor vision, high injections, long treatment
+    # The current visit-based layout (docs/model-v1-layout.md); older files: the defaults.
+    loading_interval_days: int = 0  # days between loading visits; 0: min_interval_days
+    baseline: Baseline | None = None  # None: Normal(baseline_mean, baseline_std)
+    rule_blocks: tuple[BlockRule, ...] = ()
 
     @property
     def can_discontinue(self) -> bool:
@@ -61,7 +67,7 @@ class ModelTables:
     @property
     def max_rule_probability(self) -> float:
         """No patient whose discontinuation uniform is at or above this can stop."""
-        return max(self.rule_probabilities)
+        return max(*self.rule_probabilities, *(rule.probability for rule in self.rule_blocks))
 
     @property
     def rule_probability_by_reason(self) -> npt.NDArray[np.float32]:
@@ -83,7 +89,7 @@ def compile_protocol(protocol: Protocol) -> ModelTables:
         [state + (_TREATED_CODE if state >= DiseaseState.ACTIVE else 0) for state in DiseaseState],
         dtype=np.intp,
     )
-    baseline = protocol.baseline_vision
+    baseline = compile_baseline(protocol)
     return ModelTables(
         protocol_type=protocol.protocol_type,
         loading_doses=protocol.loading_doses,
@@ -96,7 +102,7 @@ def compile_protocol(protocol: Protocol) -> ModelTables:
         vision_mean=_readonly(vision_mean),
         vision_std=_readonly(vision_std),
         interval_step_by_state=_readonly(step),
-        baseline_mean=baseline.mean,
+        baseline_mean=baseline.mean,  # the older fields, read by tests and estimates
         baseline_std=baseline.std,
         baseline_min=baseline.min,
         baseline_max=baseline.max,
@@ -108,6 +114,9 @@ def compile_protocol(protocol: Protocol) -> ModelTables:
             rules.high_injection_probability,
             rules.long_treatment_probability,
         ),
+        loading_interval_days=protocol.loading_dose_interval_days or protocol.min_interval_days,
+        baseline=baseline,
+        rule_blocks=compile_blocks(rules),
     )
 
 
