@@ -11,7 +11,11 @@ import msgspec
 
 from engine.columns import REASON_NAMES
 from engine.model.parameters import DAYS_PER_YEAR
-from engine.model.states import STATE_NAMES, VISIT_LAYOUT_REASON_NAMES
+from engine.model.states import (
+    DISCONTINUATION_REASON_NAMES,
+    STATE_NAMES,
+    VISIT_LAYOUT_REASON_NAMES,
+)
 
 __all__ = ["RunTotals", "SummaryStats", "reason_names"]
 
