@@ -79,20 +79,15 @@ def test_outcome_columns_follow_from_the_visits():
         assert np.array_equal(treated, alive & on), month
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel uses RunParameters.horizon_days = round(years x 365.25) (183 for 0.5 years); "
-    "docs/model.md section 1 says rounded down (182); reported to the lead",
-)
-def test_horizon_is_years_times_365_25_rounded_down():
-    """docs/model.md section 1: horizon = years x 365.25 days, rounded down, and a patient is
-    simulated while day < horizon. For 0.5 years (182.625 days) that is 182: survivors' alive
-    days are 182 and no visit falls on day 182 (7-day visits would reach it). Exact."""
+def test_horizon_is_years_times_365_25_rounded_to_the_nearest_day():
+    """docs/model.md section 1: horizon = years x 365.25 days, rounded to the nearest day (as
+    in v1), and a patient is simulated while day < horizon. For 0.5 years (182.625 days) that
+    is 183: survivors' alive days are 183 and the last 7-day visit is on day 182. Exact."""
     from engine.model.interface import compile_model
     from engine.model.parameters import RunParameters
 
     protocol = make_protocol({"min_interval_days": 7, "max_interval_days": 7})
     params = RunParameters(n_patients=200, years=0.5, seed=3)
     output = compile_model(protocol).simulate_shards(params, [0])[0]
-    assert output.patients["alive_days"].max() == 182
-    assert output.visits["day"].max() == 175
+    assert output.patients["alive_days"].max() == 183
+    assert output.visits["day"].max() == 182
