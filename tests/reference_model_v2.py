@@ -9,6 +9,7 @@ rule) are the expectations the statistical tests compare the kernel with. Enrolm
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -234,8 +235,8 @@ class Patient:
 
     def va_at_month(self, month: int, horizon_days: int) -> int | None:
         """Last measured VA at or before month `month` (LOCF); None beyond the horizon."""
-        day = month * DAYS_PER_MONTH
-        if day >= horizon_days:
+        day = math.floor(month * DAYS_PER_MONTH)
+        if day > horizon_days:
             return None
         seen = [v.vision for v in self.visits if v.day <= day]
         return seen[-1] if seen else None

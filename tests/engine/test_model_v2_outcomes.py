@@ -7,6 +7,7 @@ treated days, counts and the discontinuation fields, on a run with every rule on
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -21,7 +22,7 @@ HORIZON = 1100
 
 def test_outcome_columns_follow_from_the_visits():
     """Every patient's outcome columns recomputed from the visits table and death and stop
-    days: va_m<m> = last measured VA at or before m x 30.4375 days (null, -1, at or after the
+    days: va_m<m> = last measured VA at or before day floor(m x 30.4375) (null, -1, beyond the
     horizon); treated_m<m> = alive and not discontinued then; injections and visits by year
     (t < 364, 364-727, later); alive_days, treated_days; totals; discontinued iff a reason."""
     protocol = make_protocol(
@@ -66,16 +67,17 @@ def test_outcome_columns_follow_from_the_visits():
     assert np.array_equal(patients["treated_days"], np.where(stop >= 0, np.minimum(stop, end), end))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for month in MONTHS:
-        cut = month * DAYS_PER_MONTH
+        cut = math.floor(month * DAYS_PER_MONTH)
         va, treated = patients[f"va_m{month}"], patients[f"treated_m{month}"]
-        if cut >= HORIZON:
+        if cut > HORIZON:
             assert np.all(va == -1) and not treated.any(), month
             continue
         last = starts + np.array([np.searchsorted(day[a : a + c], cut, "right") - 1
                                   for a, c in zip(starts, counts, strict=True)])  # fmt: skip
         assert np.array_equal(va, visits["vision"][last]), month
-        alive = (death < 0) | (death > cut)
-        on = (stop < 0) | (stop > cut)
+        on_day = min(cut, HORIZON - 1)  # the horizon itself: through the last simulated day
+        alive = (death < 0) | (death > on_day)
+        on = (stop < 0) | (stop > on_day)
         assert np.array_equal(treated, alive & on), month
 
 
@@ -91,3 +93,19 @@ def test_horizon_is_years_times_365_25_rounded_to_the_nearest_day():
     output = compile_model(protocol).simulate_shards(params, [0])[0]
     assert output.patients["alive_days"].max() == 183
     assert output.visits["day"].max() == 182
+
+
+def test_the_60_month_milestone_of_a_5_year_run_is_its_horizon_and_counts():
+    """docs/model.md 6: 60 months is day floor(60 x 30.4375) = 1826, the horizon of a 5-year
+    cohort (round(5 x 365.25)); it counts, with the last measurement before the horizon, and
+    "under treatment" there means through the last simulated day. Exact."""
+    from engine.model.interface import compile_model
+    from engine.model.parameters import RunParameters
+
+    params = RunParameters(n_patients=300, years=5.0, seed=11)
+    assert params.horizon_days == 1826
+    output = compile_model(make_protocol({})).simulate_shards(params, [0])[0]
+    patients = output.patients
+    assert np.all(patients["va_m60"] >= 0)
+    ended = (patients["death_day"] >= 0) | (patients["discontinuation_day"] >= 0)
+    assert np.array_equal(patients["treated_m60"], ~ended)

@@ -7,6 +7,8 @@ treatment status, yearly counts) are computed here from the rows and the per-pat
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.columns import NULL, Columns, ShardOutput
@@ -69,13 +71,16 @@ def block_outputs(block: BlockState) -> list[ShardOutput]:
         "death_day": np.where(death_t >= 0, death_t + enrolment, NULL).astype(np.int32),
     }
     for m in MONTHS:
-        milestone = m * DAYS_PER_MONTH
-        reached = milestone < limit
+        # Whole days (60 months = day 1826 = the horizon of a 5-year cohort, which counts:
+        # the last visit before it is the 5-year value); on treatment "on" the horizon
+        # means through the last simulated day.
+        milestone = math.floor(m * DAYS_PER_MONTH)
+        reached = milestone <= limit
         seen = np.bincount(pid, weights=t <= milestone, minlength=size).astype(np.int64)
         row = np.maximum(starts[:-1] + seen - 1, 0)
         va = vision[np.minimum(row, max(len(vision) - 1, 0))] if len(vision) else row
         patients[f"va_m{m}"] = np.where(reached & (seen > 0), va, NULL).astype(np.int16)
-        patients[f"treated_m{m}"] = reached & (milestone < treated_days)
+        patients[f"treated_m{m}"] = reached & (np.minimum(milestone, limit - 1) < treated_days)
     year = (t >= _YEAR_ENDS[0]).astype(np.int64) + (t >= _YEAR_ENDS[1])
     key = pid * 3 + year
     shots = np.bincount(key, weights=injected, minlength=3 * size).reshape(size, 3)
