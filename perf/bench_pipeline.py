@@ -9,11 +9,13 @@
 
     python perf/bench_pipeline.py [--runs 3] [--patients 1000000] [--scaling 100000,1000000,5000000]
                                   [--shard-size 4096]   (small shards: batches travel inline)
+                                  [--protocol time_based_uncalibrated_treat_and_extend]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,6 +34,8 @@ from engine.model.parameters import RunParameters  # noqa: E402
 from engine.model.protocol_loader import load_protocol  # noqa: E402
 from engine.pipeline import PipelineOptions, Supervisor  # noqa: E402
 
+DEFAULT = "aflibercept_treat_and_extend"
+
 KERNEL_ONLY = """
 import statistics, sys, time
 sys.path.insert(0, {root!r})
@@ -39,7 +43,7 @@ from engine.model.interface import compile_model
 from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import load_protocol
 from engine.model.shards import plan_blocks
-model = compile_model(load_protocol())
+model = compile_model(load_protocol({protocol!r}))
 params = RunParameters(n_patients={patients}, years={years}, seed=1)
 times = []
 for _ in range({runs}):
@@ -82,7 +86,7 @@ class RssSampler:
 
 
 def pipeline_run(
-    patients: int, years: float, workers: int, shard_size: int = 4096
+    patients: int, years: float, workers: int, shard_size: int = 4096, protocol: str = DEFAULT
 ) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="amdsim-bench-"))
     try:
@@ -90,7 +94,7 @@ def pipeline_run(
         with RssSampler() as sampler:
             started = time.perf_counter()
             supervisor = Supervisor(
-                load_protocol(), params, folder / "run", PipelineOptions(workers=workers)
+                load_protocol(protocol), params, folder / "run", PipelineOptions(workers=workers)
             )
             supervisor.start()
             manifest = supervisor.run()
@@ -112,8 +116,10 @@ def pipeline_run(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def kernel_only(patients: int, years: float, runs: int) -> float:
-    script = KERNEL_ONLY.format(root=str(ROOT), patients=patients, years=years, runs=runs)
+def kernel_only(patients: int, years: float, runs: int, protocol: str = DEFAULT) -> float:
+    script = KERNEL_ONLY.format(
+        root=str(ROOT), patients=patients, years=years, runs=runs, protocol=protocol
+    )
     output = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
     )
@@ -131,18 +137,20 @@ def main() -> None:
     parser.add_argument("--years", type=float, default=5.0)
     parser.add_argument("--scaling", default="100000,1000000,5000000")
     parser.add_argument("--shard-size", type=int, default=4096)
+    parser.add_argument("--protocol", default=DEFAULT, help="bundled name or file")
     args = parser.parse_args()
     mib = 2**20
 
     print(
         f"bench_pipeline: {args.patients:,} patients x {args.years:g} years, shard size "
-        f"{args.shard_size:,}, medians of {args.runs} runs"
+        f"{args.shard_size:,}, medians of {args.runs} runs, protocol {args.protocol}, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
-    kernel_rate = kernel_only(args.patients, args.years, args.runs)
+    kernel_rate = kernel_only(args.patients, args.years, args.runs, args.protocol)
     print(f"  kernel only (one core)       {kernel_rate / 1e6:6.2f} M visits/s")
     for workers in (1, 2):
         results = [
-            pipeline_run(args.patients, args.years, workers, args.shard_size)
+            pipeline_run(args.patients, args.years, workers, args.shard_size, args.protocol)
             for _ in range(args.runs)
         ]
         rate = median(results, "visits_per_s")
@@ -151,6 +159,8 @@ def main() -> None:
             f"  {workers} worker{'s' if workers > 1 else ' '} + writer            {rate / 1e6:6.2f} M visits/s end to end "
             f"({median(results, 'wall_s'):.2f} s; runs {walls})"
         )
+        patients_rate = args.patients / median(results, "wall_s")
+        print(f"    patients/s end to end      {patients_rate:,.0f}")
         print(f"    pipeline / kernel          {rate / kernel_rate:6.2f}")
         print(f"    peak RSS, all processes    {median(results, 'peak_rss') / mib:6.0f} MiB")
         print(
@@ -173,7 +183,9 @@ def main() -> None:
         print(f"  peak total RSS by cohort size ({args.years:g} years, default workers):")
         peaks = []
         for patients in sizes:
-            result = pipeline_run(patients, args.years, workers=0, shard_size=args.shard_size)
+            result = pipeline_run(
+                patients, args.years, 0, shard_size=args.shard_size, protocol=args.protocol
+            )
             peaks.append(result["peak_rss"])
             print(
                 f"    {patients:>10,} patients   {result['peak_rss'] / mib:6.0f} MiB   {result['visits_per_s'] / 1e6:5.2f} M visits/s"
