@@ -309,3 +309,23 @@ def test_contents_compares_what_it_should(tmp_path):
     with pytest.raises(AssertionError):
         assert_same(contents(a, 300), contents(b, 300))
     assert contents(a, 300).visits.num_rows > 300
+
+
+def test_the_same_people_under_two_protocols_with_rate_recruitment():
+    """Common random numbers end to end (the kernel test covers a cohort): the same ids
+    arrive on the same days with the same age, sex, baseline VA and responder status under
+    treat-and-extend and under a fixed 8-weekly schedule, whose courses then differ."""
+    fixed = msgspec.structs.replace(
+        bundled(), protocol_type="fixed", min_interval_days=56, max_interval_days=56
+    )
+    run = params("rate", 1_500, 4096, years=2)
+    tables = [
+        run_simulation(
+            protocol, 1_500, 2, run.seed, recruitment=run.recruitment, in_memory=True
+        ).get_patient_range(0, 1_500)[0]
+        for protocol in (bundled(), fixed)
+    ]
+    for name in ("enrollment_day", "age", "sex", "baseline_vision", "responder"):
+        assert tables[0].column(name).equals(tables[1].column(name)), name
+    assert len(np.unique(tables[0].column("enrollment_day").to_numpy())) > 30  # ~10 weeks
+    assert not tables[0].column("injections").equals(tables[1].column("injections"))
