@@ -76,11 +76,13 @@ def show_patient(args: argparse.Namespace) -> int:
         except KeyError as exc:
             raise ParameterError(str(exc.args[0])) from None
         visits = record.visits.to_pylist()
+    # Float32 columns (age, years) read back as Python floats with float noise
+    # (75.97269439697266); two decimals are all they hold.
+    patient = {k: round(v, 2) if isinstance(v, float) else v for k, v in record.patient.items()}
     if args.json:
-        document = {"patient": record.patient, "visits": visits}
+        document = {"patient": patient, "visits": visits}
         out_console.print_json(msgspec.json.encode(document).decode())
         return 0
-    patient = record.patient
     out_console.print(
         f"[bold]Patient {patient['patient_id']}[/] of {safe_text(run_dir)}", soft_wrap=True
     )

@@ -39,7 +39,7 @@ from engine.manifest import Manifest, read_manifest, write_manifest
 from engine.memory.estimate import RunEstimate
 from engine.memory.monitor import MemoryMonitor
 from engine.model.any_protocol import AnyProtocol
-from engine.model.parameters import RunParameters
+from engine.model.parameters import RunParameters, validate_parameters
 from engine.model.shards import plan_blocks
 from engine.pipeline.assignment import ShardProgress, ShardQueue, WorkerHandle
 from engine.pipeline.memory_policy import MemoryPolicy, check_resources
@@ -79,6 +79,11 @@ class Supervisor:
         mode: Mode = "new",
         monitor: MemoryMonitor | None = None,
     ) -> None:
+        if mode == "new":
+            # The CLI and run_simulation check too; a library caller of run_pipeline must
+            # get the same refusal (a rate too slow for the horizon once piled patients
+            # up on its last day).
+            validate_parameters(params)
         options = resolve_options(options or PipelineOptions(), params)
         self.protocol = protocol
         self.params = params

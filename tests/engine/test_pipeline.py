@@ -602,3 +602,19 @@ def test_a_start_refused_before_anything_runs_leaves_no_open_socket(tmp_path):
         del supervisor
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_run_pipeline_refuses_a_recruitment_rate_too_slow_for_the_horizon(tmp_path):
+    """A library caller of run_pipeline gets the CLI's refusal, before anything is created:
+    300,000 patients at 150 a week cannot enrol within 2 years (they piled up on its last day)."""
+    from engine.model.parameters import Recruitment
+
+    params = RunParameters(
+        n_patients=300_000,
+        years=2.0,
+        seed=1,
+        recruitment=Recruitment(mode="rate", patients_per_week=150.0),
+    )
+    with pytest.raises(ParameterError, match="patients"):
+        run_pipeline(load_protocol(), params, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
