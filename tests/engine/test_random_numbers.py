@@ -20,7 +20,13 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from engine.model.v2.random_numbers import CounterRandom, Purpose, _inverse_normal_cdf
+from engine.model.v2.draws import VISIT_STEP, CrnSource
+from engine.model.v2.random_numbers import (
+    CounterRandom,
+    Purpose,
+    _inverse_normal_cdf,
+    normals_from_bits,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")  # a uint64 overflow warning would fail
 
@@ -76,8 +82,8 @@ def ref_log(t: float) -> float:
     return e * 0.6931471805599453 + 2.0 * s * series
 
 
-def ref_normal(seed, patient, step, purpose, draw=0) -> float:
-    q = (ref_bits(seed, patient, step, purpose, draw, 1) >> 12) * 2.0**-52 + (2.0**-53 - 0.5)
+def ref_acklam(q: float) -> float:
+    """Acklam's quantile of p = q + 1/2, central or tail formula."""
     r = q * q
     if r > (0.5 - 0.02425) ** 2:
         s = math.sqrt(-2.0 * ref_log(0.5 - abs(q)))
@@ -85,14 +91,42 @@ def ref_normal(seed, patient, step, purpose, draw=0) -> float:
     return q * horner(r, A) / horner(r, B)
 
 
+def ref_cubic(cell: int) -> tuple[float, float, float, float]:
+    """(c0, c1, c2, c3) of an inner cell: Newton's form through Acklam at f = 0, 1/3, 2/3, 1."""
+    y0, y1, y2, y3 = (ref_acklam((cell + j / 3) * 2.0**-10 - 0.5) for j in range(4))
+    d1 = y1 - y0
+    d2 = (y2 - y1) - d1
+    d3 = ((y3 - y2) - (y2 - y1)) - d2
+    return y0, (d1 - 0.5 * d2 + d3 / 3) * 3, (d2 - d3) * 4.5, d3 * 4.5
+
+
+REF_CUBICS = {cell: ref_cubic(cell) for cell in range(8, 1016)}
+
+
+def ref_normal_of_bits(bits: int) -> float:
+    """Top 10 bits pick the cell of p; Acklam in the 8 outer cells each side, else a cubic."""
+    cell, u52 = bits >> 54, bits >> 12
+    if cell < 8 or cell >= 1016:
+        return ref_acklam(u52 * 2.0**-52 + (2.0**-53 - 0.5))
+    f = ((u52 & (2**42 - 1)) * 2 + 1) * 2.0**-43
+    c0, c1, c2, c3 = REF_CUBICS[cell]
+    return ((c3 * f + c2) * f + c1) * f + c0
+
+
+def ref_normal(seed, patient, step, purpose, draw=0) -> float:
+    return ref_normal_of_bits(ref_bits(seed, patient, step, purpose, draw, 1))
+
+
 # ---- exact behaviour ------------------------------------------------------------------------
 KNOWN = [  # (seed, patient, step, purpose, draw) -> uniform, normal, as exact hex floats
-    ((0, 0, 0, 1, 0), "0x1.59ff822f268d0p-2", "0x1.634761519e3efp-1"),
-    ((11, 4095, 26, 7, 0), "0x1.8ca3154356ce7p-1", "0x1.6232c6210453bp-1"),
-    ((11, 63, 26, 7, 0), "0x1.57475d18831bdp-1", "-0x1.4379f1c30e294p+1"),  # lower tail
-    ((11, 199, 26, 7, 0), "0x1.9bdae787ab900p-5", "0x1.61548c57a5f53p+1"),  # upper tail
-    ((2**63 - 1, 2**40 - 1, 2**20 - 1, 20, 255), "0x1.b853a4c2dc4ecp-3", "0x1.b4aee05467a1ap-1"),
-    ((123456789, 99_999, 130, 14, 3), "0x1.aad39260d9939p-1", "-0x1.ccccc845efe47p-1"),
+    ((0, 0, 0, 1, 0), "0x1.59ff822f268d0p-2", "0x1.634761519e831p-1"),
+    ((11, 4095, 26, 7, 0), "0x1.8ca3154356ce7p-1", "0x1.6232c62104122p-1"),
+    ((11, 63, 26, 7, 0), "0x1.57475d18831bdp-1", "-0x1.4379f1c30e294p+1"),  # outer cell
+    ((11, 199, 26, 7, 0), "0x1.9bdae787ab900p-5", "0x1.61548c57a5f53p+1"),  # outer cell
+    # An inner cell whose points come from Acklam's tail formula (p < 0.02425).
+    ((11, 207, 26, 7, 0), "0x1.2ce491ecebe4cp-1", "0x1.209b650e5bf47p+1"),
+    ((2**63 - 1, 2**40 - 1, 2**20 - 1, 20, 255), "0x1.b853a4c2dc4ecp-3", "0x1.b4aee05466efdp-1"),
+    ((123456789, 99_999, 130, 14, 3), "0x1.aad39260d9939p-1", "-0x1.ccccc845eeafep-1"),
 ]
 
 
@@ -118,13 +152,20 @@ def test_numpy_generator_matches_reference_bit_for_bit():
         for i, patient in enumerate(ids.tolist()):
             assert uniforms[i] == ref_uniform(987654321, patient, step, purpose, draw)
             assert normals[i] == ref_normal(987654321, patient, step, purpose, draw)
-    # Tails: keys whose normal lies beyond the central region, found by search.
+    # Outer cells (|z| > 2.418, Acklam) and the inner cells of Acklam's tail formula (|z| >
+    # 1.972), found by search; and per-row steps (the kernel's visit draws) use the same path.
     crn = CounterRandom(5, np.arange(20_000))
     normals = crn.normal(9, Purpose.VISION_CHANGE)
-    tails = np.flatnonzero(np.abs(normals) > 1.972)[:200]
-    assert tails.size == 200
-    for patient in tails.tolist():
-        assert normals[patient] == ref_normal(5, patient, 9, Purpose.VISION_CHANGE)
+    for low, high in ((2.418, 9.0), (1.972, 2.417)):
+        tails = np.flatnonzero((np.abs(normals) > low) & (np.abs(normals) < high))[:200]
+        assert tails.size == 200
+        for patient in tails.tolist():
+            assert normals[patient] == ref_normal(5, patient, 9, Purpose.VISION_CHANGE)
+    rows = np.arange(0, 20_000, 37)
+    steps = VISIT_STEP + rows % 50
+    at = CrnSource(5, np.arange(20_000)).normal_at(steps, Purpose.MEASUREMENT_NOISE, rows)
+    for row, step, z in zip(rows.tolist(), steps.tolist(), at.tolist(), strict=True):
+        assert z == ref_normal(5, row, step, Purpose.MEASUREMENT_NOISE)
 
 
 def test_same_key_gives_same_numbers_whatever_was_drawn_before():
@@ -191,8 +232,9 @@ def test_bad_keys_are_refused():
 
 
 def test_inverse_normal_cdf_is_monotone_across_its_region_boundaries():
-    """Acklam's central and tail formulas join with a step back of under 1e-12 (about
-    1.6e-13 at p = 0.02425 and its mirror), and the quantile rises everywhere else."""
+    """Acklam's central and tail formulas (the outer cells, and the cubics' points) join
+    with a step back of under 1e-12 (about 1.6e-13 at p = 0.02425 and its mirror), and the
+    quantile rises everywhere else."""
     p = np.concatenate(
         [np.linspace(edge - 1e-6, edge + 1e-6, 20_001) for edge in (0.02425, 1 - 0.02425)]
         + [np.linspace(2.0**-52, 1 - 2.0**-52, 100_001)]
@@ -203,6 +245,39 @@ def test_inverse_normal_cdf_is_monotone_across_its_region_boundaries():
     steps = np.diff(q)
     assert steps.min() > -1e-12
     assert np.count_nonzero(steps < 0) <= 2
+
+
+def _normals_of_u52(u52: np.ndarray) -> np.ndarray:
+    """The generator's normal of p = (u52 + 1/2) 2**-52, through the hashed-word entry."""
+    return normals_from_bits(u52.astype(np.uint64) << np.uint64(12), np.empty(u52.size))
+
+
+def test_normals_rise_with_p_across_cells_and_the_outer_junction():
+    """Points 2**-40 apart in p around every cell edge (the cubics meet there; at cells 8 and
+    1016 Acklam's formula meets them) and a fine grid over (0, 1): the normal rises at each."""
+    edges = np.arange(1, 1024, dtype=np.int64) << 42
+    around = (edges[:, None] + (np.arange(-64, 64) << 12)[None, :]).ravel()
+    grid = np.linspace(0, 2**52 - 1, 300_001).astype(np.int64)
+    for u52 in (around, np.unique(grid)):
+        assert np.all(np.diff(_normals_of_u52(u52)) > 0)
+
+
+def test_normals_are_within_2e_7_of_the_true_quantile():
+    """Against statistics.NormalDist (Wichura's AS241, ~1e-16): every inner cell at both ends,
+    its centre and 40 random places is within 1.9e-7 (the cubics' worst case, in the cells
+    beside the outer ones) and within 1e-8 where |z| < 1.9; the outer cells (Acklam) 1e-8."""
+    rng = np.random.default_rng(7)
+    cells = np.arange(1024, dtype=np.int64)
+    offsets = np.concatenate([[0, 2**41, 2**42 - 1], rng.integers(0, 2**42, 40)])
+    u52 = ((cells[:, None] << 42) + offsets[None, :]).ravel()
+    z = _normals_of_u52(u52)
+    inverse = NormalDist().inv_cdf
+    truth = np.array([inverse((k + 0.5) * 2.0**-52) for k in u52.tolist()])
+    error = np.abs(z - truth)
+    inner = (u52 >> 42 >= 8) & (u52 >> 42 < 1016)
+    assert error[inner].max() < 1.9e-7
+    assert error[inner & (np.abs(truth) < 1.9)].max() < 1e-8
+    assert error[~inner].max() < 1e-8
 
 
 # ---- statistics -----------------------------------------------------------------------------

@@ -96,12 +96,7 @@ class CrnSource:
     ) -> npt.NDArray[np.float64]:
         """Standard normal of each row at its own step (draw 0)."""
         bits = self._bits_at(steps, purpose, rows, crn._NORMAL)
-        np.right_shift(bits, crn._U12, out=bits)
-        out = bits.view(np.int64).astype(np.float64)
-        np.multiply(out, 2.0**-52, out=out)
-        np.add(out, 2.0**-53 - 0.5, out=out)
-        crn._inverse_normal_cdf(out, *(np.empty_like(out) for _ in range(3)))
-        return out
+        return crn.normals_from_bits(bits, np.empty(bits.size))
 
 
 def _words(purpose: Purpose, variate: int, top: int) -> npt.NDArray[np.uint64]:
