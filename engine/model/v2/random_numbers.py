@@ -17,16 +17,21 @@ never share bits. A uniform is ``(bits >> 11) * 2**-53``: 53 bits, in [0, 1). A 
 the standard normal quantile of ``p = (bits >> 12) * 2**-52 + 2**-53``, in (0, 1), computed
 in one of two ways chosen by the cell ``i = bits >> 54`` (the top 10 bits; 1024 cells of p):
 
-* the 16 outer cells (``i < 8`` or ``i >= 1016``, p beyond 1/128 from 0 or 1, 1.6 % of the
-  draws): Acklam's rational approximation (relative error below 1.2e-9) of ``q = p - 1/2``;
-  see `_inverse_normal_cdf`;
-* every other cell: a cubic in ``f = (((bits >> 12) & (2**42 - 1)) + 1/2) * 2**-42``, the
-  position of p inside its cell, through Acklam's quantile at the cell's points
-  ``f = 0, 1/3, 2/3, 1`` (`_cell_cubics` gives the coefficients and their exact formula):
-  ``((c3 f + c2) f + c1) f + c0``. Its largest error against the true quantile is 1.9e-7
-  (in the cells next to the outer ones; under 1e-8 for |z| < 1.9), far below anything the
-  model resolves (VA is measured in whole letters), and it costs about a third of the
-  rational function's arithmetic (``perf/bench_random.py``).
+* the 1008 inner cells (``8 <= i < 1016``, p within 1/128 .. 127/128): a cubic in
+  ``f = (((bits >> 12) & (2**42 - 1)) + 1/2) * 2**-42``, the position of p inside its cell,
+  through Acklam's quantile (rational approximation, relative error below 1.2e-9; see
+  `_inverse_normal_cdf`) at the cell's points ``f = 0, 1/3, 2/3, 1``:
+  ``((c3 f + c2) f + c1) f + c0`` (`_cell_cubics` gives the coefficients' exact formula);
+* the 16 outer cells (1.6 % of the draws): t = min(p, 1 - p) = w 2**-53 with w odd below
+  2**46, and a cubic in the position inside one eighth of w's octave, through Acklam's
+  tail formula of t at its points; the upper tail is the lower one's negative
+  (`_octave_cubics`).
+
+The largest error against the true quantile is 1.9e-7 (z near +/-2.4 and 2.65; below 1e-8
+for |z| < 1.9), far below anything the model resolves (VA is measured in whole letters).
+No division, logarithm or square root per draw: the cubics cost about as much as two
+uniforms (``perf/bench_random.py``). The tables are computed at import from Acklam's
+formulas with correctly rounded operations only, so they are the same bits everywhere.
 
 Why counter-based: a patient meets the same number for the same purpose at the same
 fortnight under every protocol (common random numbers: differences between protocols are not
@@ -61,7 +66,7 @@ __all__ = ["SCHEME", "CounterRandom", "Purpose"]
 
 SCHEME = (
     "amdsim-crn-2 (SplitMix64-keyed hash of seed, patient id, step, purpose, draw;"
-    " normals by cubic cells of the quantile, Acklam in the outer 1/64)"
+    " normals by cubic cells of the quantile through Acklam's values)"
 )
 
 MAX_PATIENT_ID = 2**40 - 1
@@ -120,6 +125,8 @@ _TAIL_CELLS = 8  # outer cells on either side computed by Acklam's formula
 _U_TAIL = np.uint64(_TAIL_CELLS)
 _U_INNER = np.uint64(2**_CELL_BITS - 2 * _TAIL_CELLS)
 _U_F_MASK = np.uint64(2**43 - 1)
+_OCTAVE_BITS = 3  # an outer cell's octave of min(p, 1 - p) is cut into 8 parts
+_U_HALF, _U_TOP = np.uint64(2**51), np.uint64(2**52 - 1)
 _M1, _M2 = np.uint64(_MIX_1), np.uint64(_MIX_2)
 
 
@@ -276,10 +283,7 @@ def normals_from_bits(
     outer = np.flatnonzero(cell >= _U_INNER)
     index = cell.view(np.int64)  # the outer cells clip to an end of the table below
     if outer.size:
-        q = (bits[outer] >> _U12).view(np.int64).astype(np.float64)
-        q *= 2.0**-52
-        q += 2.0**-53 - 0.5
-        tail_values = _normal_tail(q)
+        tail_values = _outer_normals(bits[outer] >> _U12)
     # f's 42 bits, doubled and made odd: (2 low + 1) * 2**-43 = (low + 1/2) * 2**-42, exact.
     np.right_shift(bits, _U11, out=bits)
     np.bitwise_and(bits, _U_F_MASK, out=bits)
@@ -341,6 +345,26 @@ def _inverse_normal_cdf(
     q[tail] = _normal_tail(tail_q)
 
 
+def _outer_normals(u52: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """Normals of the outer cells from their 52 bits of p (see `_octave_cubics`)."""
+    upper = u52 >= _U_HALF
+    v = np.where(upper, _U_TOP - u52, u52)  # p or 1 - p is (v + 1/2) 2**-52, v < 2**45
+    v <<= _U1
+    v |= _U1  # w = 2 v + 1: t = w 2**-53
+    word = v.astype(np.float64).view(np.int64)  # exact: w < 2**46
+    mantissa = word & (2**52 - 1)
+    index = (word >> 52) - 1023  # the octave e, 2**e <= w < 2**(e + 1)
+    index <<= _OCTAVE_BITS
+    index += mantissa >> (52 - _OCTAVE_BITS)
+    mantissa &= 2 ** (52 - _OCTAVE_BITS) - 1
+    f = mantissa.astype(np.float64)
+    f *= 2.0 ** (_OCTAVE_BITS - 52)
+    c0, c1, c2, c3 = (np.take(c, index) for c in _OCTAVE_CUBICS)
+    z = ((c3 * f + c2) * f + c1) * f + c0
+    np.negative(z, out=z, where=upper)
+    return z
+
+
 def _horner(
     x: npt.NDArray[np.float64], coefficients: tuple[float, ...], out: npt.NDArray[np.float64]
 ) -> None:
@@ -354,12 +378,16 @@ def _horner(
 
 def _normal_tail(q: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Quantile for |q| > 0.47575 (p in the outer 2.425 % on either side)."""
-    t = 0.5 - np.abs(q)  # min(p, 1 - p), exact
+    return np.copysign(_tail_of_t(0.5 - np.abs(q)), q)  # t = min(p, 1 - p), exact
+
+
+def _tail_of_t(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Acklam's tail formula of t = min(p, 1 - p) < 0.02425 (its sign is not to be used)."""
     s = np.sqrt(-2.0 * _log(t))
     num, den = np.empty_like(s), np.empty_like(s)
     _horner(s, _C, num)
     _horner(s, _D, den)
-    return np.copysign(num / den, q)
+    return num / den
 
 
 def _log(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -399,6 +427,12 @@ def _cell_cubics() -> tuple[npt.NDArray[np.float64], ...]:
         _inverse_normal_cdf(q, *(np.empty_like(q) for _ in range(3)))
         y.append(q)
     y0, y1, y2, y3 = y
+    return _cubic_coefficients(y0, y1, y2, y3)
+
+
+def _cubic_coefficients(*y: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], ...]:
+    """(c0, c1, c2, c3) of the cubic in f through y0..y3 at f = 0, 1/3, 2/3, 1 (Newton)."""
+    y0, y1, y2, y3 = y
     d1 = y1 - y0
     d2 = (y2 - y1) - d1
     d3 = ((y3 - y2) - (y2 - y1)) - d2
@@ -406,4 +440,24 @@ def _cell_cubics() -> tuple[npt.NDArray[np.float64], ...]:
     return (y0, c1, (d2 - d3) * 4.5, d3 * 4.5)
 
 
+def _octave_cubics() -> tuple[npt.NDArray[np.float64], ...]:
+    """Coefficients of the outer cells' cubics: min(p, 1 - p) = t = w 2**-53, w odd < 2**46.
+
+    Part k = e * 8 + j covers ``w = 2**e (1 + (j + f) / 8)``, f in [0, 1), of octave e
+    (0..45). Its points are ``y_x = -acklam_tail(t_x)`` with
+    ``t_x = (1 + (j + x) * 2**-3) * 2**(e - 53)`` for x = 0, 1/3, 2/3, 1 (Acklam's tail
+    formula on t itself, which p - 1/2 could not carry), and the coefficients follow from
+    them as in `_cell_cubics`. The lower tail is the cubic, the upper one its negative.
+    """
+    parts = np.arange(46 << _OCTAVE_BITS)
+    j = (parts & (2**_OCTAVE_BITS - 1)).astype(np.float64)
+    scale = np.ldexp(1.0, (parts >> _OCTAVE_BITS) - 53)  # exact powers of two
+    y0, y1, y2, y3 = (
+        -np.abs(_tail_of_t((1 + (j + x) * 2.0**-_OCTAVE_BITS) * scale))
+        for x in (0, 1 / 3, 2 / 3, 1)
+    )
+    return _cubic_coefficients(y0, y1, y2, y3)
+
+
 _CUBICS = _cell_cubics()
+_OCTAVE_CUBICS = _octave_cubics()
