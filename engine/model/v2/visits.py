@@ -108,33 +108,25 @@ def _discontinue(
     poor, loss, stable, flat = counts.T
     reason = np.full(len(rows), -1, dtype=np.int8)
     open_ = n > 0  # never at the enrolment visit
+    if not open_.any():
+        return reason
 
-    def check(
-        condition: np.ndarray, probability: np.ndarray | float, purpose: Purpose, code: int
-    ) -> None:
-        candidates = np.flatnonzero(open_ & condition)
-        if len(candidates) == 0:
-            return
-        p = probability if np.isscalar(probability) else probability[candidates]
-        u = source.uniform_at(steps[candidates], purpose, rows[candidates])
-        fired = candidates[u < p]
-        reason[fired] = code
-        open_[fired] = False
-
+    # (who qualifies, probability, purpose, reason) in priority order.
+    checks: list[tuple[np.ndarray, np.ndarray | float, Purpose, int]] = []
     for name, values in tables.discontinuation:
         if name == "poor_vision":
             _, grace, p = values
-            check(poor > grace, p, Purpose.DISCONTINUE_POOR_VISION, _POOR)
+            checks.append((poor > grace, p, Purpose.DISCONTINUE_POOR_VISION, _POOR))
         elif name == "deterioration":
             _, visits, p = values
-            check(loss >= visits, p, Purpose.DISCONTINUE_DETERIORATION, _LOSS)
+            checks.append((loss >= visits, p, Purpose.DISCONTINUE_DETERIORATION, _LOSS))
         elif name == "treatment_decision":
             minimum, stable_visits, p_stable, flat_visits, p_flat = values
             decide = injections >= minimum
-            check(decide & (stable >= stable_visits), p_stable,
-                  Purpose.DISCONTINUE_STABLE, _STABLE_REASON)  # fmt: skip
-            check(decide & (flat >= flat_visits), p_flat,
-                  Purpose.DISCONTINUE_NO_IMPROVEMENT, _FLAT)  # fmt: skip
+            checks.append((decide & (stable >= stable_visits), p_stable,
+                           Purpose.DISCONTINUE_STABLE, _STABLE_REASON))  # fmt: skip
+            checks.append((decide & (flat >= flat_visits), p_flat,
+                           Purpose.DISCONTINUE_NO_IMPROVEMENT, _FLAT))  # fmt: skip
         elif name == "attrition":
             base, m12, m24, m_late, b6, b12, b_high = values
             # Months < 12, < 24, else (t / 30.4375 < 12 is t < 365.25); the same for burden.
@@ -144,10 +136,22 @@ def _discontinue(
             rate = injections / np.maximum(1.0, t / _YEAR_DAYS)
             burden = np.array([b6, b12, b_high])[(rate >= 6).astype(np.intp) + (rate >= 12)]
             p = np.minimum(1.0, base * time * burden)
-            check(p > 0, p, Purpose.DISCONTINUE_ATTRITION, _ATTRITION)
-        else:
-            (p,) = values
-            check(np.full(len(rows), p > 0), p, Purpose.DISCONTINUE_ADMINISTRATIVE, _ADMIN)
+            checks.append((p > 0, p, Purpose.DISCONTINUE_ATTRITION, _ATTRITION))
+        elif values[0] > 0:
+            checks.append((open_, values[0], Purpose.DISCONTINUE_ADMINISTRATIVE, _ADMIN))
+    # A check draws only if someone qualifies (the set open to checks only shrinks); the
+    # draws of all of them come from one call, for every row: a row's number is the same
+    # whoever else is drawn for, so exactly the same patients stop as check by check.
+    checks = [check for check in checks if (check[0] & open_).any()]
+    if not checks:
+        return reason
+    u = source.uniforms_at(steps, [check[2] for check in checks], rows)
+    for (qualifies, p, _, code), draws in zip(checks, u, strict=True):
+        fired = draws < p
+        fired &= qualifies
+        fired &= open_
+        reason[fired] = code
+        open_ &= ~fired
     return reason
 
 
