@@ -18,7 +18,7 @@ from engine.model.v2.tables import REGIMEN_TYPES, TimeBasedTables
 
 __all__ = ["visit"]
 
-_STABLE, _ACTIVE, _HIGHLY = DiseaseState.STABLE, DiseaseState.ACTIVE, DiseaseState.HIGHLY_ACTIVE
+_STABLE, _ACTIVE = DiseaseState.STABLE, DiseaseState.ACTIVE
 # Reason codes (kernel.V2_REASON_NAMES).
 _POOR, _LOSS, _STABLE_REASON, _FLAT, _ATTRITION, _ADMIN = 1, 2, 3, 4, 5, 6
 _YEAR_DAYS = 365.25
@@ -191,14 +191,12 @@ def _treat(
         lo, hi = int(tables.regimen_min[r]), int(tables.regimen_max[r])
         if REGIMEN_TYPES[kind] == "treat_and_extend":
             inject[here] = active_only[here]
-            step = np.where(
-                s == _STABLE,
-                int(tables.regimen_extension[r]),
-                np.where(s == _ACTIVE, -int(tables.regimen_shortening[r]), 0),
-            )
-            gap = interval[here] + step
-            gap[s == _HIGHLY] = lo
-            interval[here] = np.clip(gap, lo, hi)
+            # Change of interval by state (NAIVE, STABLE, ACTIVE); HIGHLY_ACTIVE resets to lo.
+            change = np.array([0, tables.regimen_extension[r], -tables.regimen_shortening[r],
+                               -(2**40)], dtype=np.int64)  # fmt: skip
+            gap = interval[here] + np.take(change, s)
+            np.clip(gap, lo, hi, out=gap)
+            interval[here] = gap
         elif REGIMEN_TYPES[kind] == "fixed":
             inject[here] = active_only[here]
             interval[here] = hi
