@@ -123,9 +123,11 @@ _U1, _U54 = np.uint64(1), np.uint64(54)
 _CELL_BITS = 10  # the top bits choose the cell of p: 1024 cells
 _TAIL_CELLS = 8  # outer cells on either side computed by Acklam's formula
 _U_TAIL = np.uint64(_TAIL_CELLS)
-_U_INNER = np.uint64(2**_CELL_BITS - 2 * _TAIL_CELLS)
+_INNER_CELLS = 2**_CELL_BITS - 2 * _TAIL_CELLS
+_U_INNER = np.uint64(_INNER_CELLS)
 _U_F_MASK = np.uint64(2**43 - 1)
 _OCTAVE_BITS = 3  # an outer cell's octave of min(p, 1 - p) is cut into 8 parts
+_OCTAVE_PARTS = 46 << _OCTAVE_BITS  # octaves 0..45
 _U_HALF, _U_TOP = np.uint64(2**51), np.uint64(2**52 - 1)
 _M1, _M2 = np.uint64(_MIX_1), np.uint64(_MIX_2)
 
@@ -281,28 +283,29 @@ def normals_from_bits(
     # Position among the inner cells; wraps to a huge number below them (uint64).
     np.subtract(cell, _U_TAIL, out=cell)
     outer = np.flatnonzero(cell >= _U_INNER)
-    index = cell.view(np.int64)  # the outer cells clip to an end of the table below
-    if outer.size:
-        tail_values = _outer_normals(bits[outer] >> _U12)
+    index = cell.view(np.int64)
     # f's 42 bits, doubled and made odd: (2 low + 1) * 2**-43 = (low + 1/2) * 2**-42, exact.
+    if outer.size:
+        outer_index, outer_f = _outer_parts(bits[outer] >> _U12)
     np.right_shift(bits, _U11, out=bits)
     np.bitwise_and(bits, _U_F_MASK, out=bits)
     np.bitwise_or(bits, _U1, out=bits)
     np.copyto(out, bits.view(np.int64), casting="unsafe")
     np.multiply(out, 2.0**-43, out=out)
+    if outer.size:  # their own part of the table and position in it
+        index[outer] = outer_index
+        out[outer] = outer_f
     c0, c1, c2, c3 = _CUBICS
-    np.take(c3, index, out=a, mode="clip")
+    np.take(c3, index, out=a)
     np.multiply(a, out, out=a)
-    np.take(c2, index, out=b, mode="clip")
+    np.take(c2, index, out=b)
     np.add(a, b, out=a)
     np.multiply(a, out, out=a)
-    np.take(c1, index, out=b, mode="clip")
+    np.take(c1, index, out=b)
     np.add(a, b, out=a)
     np.multiply(a, out, out=a)
-    np.take(c0, index, out=b, mode="clip")
+    np.take(c0, index, out=b)
     np.add(a, b, out=out)
-    if outer.size:
-        out[outer] = tail_values
     return out
 
 
@@ -345,24 +348,27 @@ def _inverse_normal_cdf(
     q[tail] = _normal_tail(tail_q)
 
 
-def _outer_normals(u52: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
-    """Normals of the outer cells from their 52 bits of p (see `_octave_cubics`)."""
+def _outer_parts(
+    u52: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Table entries and positions f of outer-cell draws from their 52 bits of p.
+
+    See `_octave_cubics`; the upper tail's entries are the lower tail's, negated, after them.
+    """
     upper = u52 >= _U_HALF
     v = np.where(upper, _U_TOP - u52, u52)  # p or 1 - p is (v + 1/2) 2**-52, v < 2**45
     v <<= _U1
     v |= _U1  # w = 2 v + 1: t = w 2**-53
     word = v.astype(np.float64).view(np.int64)  # exact: w < 2**46
     mantissa = word & (2**52 - 1)
-    index = (word >> 52) - 1023  # the octave e, 2**e <= w < 2**(e + 1)
+    index = (word >> 52) - 1023  # the octave e (2**e <= w < 2**(e + 1)) ...
     index <<= _OCTAVE_BITS
-    index += mantissa >> (52 - _OCTAVE_BITS)
+    index += mantissa >> (52 - _OCTAVE_BITS)  # ... and its part
+    index += np.where(upper, _INNER_CELLS + _OCTAVE_PARTS, _INNER_CELLS)
     mantissa &= 2 ** (52 - _OCTAVE_BITS) - 1
     f = mantissa.astype(np.float64)
     f *= 2.0 ** (_OCTAVE_BITS - 52)
-    c0, c1, c2, c3 = (np.take(c, index) for c in _OCTAVE_CUBICS)
-    z = ((c3 * f + c2) * f + c1) * f + c0
-    np.negative(z, out=z, where=upper)
-    return z
+    return index, f
 
 
 def _horner(
@@ -449,7 +455,7 @@ def _octave_cubics() -> tuple[npt.NDArray[np.float64], ...]:
     formula on t itself, which p - 1/2 could not carry), and the coefficients follow from
     them as in `_cell_cubics`. The lower tail is the cubic, the upper one its negative.
     """
-    parts = np.arange(46 << _OCTAVE_BITS)
+    parts = np.arange(_OCTAVE_PARTS)
     j = (parts & (2**_OCTAVE_BITS - 1)).astype(np.float64)
     scale = np.ldexp(1.0, (parts >> _OCTAVE_BITS) - 53)  # exact powers of two
     y0, y1, y2, y3 = (
@@ -459,5 +465,9 @@ def _octave_cubics() -> tuple[npt.NDArray[np.float64], ...]:
     return _cubic_coefficients(y0, y1, y2, y3)
 
 
-_CUBICS = _cell_cubics()
-_OCTAVE_CUBICS = _octave_cubics()
+# One table: the inner cells, the lower tail's parts, the upper tail's (negated: exactly the
+# negative of the lower tail's value, rounding being symmetric).
+_CUBICS = tuple(
+    np.concatenate([inner, lower, -lower])
+    for inner, lower in zip(_cell_cubics(), _octave_cubics(), strict=True)
+)
