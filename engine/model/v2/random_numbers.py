@@ -132,6 +132,8 @@ _U_INNER = np.uint64(_INNER_CELLS)
 _U_F_MASK = np.uint64(2**43 - 1)
 _OCTAVE_BITS = 3  # an outer cell's octave of min(p, 1 - p) is cut into 8 parts
 _OCTAVE_PARTS = 46 << _OCTAVE_BITS  # octaves 0..45
+_LOWER_OFFSET = _INNER_CELLS - (1023 << _OCTAVE_BITS)  # table entry of part 0, less the bias
+_UPPER_OFFSET = _LOWER_OFFSET + _OCTAVE_PARTS
 _U_HALF, _U_TOP = np.uint64(2**51), np.uint64(2**52 - 1)
 _M1, _M2 = np.uint64(_MIX_1), np.uint64(_MIX_2)
 
@@ -364,13 +366,11 @@ def _outer_parts(
     v <<= _U1
     v |= _U1  # w = 2 v + 1: t = w 2**-53
     word = v.astype(np.float64).view(np.int64)  # exact: w < 2**46
-    mantissa = word & (2**52 - 1)
-    index = (word >> 52) - 1023  # the octave e (2**e <= w < 2**(e + 1)) ...
-    index <<= _OCTAVE_BITS
-    index += mantissa >> (52 - _OCTAVE_BITS)  # ... and its part
-    index += np.where(upper, _INNER_CELLS + _OCTAVE_PARTS, _INNER_CELLS)
-    mantissa &= 2 ** (52 - _OCTAVE_BITS) - 1
-    f = mantissa.astype(np.float64)
+    # Biased exponent 1023 + e (2**e <= w < 2**(e + 1)) and the top mantissa bits: the part.
+    index = word >> (52 - _OCTAVE_BITS)
+    index += np.where(upper, _UPPER_OFFSET, _LOWER_OFFSET)
+    word &= 2 ** (52 - _OCTAVE_BITS) - 1
+    f = word.astype(np.float64)
     f *= 2.0 ** (_OCTAVE_BITS - 52)
     return index, f
 
