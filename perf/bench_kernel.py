@@ -145,6 +145,9 @@ class TimedSource:
     def normal_at(self, *args, **kwargs):
         return self._timed("normal_at", *args, **kwargs)
 
+    def uniforms_at(self, *args, **kwargs):
+        return self._timed("uniforms_at", *args, **kwargs)
+
 
 def v2_run(tables, params, block_patients: int) -> tuple[float, float, int, int, float]:
     """Seconds, seconds in random calls, patient-fortnights, visits and CPU seconds of a run."""

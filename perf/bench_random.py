@@ -4,7 +4,8 @@ One kernel block (32,768 patients, `engine.shards.BLOCK_PATIENTS`) drawn for man
 uniforms and standard normals from `CounterRandom` (a fresh key per step, as the kernel
 draws), then `Generator.random` and `Generator.standard_normal` of PCG64 into the same
 preallocated array. Also a draw for a random half of the patients (`rows=`), the kernel's
-usual case once some have died or left. Prints draws/s, the ratio to PCG64 (target >= 0.7
+usual case once some have died or left, and normals for 2,048 rows (a visit sub-step's
+size, where the cost per call matters). Prints draws/s, the ratio to PCG64 (target >= 0.7
 for uniforms, issue 11) and the load average, since the machine is shared.
 
     python perf/bench_random.py [--patients 32768] [--steps 400] [--runs 5]
@@ -58,6 +59,8 @@ def main() -> None:
     out = np.empty(n)
     half = np.sort(pcg.choice(n, n // 2, replace=False))
     out_half = np.empty(half.size)
+    few = np.sort(pcg.choice(n, min(n, 2048), replace=False))  # a visit sub-step's size
+    out_few = np.empty(few.size)
 
     m = half.size
     rates = median_rates(
@@ -71,17 +74,23 @@ def main() -> None:
                 m,
             ),
             "pcg64 random, half": (lambda s: pcg.random(out=out_half), m),
+            "crn normal, 2,048 rows": (
+                lambda s: crn.normal(s, Purpose.MEASUREMENT_NOISE, rows=few, out=out_few),
+                few.size,
+            ),
+            "pcg64 normal, 2,048": (lambda s: pcg.standard_normal(out=out_few), few.size),
         },
         steps,
         runs,
     )
     print(f"draws/s, {n:,} patients x {steps} steps, median of {runs} (numpy {np.__version__})")
     for name, rate in rates.items():
-        print(f"  {name:<24} {rate / 1e6:8.1f} M/s")
+        print(f"  {name:<26} {rate / 1e6:8.1f} M/s")
     for crn_name, pcg_name in (
         ("crn uniform", "pcg64 random"),
         ("crn normal", "pcg64 standard_normal"),
         ("crn uniform, half rows", "pcg64 random, half"),
+        ("crn normal, 2,048 rows", "pcg64 normal, 2,048"),
     ):
         print(f"  ratio {crn_name} / {pcg_name}: {rates[crn_name] / rates[pcg_name]:.2f}x")
     print("  target: uniform ratio >= 0.70x")

@@ -86,6 +86,9 @@ class Recording:
     def normal_at(self, steps, purpose, rows):
         return self.inner.normal_at(steps, purpose, rows)
 
+    def uniforms_at(self, steps, purposes, rows):
+        return self.inner.uniforms_at(steps, purposes, rows)
+
 
 def test_common_random_numbers_across_protocols() -> None:
     """Two protocols: the same people (age, sex, baseline, responder), the same deaths (death
@@ -132,6 +135,12 @@ def test_per_row_visit_draws_equal_counter_random() -> None:
             for r, s in zip(rows, steps, strict=True)
         ]
         assert got.tolist() == want
+    purposes = [Purpose.DISCONTINUE_ATTRITION, Purpose.DEATH, Purpose.DISCONTINUE_STABLE]
+    many = source.uniforms_at(steps, purposes, rows)
+    assert many.shape == (3, 5)
+    for i, purpose in enumerate(purposes):
+        assert many[i].tolist() == source.uniform_at(steps, purpose, rows).tolist()
+    assert source.uniforms_at(steps[:0], purposes, rows[:0]).shape == (3, 0)
 
 
 def _course(protocol, years: float = 3.0, n: int = 60):

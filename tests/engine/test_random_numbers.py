@@ -20,7 +20,13 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from engine.model.v2.random_numbers import CounterRandom, Purpose, _inverse_normal_cdf
+from engine.model.v2.draws import VISIT_STEP, CrnSource
+from engine.model.v2.random_numbers import (
+    CounterRandom,
+    Purpose,
+    _inverse_normal_cdf,
+    normals_from_bits,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")  # a uint64 overflow warning would fail
 
@@ -76,8 +82,8 @@ def ref_log(t: float) -> float:
     return e * 0.6931471805599453 + 2.0 * s * series
 
 
-def ref_normal(seed, patient, step, purpose, draw=0) -> float:
-    q = (ref_bits(seed, patient, step, purpose, draw, 1) >> 12) * 2.0**-52 + (2.0**-53 - 0.5)
+def ref_acklam(q: float) -> float:
+    """Acklam's quantile of p = q + 1/2, central or tail formula."""
     r = q * q
     if r > (0.5 - 0.02425) ** 2:
         s = math.sqrt(-2.0 * ref_log(0.5 - abs(q)))
@@ -85,14 +91,67 @@ def ref_normal(seed, patient, step, purpose, draw=0) -> float:
     return q * horner(r, A) / horner(r, B)
 
 
+def ref_cubic(cell: int) -> tuple[float, float, float, float]:
+    """(c0, c1, c2, c3) of an inner cell: Newton's form through Acklam at f = 0, 1/3, 2/3, 1."""
+    y0, y1, y2, y3 = (ref_acklam((cell + j / 3) * 2.0**-10 - 0.5) for j in range(4))
+    return newton_cubic(y0, y1, y2, y3)
+
+
+def ref_acklam_tail(t: float) -> float:
+    """Acklam's tail formula of t = min(p, 1 - p), as a lower-tail (negative) quantile."""
+    s = math.sqrt(-2.0 * ref_log(t))
+    return -abs(horner(s, C) / horner(s, D))
+
+
+def ref_octave_cubic(part: int) -> tuple[float, float, float, float]:
+    """Part e * 8 + j of the outer cells: w = 2**e (1 + (j + f) / 8), t = w 2**-53."""
+    e, j = part >> 3, part & 7
+    y = [ref_acklam_tail((1 + (j + x) * 2.0**-3) * 2.0 ** (e - 53)) for x in (0, 1 / 3, 2 / 3, 1)]
+    return newton_cubic(*y)
+
+
+def newton_cubic(y0: float, y1: float, y2: float, y3: float) -> tuple[float, ...]:
+    d1 = y1 - y0
+    d2 = (y2 - y1) - d1
+    d3 = ((y3 - y2) - (y2 - y1)) - d2
+    return y0, (d1 - 0.5 * d2 + d3 / 3) * 3, (d2 - d3) * 4.5, d3 * 4.5
+
+
+REF_CUBICS = {cell: ref_cubic(cell) for cell in range(8, 1016)}
+REF_OCTAVE_CUBICS = [ref_octave_cubic(part) for part in range(46 * 8)]
+
+
+def ref_normal_of_bits(bits: int) -> float:
+    """Top 10 bits pick the cell of p: a cubic per inner cell, per eighth octave outside."""
+    cell, u52 = bits >> 54, bits >> 12
+    if cell < 8 or cell >= 1016:
+        upper = u52 >= 2**51
+        w = 2 * ((2**52 - 1 - u52) if upper else u52) + 1
+        e = w.bit_length() - 1
+        mantissa = (w << (52 - e)) - 2**52
+        c0, c1, c2, c3 = REF_OCTAVE_CUBICS[e * 8 + (mantissa >> 49)]
+        f = (mantissa & (2**49 - 1)) * 2.0**-49
+        z = ((c3 * f + c2) * f + c1) * f + c0
+        return -z if upper else z
+    f = ((u52 & (2**42 - 1)) * 2 + 1) * 2.0**-43
+    c0, c1, c2, c3 = REF_CUBICS[cell]
+    return ((c3 * f + c2) * f + c1) * f + c0
+
+
+def ref_normal(seed, patient, step, purpose, draw=0) -> float:
+    return ref_normal_of_bits(ref_bits(seed, patient, step, purpose, draw, 1))
+
+
 # ---- exact behaviour ------------------------------------------------------------------------
 KNOWN = [  # (seed, patient, step, purpose, draw) -> uniform, normal, as exact hex floats
-    ((0, 0, 0, 1, 0), "0x1.59ff822f268d0p-2", "0x1.634761519e3efp-1"),
-    ((11, 4095, 26, 7, 0), "0x1.8ca3154356ce7p-1", "0x1.6232c6210453bp-1"),
-    ((11, 63, 26, 7, 0), "0x1.57475d18831bdp-1", "-0x1.4379f1c30e294p+1"),  # lower tail
-    ((11, 199, 26, 7, 0), "0x1.9bdae787ab900p-5", "0x1.61548c57a5f53p+1"),  # upper tail
-    ((2**63 - 1, 2**40 - 1, 2**20 - 1, 20, 255), "0x1.b853a4c2dc4ecp-3", "0x1.b4aee05467a1ap-1"),
-    ((123456789, 99_999, 130, 14, 3), "0x1.aad39260d9939p-1", "-0x1.ccccc845efe47p-1"),
+    ((0, 0, 0, 1, 0), "0x1.59ff822f268d0p-2", "0x1.634761519e831p-1"),
+    ((11, 4095, 26, 7, 0), "0x1.8ca3154356ce7p-1", "0x1.6232c62104122p-1"),
+    ((11, 63, 26, 7, 0), "0x1.57475d18831bdp-1", "-0x1.4379f20bf6afdp+1"),  # outer cell
+    ((11, 199, 26, 7, 0), "0x1.9bdae787ab900p-5", "0x1.61548cb44227cp+1"),  # outer cell
+    # An inner cell whose points come from Acklam's tail formula (p < 0.02425).
+    ((11, 207, 26, 7, 0), "0x1.2ce491ecebe4cp-1", "0x1.209b650e5bf47p+1"),
+    ((2**63 - 1, 2**40 - 1, 2**20 - 1, 20, 255), "0x1.b853a4c2dc4ecp-3", "0x1.b4aee05466efdp-1"),
+    ((123456789, 99_999, 130, 14, 3), "0x1.aad39260d9939p-1", "-0x1.ccccc845eeafep-1"),
 ]
 
 
@@ -118,13 +177,27 @@ def test_numpy_generator_matches_reference_bit_for_bit():
         for i, patient in enumerate(ids.tolist()):
             assert uniforms[i] == ref_uniform(987654321, patient, step, purpose, draw)
             assert normals[i] == ref_normal(987654321, patient, step, purpose, draw)
-    # Tails: keys whose normal lies beyond the central region, found by search.
+    # Outer cells (|z| > 2.418, Acklam) and the inner cells of Acklam's tail formula (|z| >
+    # 1.972), found by search; and per-row steps (the kernel's visit draws) use the same path.
     crn = CounterRandom(5, np.arange(20_000))
     normals = crn.normal(9, Purpose.VISION_CHANGE)
-    tails = np.flatnonzero(np.abs(normals) > 1.972)[:200]
-    assert tails.size == 200
-    for patient in tails.tolist():
-        assert normals[patient] == ref_normal(5, patient, 9, Purpose.VISION_CHANGE)
+    for low, high in ((2.418, 9.0), (1.972, 2.417)):
+        tails = np.flatnonzero((np.abs(normals) > low) & (np.abs(normals) < high))[:200]
+        assert tails.size == 200
+        for patient in tails.tolist():
+            assert normals[patient] == ref_normal(5, patient, 9, Purpose.VISION_CHANGE)
+    # Every octave of the outer cells, both tails, down to p = 2**-53: hashed words made up.
+    v = np.array([0, 1, 2, 3] + [(1 << e) + (e * 0x9E3779B97F4A7C15 & ((1 << e) - 1))
+                  for e in range(2, 45)] + [2**45 - 1], dtype=np.uint64)  # fmt: skip
+    u52 = np.concatenate([v, np.uint64(2**52 - 1) - v])
+    z = normals_from_bits(u52 << np.uint64(12), np.empty(u52.size))
+    for word, value in zip((u52 << np.uint64(12)).tolist(), z.tolist(), strict=True):
+        assert value == ref_normal_of_bits(word)
+    rows = np.arange(0, 20_000, 37)
+    steps = VISIT_STEP + rows % 50
+    at = CrnSource(5, np.arange(20_000)).normal_at(steps, Purpose.MEASUREMENT_NOISE, rows)
+    for row, step, z in zip(rows.tolist(), steps.tolist(), at.tolist(), strict=True):
+        assert z == ref_normal(5, row, step, Purpose.MEASUREMENT_NOISE)
 
 
 def test_same_key_gives_same_numbers_whatever_was_drawn_before():
@@ -191,8 +264,9 @@ def test_bad_keys_are_refused():
 
 
 def test_inverse_normal_cdf_is_monotone_across_its_region_boundaries():
-    """Acklam's central and tail formulas join with a step back of under 1e-12 (about
-    1.6e-13 at p = 0.02425 and its mirror), and the quantile rises everywhere else."""
+    """Acklam's central and tail formulas (the outer cells, and the cubics' points) join
+    with a step back of under 1e-12 (about 1.6e-13 at p = 0.02425 and its mirror), and the
+    quantile rises everywhere else."""
     p = np.concatenate(
         [np.linspace(edge - 1e-6, edge + 1e-6, 20_001) for edge in (0.02425, 1 - 0.02425)]
         + [np.linspace(2.0**-52, 1 - 2.0**-52, 100_001)]
@@ -203,6 +277,41 @@ def test_inverse_normal_cdf_is_monotone_across_its_region_boundaries():
     steps = np.diff(q)
     assert steps.min() > -1e-12
     assert np.count_nonzero(steps < 0) <= 2
+
+
+def _normals_of_u52(u52: np.ndarray) -> np.ndarray:
+    """The generator's normal of p = (u52 + 1/2) 2**-52, through the hashed-word entry."""
+    return normals_from_bits(u52.astype(np.uint64) << np.uint64(12), np.empty(u52.size))
+
+
+def test_normals_rise_with_p_across_cells_and_the_outer_junction():
+    """Points 2**-40 apart in p around every cell edge (the cubics meet there; at cells 8 and
+    1016 Acklam's formula meets them) and a fine grid over (0, 1): the normal rises at each."""
+    edges = np.arange(1, 1024, dtype=np.int64) << 42
+    around = (edges[:, None] + (np.arange(-64, 64) << 12)[None, :]).ravel()
+    grid = np.linspace(0, 2**52 - 1, 300_001).astype(np.int64)
+    for u52 in (around, np.unique(grid)):
+        assert np.all(np.diff(_normals_of_u52(u52)) > 0)
+
+
+def test_normals_are_within_2e_7_of_the_true_quantile():
+    """Against statistics.NormalDist (Wichura's AS241, ~1e-16): every cell at both ends, its
+    centre and 40 random places, and 20 random p in every octave of the tails down to 2**-52,
+    are within 1.9e-7 (the cubics' worst case, at |z| near 2.4 and 2.65), and within 1e-8
+    where |z| < 1.9."""
+    rng = np.random.default_rng(7)
+    cells = np.arange(1024, dtype=np.int64)
+    offsets = np.concatenate([[0, 2**41, 2**42 - 1], rng.integers(0, 2**42, 40)])
+    deep = np.concatenate([rng.integers(2**e, 2 ** (e + 1), 20) for e in range(42)])
+    u52 = np.concatenate(
+        [((cells[:, None] << 42) + offsets[None, :]).ravel(), deep, 2**52 - 1 - deep]
+    )
+    z = _normals_of_u52(u52)
+    inverse = NormalDist().inv_cdf
+    truth = np.array([inverse((k + 0.5) * 2.0**-52) for k in u52.tolist()])
+    error = np.abs(z - truth)
+    assert error.max() < 1.9e-7
+    assert error[np.abs(truth) < 1.9].max() < 1e-8
 
 
 # ---- statistics -----------------------------------------------------------------------------

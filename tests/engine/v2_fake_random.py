@@ -50,6 +50,9 @@ class FakeSource:
     def normal_at(self, steps, purpose, rows):
         return self._values(self._ids(rows), steps, purpose, 0.0)
 
+    def uniforms_at(self, steps, purposes, rows):
+        return np.array([self.uniform_at(steps, purpose, rows) for purpose in purposes])
+
 
 def factory(chosen: dict[tuple[int, int, Purpose], float]):
     """A random factory for the kernel that serves `chosen`."""

@@ -13,7 +13,7 @@ inject one whose every number is chosen by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol as TypingProtocol
 
 import numpy as np
@@ -46,6 +46,13 @@ class RandomSource(TypingProtocol):
 
     def normal_at(
         self, steps: npt.NDArray[np.integer], purpose: Purpose, rows: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.float64]: ...
+
+    def uniforms_at(
+        self,
+        steps: npt.NDArray[np.integer],
+        purposes: Sequence[Purpose],
+        rows: npt.NDArray[np.intp],
     ) -> npt.NDArray[np.float64]: ...
 
 
@@ -91,17 +98,38 @@ class CrnSource:
         np.multiply(out, 2.0**-53, out=out)
         return out
 
+    def uniforms_at(
+        self,
+        steps: npt.NDArray[np.integer],
+        purposes: Sequence[Purpose],
+        rows: npt.NDArray[np.intp],
+    ) -> npt.NDArray[np.float64]:
+        """`uniform_at` for several purposes at once: row i of the result is purposes[i].
+
+        One hash pass over all of them: a visit sub-step's discontinuation checks are
+        small arrays, where the number of numpy calls, not their size, sets the time.
+        """
+        shape = (len(purposes), len(rows))
+        bits = np.empty(shape, dtype=np.uint64)
+        if bits.size == 0:
+            return np.empty(shape)
+        top = int(steps.max())
+        index = steps - VISIT_STEP
+        for i, purpose in enumerate(purposes):
+            np.take(_words(purpose, crn._UNIFORM, top), index, out=bits[i])
+        np.add(bits, np.take(self.crn._keys, rows), out=bits)
+        crn._mix64_inplace(bits, np.empty_like(bits))
+        np.right_shift(bits, crn._U11, out=bits)
+        out = bits.view(np.int64).astype(np.float64)
+        np.multiply(out, 2.0**-53, out=out)
+        return out
+
     def normal_at(
         self, steps: npt.NDArray[np.integer], purpose: Purpose, rows: npt.NDArray[np.intp]
     ) -> npt.NDArray[np.float64]:
         """Standard normal of each row at its own step (draw 0)."""
         bits = self._bits_at(steps, purpose, rows, crn._NORMAL)
-        np.right_shift(bits, crn._U12, out=bits)
-        out = bits.view(np.int64).astype(np.float64)
-        np.multiply(out, 2.0**-52, out=out)
-        np.add(out, 2.0**-53 - 0.5, out=out)
-        crn._inverse_normal_cdf(out, *(np.empty_like(out) for _ in range(3)))
-        return out
+        return crn.normals_from_bits(bits, np.empty(bits.size))
 
 
 def _words(purpose: Purpose, variate: int, top: int) -> npt.NDArray[np.uint64]:

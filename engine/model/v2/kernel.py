@@ -151,21 +151,21 @@ class Block(BlockState):
         code = effect_row + live["state"]
         u = source.uniform(k, Purpose.TRANSITION)
         if tables.naive_unreachable:  # no row moves into NAIVE: the first threshold is 0
-            state = (u >= tables.transition_t1[code]).astype(np.intp)
+            state = (u >= np.take(tables.transition_t1, code)).astype(np.intp)
             state += 1
         else:
-            state = (u >= tables.transition_t0[code]).astype(np.intp)
-            state += u >= tables.transition_t1[code]
-        state += u >= tables.transition_t2[code]
+            state = (u >= np.take(tables.transition_t0, code)).astype(np.intp)
+            state += u >= np.take(tables.transition_t1, code)
+        state += u >= np.take(tables.transition_t2, code)
         live["state"] = state
         np.add(effect_row, state, out=code)
 
         # 3.3 Vision: gradual change, improvement phases, haemorrhage, ceiling.
         change = source.normal(k, Purpose.VISION_CHANGE)
-        change *= tables.gradual_std[code]
-        change += tables.gradual_mean[code]
+        change *= np.take(tables.gradual_std, code)
+        change += np.take(tables.gradual_mean, code)
         phase = live["phase"]
-        starting = tables.improvement_eligible[code]
+        starting = np.take(tables.improvement_eligible, code)
         starting &= live["may_improve"]
         starting &= phase == 0
         candidates = np.flatnonzero(starting)
@@ -184,7 +184,7 @@ class Block(BlockState):
         at_risk = np.flatnonzero(state >= _ACTIVE)  # the only states with a risk
         if len(at_risk):
             u = source.uniform(k, Purpose.HAEMORRHAGE, at_risk)
-            hit = at_risk[u < tables.haemorrhage_risk[code[at_risk]]]
+            hit = at_risk[u < np.take(tables.haemorrhage_risk, np.take(code, at_risk))]
             if len(hit):
                 u = source.uniform(k, Purpose.HAEMORRHAGE_LOSS, hit)
                 span = tables.haemorrhage_loss_max - tables.haemorrhage_loss_min

@@ -38,8 +38,9 @@ def block_outputs(block: BlockState) -> list[ShardOutput]:
     position = starts[pid] + visit
     order = np.empty(len(pid), dtype=np.int64)
     order[position] = np.arange(len(pid))
-    pid, t, vision, injected, state = (a[order] for a in (pid, t, vision, injected, state))
-    visit = visit[order]
+    pid, t, vision, injected, state, visit = (
+        np.take(a, order) for a in (pid, t, vision, injected, state, visit)
+    )
 
     enrolment = block.enrolment.astype(np.int64)
     day = t + enrolment[pid]
@@ -60,7 +61,7 @@ def block_outputs(block: BlockState) -> list[ShardOutput]:
         "baseline_vision": block.baseline_measured.astype(np.int16),
         "final_vision": np.rint(block.final_va).astype(np.int16),
         "final_state": block.final_state.copy(),
-        "injections": np.bincount(pid, weights=injected, minlength=size).astype(np.int32),
+        "injections": np.bincount(pid[injected], minlength=size).astype(np.int32),
         "visits": counts.astype(np.int32),
         "discontinued": block.reason != NULL,
         "discontinuation_day": np.where(stop_t >= 0, stop_t + enrolment, NULL).astype(np.int32),
@@ -76,14 +77,14 @@ def block_outputs(block: BlockState) -> list[ShardOutput]:
         # means through the last simulated day.
         milestone = math.floor(m * DAYS_PER_MONTH)
         reached = milestone <= limit
-        seen = np.bincount(pid, weights=t <= milestone, minlength=size).astype(np.int64)
+        seen = np.bincount(pid[t <= milestone], minlength=size)
         row = np.maximum(starts[:-1] + seen - 1, 0)
         va = vision[np.minimum(row, max(len(vision) - 1, 0))] if len(vision) else row
         patients[f"va_m{m}"] = np.where(reached & (seen > 0), va, NULL).astype(np.int16)
         patients[f"treated_m{m}"] = reached & (np.minimum(milestone, limit - 1) < treated_days)
     year = (t >= _YEAR_ENDS[0]).astype(np.int64) + (t >= _YEAR_ENDS[1])
     key = pid * 3 + year
-    shots = np.bincount(key, weights=injected, minlength=3 * size).reshape(size, 3)
+    shots = np.bincount(key[injected], minlength=3 * size).reshape(size, 3)
     seen_visits = np.bincount(key, minlength=3 * size).reshape(size, 3)
     for column, label in enumerate(("y1", "y2", "later")):
         patients[f"injections_{label}"] = shots[:, column].astype(np.int32)

@@ -18,7 +18,7 @@ from engine.model.v2.tables import REGIMEN_TYPES, TimeBasedTables
 
 __all__ = ["visit"]
 
-_STABLE, _ACTIVE, _HIGHLY = DiseaseState.STABLE, DiseaseState.ACTIVE, DiseaseState.HIGHLY_ACTIVE
+_STABLE, _ACTIVE = DiseaseState.STABLE, DiseaseState.ACTIVE
 # Reason codes (kernel.V2_REASON_NAMES).
 _POOR, _LOSS, _STABLE_REASON, _FLAT, _ATTRITION, _ADMIN = 1, 2, 3, 4, 5, 6
 _YEAR_DAYS = 365.25
@@ -108,33 +108,25 @@ def _discontinue(
     poor, loss, stable, flat = counts.T
     reason = np.full(len(rows), -1, dtype=np.int8)
     open_ = n > 0  # never at the enrolment visit
+    if not open_.any():
+        return reason
 
-    def check(
-        condition: np.ndarray, probability: np.ndarray | float, purpose: Purpose, code: int
-    ) -> None:
-        candidates = np.flatnonzero(open_ & condition)
-        if len(candidates) == 0:
-            return
-        p = probability if np.isscalar(probability) else probability[candidates]
-        u = source.uniform_at(steps[candidates], purpose, rows[candidates])
-        fired = candidates[u < p]
-        reason[fired] = code
-        open_[fired] = False
-
+    # (who qualifies, probability, purpose, reason) in priority order.
+    checks: list[tuple[np.ndarray, np.ndarray | float, Purpose, int]] = []
     for name, values in tables.discontinuation:
         if name == "poor_vision":
             _, grace, p = values
-            check(poor > grace, p, Purpose.DISCONTINUE_POOR_VISION, _POOR)
+            checks.append((poor > grace, p, Purpose.DISCONTINUE_POOR_VISION, _POOR))
         elif name == "deterioration":
             _, visits, p = values
-            check(loss >= visits, p, Purpose.DISCONTINUE_DETERIORATION, _LOSS)
+            checks.append((loss >= visits, p, Purpose.DISCONTINUE_DETERIORATION, _LOSS))
         elif name == "treatment_decision":
             minimum, stable_visits, p_stable, flat_visits, p_flat = values
             decide = injections >= minimum
-            check(decide & (stable >= stable_visits), p_stable,
-                  Purpose.DISCONTINUE_STABLE, _STABLE_REASON)  # fmt: skip
-            check(decide & (flat >= flat_visits), p_flat,
-                  Purpose.DISCONTINUE_NO_IMPROVEMENT, _FLAT)  # fmt: skip
+            checks.append((decide & (stable >= stable_visits), p_stable,
+                           Purpose.DISCONTINUE_STABLE, _STABLE_REASON))  # fmt: skip
+            checks.append((decide & (flat >= flat_visits), p_flat,
+                           Purpose.DISCONTINUE_NO_IMPROVEMENT, _FLAT))  # fmt: skip
         elif name == "attrition":
             base, m12, m24, m_late, b6, b12, b_high = values
             # Months < 12, < 24, else (t / 30.4375 < 12 is t < 365.25); the same for burden.
@@ -144,10 +136,22 @@ def _discontinue(
             rate = injections / np.maximum(1.0, t / _YEAR_DAYS)
             burden = np.array([b6, b12, b_high])[(rate >= 6).astype(np.intp) + (rate >= 12)]
             p = np.minimum(1.0, base * time * burden)
-            check(p > 0, p, Purpose.DISCONTINUE_ATTRITION, _ATTRITION)
-        else:
-            (p,) = values
-            check(np.full(len(rows), p > 0), p, Purpose.DISCONTINUE_ADMINISTRATIVE, _ADMIN)
+            checks.append((p > 0, p, Purpose.DISCONTINUE_ATTRITION, _ATTRITION))
+        elif values[0] > 0:
+            checks.append((open_, values[0], Purpose.DISCONTINUE_ADMINISTRATIVE, _ADMIN))
+    # A check draws only if someone qualifies (the set open to checks only shrinks); the
+    # draws of all of them come from one call, for every row: a row's number is the same
+    # whoever else is drawn for, so exactly the same patients stop as check by check.
+    checks = [check for check in checks if (check[0] & open_).any()]
+    if not checks:
+        return reason
+    u = source.uniforms_at(steps, [check[2] for check in checks], rows)
+    for (qualifies, p, _, code), draws in zip(checks, u, strict=True):
+        fired = draws < p
+        fired &= qualifies
+        fired &= open_
+        reason[fired] = code
+        open_ &= ~fired
     return reason
 
 
@@ -187,14 +191,12 @@ def _treat(
         lo, hi = int(tables.regimen_min[r]), int(tables.regimen_max[r])
         if REGIMEN_TYPES[kind] == "treat_and_extend":
             inject[here] = active_only[here]
-            step = np.where(
-                s == _STABLE,
-                int(tables.regimen_extension[r]),
-                np.where(s == _ACTIVE, -int(tables.regimen_shortening[r]), 0),
-            )
-            gap = interval[here] + step
-            gap[s == _HIGHLY] = lo
-            interval[here] = np.clip(gap, lo, hi)
+            # Change of interval by state (NAIVE, STABLE, ACTIVE); HIGHLY_ACTIVE resets to lo.
+            change = np.array([0, tables.regimen_extension[r], -tables.regimen_shortening[r],
+                               -(2**40)], dtype=np.int64)  # fmt: skip
+            gap = interval[here] + np.take(change, s)
+            np.clip(gap, lo, hi, out=gap)
+            interval[here] = gap
         elif REGIMEN_TYPES[kind] == "fixed":
             inject[here] = active_only[here]
             interval[here] = hi
