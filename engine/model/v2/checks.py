@@ -16,6 +16,7 @@ import itertools
 import re
 
 from engine.errors import ProtocolError
+from engine.model.baseline_vision import check_distribution
 from engine.model.states import STATE_NAMES
 from engine.model.v2.schema import (
     DemographicsFile,
@@ -48,13 +49,6 @@ OPEN_BAND_END = 100  # an open band "95+" covers [95, 100) (docs/model.md 2)
 MAX_PRIORITY_RANK = 100
 _CLOSED_BAND = re.compile(r"^\s*(\d{1,3})\s*-\s*(\d{1,3})\s*$")
 _OPEN_BAND = re.compile(r"^\s*(\d{1,3})\s*\+\s*$")
-# Fields each baseline distribution type needs besides min and max (docs/model.md 2).
-_DISTRIBUTION_NEEDS = {
-    "normal": ("mean", "std"),
-    "uniform": (),
-    "beta": ("alpha", "beta"),
-    "beta_with_threshold": ("alpha", "beta", "threshold", "threshold_reduction"),
-}
 
 
 def parse_band(key: str) -> tuple[int, int] | None:
@@ -87,19 +81,9 @@ def check_protocol(protocol: TimeBasedProtocol, source: str) -> None:
                 "list phases in order of start_day, each starting on a later day",
             )
         previous = phase.start_day
-    baseline = protocol.baseline_vision_distribution
-    path = "$.baseline_vision_distribution"
-    for field in _DISTRIBUTION_NEEDS[baseline.type]:
-        if getattr(baseline, field) is None:
-            raise ProtocolError(
-                source, f"{path}.{field}", f"required for type {baseline.type}; it is missing"
-            )
-    if baseline.min >= baseline.max:
-        raise ProtocolError(
-            source,
-            f"{path}.max",
-            f"is {baseline.max:g}, not above min {baseline.min:g}; the range needs min < max",
-        )
+    check_distribution(
+        protocol.baseline_vision_distribution, source, "$.baseline_vision_distribution"
+    )
 
 
 def _check_interval_order(low: int, high: int, path: str, source: str) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.model.baseline_vision import BaselineVisionDistribution
 from engine.model.v1.protocol import (
     IntervalDays,
     LoadingDoses,
@@ -57,8 +58,6 @@ YearsShift = Annotated[float, Range(-20, 20, "years")]
 ShareShift = Annotated[float, Range(-1, 1, "(a change of proportion)")]
 NoiseStd = Annotated[float, Meta(ge=0.0), Range(0, 30, "letters")]
 DecayRate = Annotated[float, Meta(ge=0.0), Range(0, 10, "per fortnight")]
-BetaShape = Annotated[float, Meta(gt=0.0), Range(1, 100, "(a shape parameter)")]
-BaselineStd = Annotated[float, Meta(ge=0.0), Range(0, 50, "letters")]
 ProtocolType = Literal["treat_and_extend", "treat_and_treat", "fixed", "fixed_interval", "prn"]
 Category = Literal[
     "death", "poor_vision", "deterioration", "treatment_decision", "attrition", "administrative"
@@ -355,20 +354,6 @@ class TimeBasedParameters(_Schema, kw_only=True):
 
 
 # --- the protocol file -----------------------------------------------------------------------
-class BaselineVisionDistribution(_Schema, kw_only=True):
-    """True VA at enrolment; which fields are required depends on `type` (docs/model.md 2)."""
-
-    type: Literal["normal", "uniform", "beta", "beta_with_threshold"] = "normal"
-    mean: Letters | None = None
-    std: BaselineStd | None = None
-    min: Letters = 0.0
-    max: Letters = 100.0
-    alpha: BetaShape | None = None
-    beta: BetaShape | None = None
-    threshold: Letters | None = None
-    threshold_reduction: Probability | None = None
-
-
 class Phase(_Schema, kw_only=True):
     """A regimen that applies from `start_day` since enrolment (e.g. capped PRN at week 52)."""
 
