@@ -17,7 +17,7 @@ import re
 
 from engine.errors import ProtocolError
 from engine.model.baseline_vision import check_distribution
-from engine.model.states import STATE_NAMES
+from engine.model.transition_checks import check_row_sums, check_treated_rows
 from engine.model.v2.schema import (
     DemographicsFile,
     DiscontinuationFile,
@@ -43,7 +43,6 @@ __all__ = [
     "parse_band",
 ]
 
-ROW_SUM_TOLERANCE = 0.001
 MAX_AGE = 120  # years: the range of every age in the files (docs/model.md 8)
 OPEN_BAND_END = 100  # an open band "95+" covers [95, 100) (docs/model.md 2)
 MAX_PRIORITY_RANK = 100
@@ -113,15 +112,7 @@ def check_population_type(
 # --- parameter files -------------------------------------------------------------------------
 def check_transitions(transitions: DiseaseTransitionsFile, source: str, base: str) -> None:
     """Each row of the fortnightly matrix sums to 1 +/- 0.001."""
-    for state in STATE_NAMES:
-        row = getattr(transitions.fortnightly_transitions, state)
-        total = sum(getattr(row, target) for target in STATE_NAMES)
-        if abs(total - 1.0) > ROW_SUM_TOLERANCE:
-            raise ProtocolError(
-                source,
-                f"{base}.fortnightly_transitions.{state}",
-                f"sums to {total:.6g}; each row must sum to 1 +/- {ROW_SUM_TOLERANCE}",
-            )
+    check_row_sums(transitions.fortnightly_transitions, source, f"{base}.fortnightly_transitions")
 
 
 def check_treatment_against_transitions(
@@ -131,17 +122,13 @@ def check_treatment_against_transitions(
     base: str,
 ) -> None:
     """At full effect some state stays reachable from every state (renormalising needs it)."""
-    for state in STATE_NAMES:
-        row = getattr(transitions.fortnightly_transitions, state)
-        multipliers = getattr(effect.treatment_multipliers, state).multipliers
-        treated = sum(getattr(row, t) * getattr(multipliers, t) for t in STATE_NAMES)
-        if treated <= 0.0:
-            raise ProtocolError(
-                source,
-                f"{base}.treatment_multipliers.{state}.multipliers",
-                f"gives every transition from {state} probability 0 at full effect; "
-                "at least one reachable state needs a multiplier above 0",
-            )
+    check_treated_rows(
+        transitions.fortnightly_transitions,
+        effect.treatment_multipliers,
+        source,
+        f"{base}.treatment_multipliers",
+        " at full effect",
+    )
 
 
 def check_vision(vision: VisionFile, source: str, base: str) -> None:

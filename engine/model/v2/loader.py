@@ -60,7 +60,6 @@ __all__ = [
 ]
 
 DEFAULT_MORTALITY_FILE = "uk_mortality_wet_amd.yaml"
-_STRING_FIELDS = ("name", "version", "description", "author", "created_date")
 
 
 class ParameterFile(NamedTuple):
@@ -101,9 +100,7 @@ def load_time_based(raw: dict[str, Any], source: str, folder: Path | None) -> Ti
     embedded = raw.get("parameters") is not None
     if not embedded and folder is None:
         raise ProtocolError(source, "$", NO_FOLDER_PROBLEM)
-    protocol: TimeBasedProtocol = convert(
-        normalise_scalars(raw, _STRING_FIELDS), TimeBasedProtocol, source
-    )
+    protocol: TimeBasedProtocol = convert(normalise_scalars(raw), TimeBasedProtocol, source)
     check_ranges(protocol, TimeBasedProtocol, "$", source)
     checks.check_protocol(protocol, source)
     extras = collect_unknown_keys(raw, TimeBasedProtocol, "$")
