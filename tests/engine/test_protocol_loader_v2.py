@@ -35,6 +35,7 @@ from engine.model.protocol_loader import (
     validate_protocol,
 )
 from engine.model.v2.checks import parse_band
+from engine.model.v2.population_tables import band_bounds
 from engine.model.v2.schema import TimeBasedProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -572,7 +573,7 @@ def test_bad_values_in_parameter_files_name_the_file_and_path(
             ".55-64",
             "overlaps the band '50-59'",
         ),
-        ("age_distribution_weights", {"90+": 1, "95-99": 1}, ".95-99", "overlaps the band '90+'"),
+        ("age_distribution_weights", {"90+": 1, "92-99": 1}, ".92-99", "overlaps the band '90+'"),
         ("age_distribution_weights", {"50-59": 0}, "", "no weight above 0"),
         ("age_distribution_weights", {}, "", "has no age band"),
         ("gender_distribution_by_age", {"50-59": 0.5, "65-69": 0.5}, "", "no band for ages 60-64"),
@@ -589,6 +590,8 @@ def test_bad_age_bands_are_refused(tmp_path, table, bands, path, problem):
 def test_band_keys_parse_to_half_open_age_ranges():
     assert parse_band("50-59") == (50, 60)
     assert parse_band("95+") == (95, 100)
+    # An open band is five years wide wherever it starts (docs/model.md 2), as sampled.
+    assert parse_band("85+") == (85, 90) == band_bounds("85+")
     assert parse_band(" 60 - 64 ") == (60, 65)
     assert parse_band("64-60") is None and parse_band("100+") is None and parse_band("x") is None
 

@@ -44,23 +44,26 @@ __all__ = [
 ]
 
 MAX_AGE = 120  # years: the range of every age in the files (docs/model.md 8)
-OPEN_BAND_END = 100  # an open band "95+" covers [95, 100) (docs/model.md 2)
+OPEN_BAND_YEARS = 5  # an open band "N+" covers [N, N + 5) (docs/model.md 2)
+OPEN_BAND_END = 100  # an open band starts below this age
 MAX_PRIORITY_RANK = 100
 _CLOSED_BAND = re.compile(r"^\s*(\d{1,3})\s*-\s*(\d{1,3})\s*$")
 _OPEN_BAND = re.compile(r"^\s*(\d{1,3})\s*\+\s*$")
 
 
 def parse_band(key: str) -> tuple[int, int] | None:
-    """Ages ``[low, high)`` of a band key: ``"50-59"`` -> (50, 60), ``"95+"`` -> (95, 100).
+    """Ages ``[low, high)`` of a band key: ``"50-59"`` -> (50, 60), ``"85+"`` -> (85, 90).
 
-    None if the key is not a band or its ages are not ordered inside 0-120.
+    None if the key is not a band or its ages are not ordered inside 0-120. The loader's
+    overlap checks and the kernel's tables (`population_tables.band_bounds`) both read
+    bands here, so what is checked is what is sampled.
     """
     if match := _CLOSED_BAND.match(key):
         low, high = int(match[1]), int(match[2])
         return (low, high + 1) if low <= high <= MAX_AGE else None
     if match := _OPEN_BAND.match(key):
         low = int(match[1])
-        return (low, OPEN_BAND_END) if low < OPEN_BAND_END else None
+        return (low, low + OPEN_BAND_YEARS) if low < OPEN_BAND_END else None
     return None
 
 
