@@ -61,6 +61,8 @@ def resolve_protocol_path(reference: str | Path) -> Path:
     if path.is_file():
         return path
     name = str(reference)
+    if path.is_dir() and name not in bundled_protocol_names():
+        raise ProtocolError(name, None, "is a directory; expected a protocol YAML file")
     if name in bundled_protocol_names():
         return Path(str(resources.files("engine") / "protocols" / f"{name}.yaml"))
     bundled = ", ".join(bundled_protocol_names())

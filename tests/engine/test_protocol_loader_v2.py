@@ -425,6 +425,12 @@ def test_a_parameter_file_that_is_a_folder_or_not_yaml_fails_cleanly(tmp_path):
     error = refused(path)
     assert error.source == "time_based_parameters/vision.yaml"
     assert error.problem.startswith("is not valid YAML")
+    (tmp_path / "b" / "time_based_parameters" / "vision.yaml").write_text("- 1\n- 2\n")
+    error = refused(path)
+    assert (error.path, error.problem) == (
+        "$",
+        "expected a YAML mapping of vision parameters, got a list",
+    )
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,7 @@ def _read_file(spec: ParameterFile, written: str, folder: Path, source: str) -> 
         raise ProtocolError(
             source, f"$.{spec.key}", _unreadable(spec, label, path, reason)
         ) from exc
-    raw = decode_protocol_yaml(data, label)
+    raw = decode_protocol_yaml(data, label, f"{spec.role.replace('_', ' ')} parameters")
     check_finite(raw, spec.schema, "$", label)
     value = convert(raw, spec.schema, label)
     check_ranges(value, spec.schema, "$", label)
