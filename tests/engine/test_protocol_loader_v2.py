@@ -417,6 +417,16 @@ def test_parameter_files_are_found_relative_to_the_protocol_not_the_working_dir(
     assert load_quietly(Path("deep/er") / PROTOCOL_FILE).parameters is not None
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_parameter_file_that_is_a_pipe_or_device_is_refused_without_reading_it(tmp_path):
+    """Reading a pipe would block and a device like /dev/zero would never end."""
+    os.mkfifo(tmp_path / "pipe.yaml")
+    path = write_protocol(tmp_path, {"vision_parameters_file": "pipe.yaml"})
+    error = refused(path)
+    assert error.path == "$.vision_parameters_file"
+    assert "not a regular file" in error.problem
+
+
 def test_a_parameter_file_that_is_a_folder_or_not_yaml_fails_cleanly(tmp_path):
     path = write_protocol(tmp_path / "a", {"vision_parameters_file": "time_based_parameters"})
     assert refused(path).path == "$.vision_parameters_file"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -226,9 +227,15 @@ def _read_file(spec: ParameterFile, written: str, folder: Path, source: str) -> 
     label = _shown(written)
     path = folder / written
     try:
-        if path.stat().st_size > MAX_PROTOCOL_BYTES:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            # A folder, a device or a pipe: reading it could block or never end.
+            reason = "Is a directory" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+            raise ProtocolError(source, f"$.{spec.key}", _unreadable(spec, label, path, reason))
+        if status.st_size > MAX_PROTOCOL_BYTES:
             raise ProtocolError(label, None, f"file is larger than {MAX_PROTOCOL_BYTES} bytes")
-        data = path.read_bytes()
+        with path.open("rb") as handle:  # at most one byte beyond the limit, whatever stat said
+            data = handle.read(MAX_PROTOCOL_BYTES + 1)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or "not a usable path"
         if isinstance(exc, FileNotFoundError):
