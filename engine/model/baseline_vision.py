@@ -36,9 +36,9 @@ NEEDED_BY_TYPE: dict[str, tuple[str, ...]] = {
 class BaselineVisionDistribution(Schema, kw_only=True):
     """Vision at enrolment, in letters, drawn once per patient, within [min, max].
 
-    ``normal`` (the default when `type` is absent): Normal(mean, std). ``uniform``: every
-    whole letter in [min, max] equally likely. ``beta``: min + (max - min) * Beta(alpha,
-    beta). ``beta_with_threshold``: that beta's density times (1 - threshold_reduction)
+    ``normal`` (the default when `type` is absent): Normal(mean, std). ``uniform``: uniform
+    on [min, max] (the visit-based model draws whole letters, the time-based model continuous
+    letters). ``beta``: min + (max - min) * Beta(alpha, beta). ``beta_with_threshold``: that beta's density times (1 - threshold_reduction)
     above `threshold` letters, renormalised. `name`, `description` and `source` are labels
     (the origin's `populations/` files carry them); no model reads them. Which fields each
     type needs is `NEEDED_BY_TYPE`, checked by `check_distribution`.
