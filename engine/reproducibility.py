@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
+import stat
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -79,14 +80,28 @@ def changed_files(record: Reproducibility) -> list[str]:
         if file.absolute_path is None:
             continue
         try:
-            digest = hashlib.sha256(Path(file.absolute_path).read_bytes()).hexdigest()
+            digest = _sha256_of_regular_file(Path(file.absolute_path))
         except OSError as exc:
             reason = "is missing" if isinstance(exc, FileNotFoundError) else "cannot be read"
             problems.append(f"{file.role} file {file.absolute_path} {reason}")
             continue
+        if digest is None:
+            problems.append(f"{file.role} file {file.absolute_path} is not a regular file")
+            continue
         if digest != file.sha256:
             problems.append(f"{file.role} file {file.absolute_path} changed since the run started")
     return problems
+
+
+def _sha256_of_regular_file(path: Path) -> str | None:
+    """SHA-256 of the file at `path`, read in chunks; None if it is not a regular file.
+
+    A pipe or device put in a recorded file's place would block the read or never end.
+    """
+    if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a pipe blocks
+        return None
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _files(protocol: AnyProtocol, protocol_path: Path | None) -> list[RecordedFile]:

@@ -21,7 +21,7 @@ import msgspec
 
 from engine.errors import ProtocolError
 from engine.model.protocol_yaml import MAX_PROTOCOL_BYTES, decode_protocol_yaml
-from engine.model.states import STATE_NAMES
+from engine.model.transition_checks import check_row_sums, check_treated_rows
 from engine.model.v1.layout_checks import check_raw_layout, finish_layout, never_firing_rules
 from engine.model.v1.protocol import Protocol
 from engine.model.v2.loader import is_time_based, load_time_based, unused_keys_message
@@ -47,8 +47,6 @@ __all__ = [
 ]
 
 DEFAULT_PROTOCOL = "aflibercept_treat_and_extend"
-ROW_SUM_TOLERANCE = 0.001
-_STRING_FIELDS = ("name", "version", "description", "author", "created_date")
 
 
 def bundled_protocol_names() -> list[str]:
@@ -63,6 +61,8 @@ def resolve_protocol_path(reference: str | Path) -> Path:
     if path.is_file():
         return path
     name = str(reference)
+    if path.is_dir() and name not in bundled_protocol_names():
+        raise ProtocolError(name, None, "is a directory; expected a protocol YAML file")
     if name in bundled_protocol_names():
         return Path(str(resources.files("engine") / "protocols" / f"{name}.yaml"))
     bundled = ", ".join(bundled_protocol_names())
@@ -153,7 +153,7 @@ def _validate(raw: dict[str, Any], source: str) -> Protocol:
     """The checks of the module docstring, in its order; the first failure is raised."""
     check_finite(raw, Protocol, "$", source)
     raw = check_raw_layout(raw, source)
-    protocol = convert(normalise_scalars(raw, _STRING_FIELDS), Protocol, source)
+    protocol = convert(normalise_scalars(raw), Protocol, source)
     check_ranges(protocol, Protocol, "$", source)
     protocol = finish_layout(protocol, raw, source)
     _check_cross_fields(protocol, source)
@@ -162,24 +162,13 @@ def _validate(raw: dict[str, Any], source: str) -> Protocol:
 
 def _check_cross_fields(protocol: Protocol, source: str) -> None:
     """Checks no single field can express; the first failure is raised."""
-    for state in STATE_NAMES:
-        row = getattr(protocol.disease_transitions, state)
-        total = sum(getattr(row, target) for target in STATE_NAMES)
-        if abs(total - 1.0) > ROW_SUM_TOLERANCE:
-            raise ProtocolError(
-                source,
-                f"$.disease_transitions.{state}",
-                f"sums to {total:.6g}; each row must sum to 1 +/- {ROW_SUM_TOLERANCE}",
-            )
-        multipliers = getattr(protocol.treatment_effect_on_transitions, state).multipliers
-        treated = sum(getattr(row, t) * getattr(multipliers, t) for t in STATE_NAMES)
-        if treated <= 0.0:
-            raise ProtocolError(
-                source,
-                f"$.treatment_effect_on_transitions.{state}.multipliers",
-                f"gives every transition from {state} probability 0; "
-                "at least one reachable state needs a multiplier above 0",
-            )
+    check_row_sums(protocol.disease_transitions, source, "$.disease_transitions")
+    check_treated_rows(
+        protocol.disease_transitions,
+        protocol.treatment_effect_on_transitions,
+        source,
+        "$.treatment_effect_on_transitions",
+    )
     if protocol.max_interval_days < protocol.min_interval_days:
         raise ProtocolError(
             source,

@@ -36,30 +36,29 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _YAML_FAILURES = (yaml.YAMLError, msgspec.DecodeError, ValueError, LookupError, AttributeError)
 
 
-def decode_protocol_yaml(data: bytes | str, source: str) -> dict[str, Any]:
-    """The YAML mapping in `data`; `ProtocolError` naming `source` if it is not one or too big."""
+def decode_protocol_yaml(
+    data: bytes | str, source: str, contents: str = "protocol fields"
+) -> dict[str, Any]:
+    """The YAML mapping in `data`; `ProtocolError` naming `source` if it is not one or too big.
+
+    `contents` says what the mapping should hold ("vision parameters" for a parameter file).
+    """
     if isinstance(data, str):
         data = data.encode("utf-8", errors="surrogateescape")
     if len(data) > MAX_PROTOCOL_BYTES:
         raise ProtocolError(source, None, f"file is larger than {MAX_PROTOCOL_BYTES} bytes")
     if not data.strip():
-        raise ProtocolError(
-            source, None, "file is empty; expected a YAML mapping of protocol fields"
-        )
+        raise ProtocolError(source, None, f"file is empty; expected a YAML mapping of {contents}")
     try:
         _check_bounds(data, source)
         raw = msgspec.yaml.decode(data)
     except _YAML_FAILURES as exc:
         raise ProtocolError(source, None, f"is not valid YAML: {_yaml_problem(exc)}") from exc
     if raw is None:
-        raise ProtocolError(
-            source, None, "file is empty; expected a YAML mapping of protocol fields"
-        )
+        raise ProtocolError(source, None, f"file is empty; expected a YAML mapping of {contents}")
     if not isinstance(raw, dict):
         kind = type(raw).__name__
-        raise ProtocolError(
-            source, "$", f"expected a YAML mapping of protocol fields, got a {kind}"
-        )
+        raise ProtocolError(source, "$", f"expected a YAML mapping of {contents}, got a {kind}")
     return raw
 
 

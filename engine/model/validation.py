@@ -31,6 +31,7 @@ from engine.model.v1.protocol import Range
 
 __all__ = [
     "MAX_UNKNOWN_KEYS_LISTED",
+    "PROTOCOL_STRING_FIELDS",
     "UnknownProtocolKeysWarning",
     "check_finite",
     "check_ranges",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 MAX_UNKNOWN_KEYS_LISTED = 20
+# Text fields of a protocol of either model that YAML may read as numbers or dates.
+PROTOCOL_STRING_FIELDS = ("name", "version", "description", "author", "created_date")
 # Values quoted in messages stay short whatever the file holds (Repr takes no arguments
 # before Python 3.12).
 _SHORT = reprlib.Repr()
@@ -202,7 +205,9 @@ def check_ranges(value: Any, hint: Any, path: str, source: str) -> None:
             check_ranges(item, item_hint, f"{path}[{index}]", source)
 
 
-def normalise_scalars(raw: dict[str, Any], string_fields: tuple[str, ...]) -> dict[str, Any]:
+def normalise_scalars(
+    raw: dict[str, Any], string_fields: tuple[str, ...] = PROTOCOL_STRING_FIELDS
+) -> dict[str, Any]:
     """Accept numbers and dates where the schema wants text (``version: 1.0``).
 
     A literal ``extras`` key is dropped here: it is the user's data, reported as unknown,

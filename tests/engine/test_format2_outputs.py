@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import math
+import os
 import platform
 import random
 import sys
@@ -362,6 +363,17 @@ def test_the_manifest_record_says_what_reproduces_the_run(tmp_path):
     assert changed_files(record) == []
     v1 = reproducibility_record(load_protocol(), None, "9.9")
     assert v1.random_scheme == "pcg64-per-shard" and v1.files == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_in_place_of_a_recorded_file_is_reported_without_reading_it(tmp_path):
+    """Opening a pipe to hash it would block resume for ever."""
+    protocol = write_protocol_files(tmp_path / "inputs")
+    record = reproducibility_record(protocol, tmp_path / "inputs" / "protocol.yaml", "9.9")
+    vision = Path(record.files[1].absolute_path)
+    vision.unlink()
+    os.mkfifo(vision)
+    assert changed_files(record) == [f"vision file {vision} is not a regular file"]
 
 
 def interrupted_run(tmp_path, protocol, record):

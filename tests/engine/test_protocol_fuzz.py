@@ -43,6 +43,7 @@ from engine.model.protocol_loader import (
     validate_protocol,
 )
 from engine.model.protocol_yaml import MAX_DEPTH, MAX_PROTOCOL_BYTES, MAX_VALUES
+from engine.model.v1.fields import Range
 from engine.model.v1.protocol import Protocol, ranged_fields
 from engine.model.v2.schema import (
     DemographicsFile,
@@ -188,6 +189,27 @@ def mutated_protocols(draw: st.DrawFn) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=draw(st.booleans()))
 
 
+def set_ranged_numbers(
+    draw: st.DrawFn,
+    document: dict[str, Any],
+    fields: list[tuple[str, Range]],
+    min_size: int,
+    max_size: int,
+) -> None:
+    """Set between `min_size` and `max_size` of `fields` (path ``$.a.b`` -> its `Range`) in
+    `document` to numbers drawn inside their ranges, creating missing parents."""
+    for path, expected in draw(
+        st.lists(st.sampled_from(fields), min_size=min_size, max_size=max_size)
+    ):
+        low, high = expected.low, expected.high
+        value = draw(st.integers(int(low), int(high)) if expected.integer else st.floats(low, high))
+        node = document
+        *parents, leaf = path.split(".")[1:]
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+
 @st.composite
 def plausible_protocols(draw: st.DrawFn) -> str:
     """A bundled protocol with up to eight numbers set anywhere inside their ranges.
@@ -196,15 +218,7 @@ def plausible_protocols(draw: st.DrawFn) -> str:
     these are valid and exercise the kernel at the edges of what the schema allows.
     """
     document = _raw(draw(st.sampled_from(sorted(BUNDLED))))
-    fields = list(ranged_fields())
-    for path, expected in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=8)):
-        low, high = expected.low, expected.high
-        value = draw(st.integers(int(low), int(high)) if expected.integer else st.floats(low, high))
-        node = document
-        *parents, leaf = path.split(".")[1:]
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    set_ranged_numbers(draw, document, list(ranged_fields()), min_size=1, max_size=8)
     for row in document["disease_transitions"].values():
         total = sum(row.values())
         if total > 0:

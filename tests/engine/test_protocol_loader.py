@@ -205,6 +205,11 @@ def test_missing_protocol_names_the_bundled_alternatives():
     assert DEFAULT_PROTOCOL in str(caught.value)
 
 
+def test_a_folder_given_as_protocol_is_named_as_a_folder(tmp_path):
+    with pytest.raises(ProtocolError, match=r"is a directory; expected a protocol YAML file$"):
+        load_protocol(tmp_path)
+
+
 def test_unknown_keys_are_kept_and_reported_in_one_warning():
     text = protocol_yaml(mortality={"enabled": True}, baseline_vision__distribution="normal")
     with pytest.warns(UnknownProtocolKeysWarning) as caught:

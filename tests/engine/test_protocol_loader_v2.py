@@ -35,6 +35,7 @@ from engine.model.protocol_loader import (
     validate_protocol,
 )
 from engine.model.v2.checks import parse_band
+from engine.model.v2.population_tables import band_bounds
 from engine.model.v2.schema import TimeBasedProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -416,6 +417,16 @@ def test_parameter_files_are_found_relative_to_the_protocol_not_the_working_dir(
     assert load_quietly(Path("deep/er") / PROTOCOL_FILE).parameters is not None
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_parameter_file_that_is_a_pipe_or_device_is_refused_without_reading_it(tmp_path):
+    """Reading a pipe would block and a device like /dev/zero would never end."""
+    os.mkfifo(tmp_path / "pipe.yaml")
+    path = write_protocol(tmp_path, {"vision_parameters_file": "pipe.yaml"})
+    error = refused(path)
+    assert error.path == "$.vision_parameters_file"
+    assert "not a regular file" in error.problem
+
+
 def test_a_parameter_file_that_is_a_folder_or_not_yaml_fails_cleanly(tmp_path):
     path = write_protocol(tmp_path / "a", {"vision_parameters_file": "time_based_parameters"})
     assert refused(path).path == "$.vision_parameters_file"
@@ -424,6 +435,12 @@ def test_a_parameter_file_that_is_a_folder_or_not_yaml_fails_cleanly(tmp_path):
     error = refused(path)
     assert error.source == "time_based_parameters/vision.yaml"
     assert error.problem.startswith("is not valid YAML")
+    (tmp_path / "b" / "time_based_parameters" / "vision.yaml").write_text("- 1\n- 2\n")
+    error = refused(path)
+    assert (error.path, error.problem) == (
+        "$",
+        "expected a YAML mapping of vision parameters, got a list",
+    )
 
 
 @pytest.mark.parametrize(
@@ -572,7 +589,7 @@ def test_bad_values_in_parameter_files_name_the_file_and_path(
             ".55-64",
             "overlaps the band '50-59'",
         ),
-        ("age_distribution_weights", {"90+": 1, "95-99": 1}, ".95-99", "overlaps the band '90+'"),
+        ("age_distribution_weights", {"90+": 1, "92-99": 1}, ".92-99", "overlaps the band '90+'"),
         ("age_distribution_weights", {"50-59": 0}, "", "no weight above 0"),
         ("age_distribution_weights", {}, "", "has no age band"),
         ("gender_distribution_by_age", {"50-59": 0.5, "65-69": 0.5}, "", "no band for ages 60-64"),
@@ -589,6 +606,8 @@ def test_bad_age_bands_are_refused(tmp_path, table, bands, path, problem):
 def test_band_keys_parse_to_half_open_age_ranges():
     assert parse_band("50-59") == (50, 60)
     assert parse_band("95+") == (95, 100)
+    # An open band is five years wide wherever it starts (docs/model.md 2), as sampled.
+    assert parse_band("85+") == (85, 90) == band_bounds("85+")
     assert parse_band(" 60 - 64 ") == (60, 65)
     assert parse_band("64-60") is None and parse_band("100+") is None and parse_band("x") is None
 

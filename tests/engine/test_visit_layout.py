@@ -33,7 +33,7 @@ from engine.model.protocol_loader import (
 from engine.model.states import VISIT_LAYOUT_REASON_NAMES
 from engine.model.v1.baseline import compile_baseline, draw_baseline
 from engine.model.v1.protocol import Protocol, newer_layout_ranges, protocol_ranges
-from tests.engine.test_protocol_fuzz import FUZZ, _paths, check_loader_contract
+from tests.engine.test_protocol_fuzz import FUZZ, _paths, check_loader_contract, set_ranged_numbers
 from tests.helpers import concat_columns, constant_matrix, default_protocol_dict, simulate
 
 # ../shared beside the repository (a worktree under /work/wt/ looks one level further up).
@@ -588,14 +588,7 @@ def newer_layout_documents(draw: st.DrawFn) -> str:
     deleted or replaced by an odd scalar."""
     document = _everything()
     fields = sorted({**protocol_ranges(), **newer_layout_ranges()}.items())
-    for path, expected in draw(st.lists(st.sampled_from(fields), max_size=6)):
-        low, high = expected.low, expected.high
-        value = draw(st.integers(int(low), int(high)) if expected.integer else st.floats(low, high))
-        node = document
-        *parents, leaf = path.split(".")[1:]
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    set_ranged_numbers(draw, document, fields, min_size=0, max_size=6)
     for _ in range(draw(st.integers(0, 2))):
         paths = _paths(document)
         if not paths:

@@ -16,11 +16,15 @@ from typing import Any
 import msgspec
 
 from engine.errors import ProtocolError
+from engine.model.baseline_vision import (
+    NEEDED_BY_TYPE,
+    BaselineVisionDistribution,
+    check_distribution,
+)
 from engine.model.states import VISIT_LAYOUT_REASON_NAMES
 from engine.model.v1.layout_schema import (
     NON_FIRING_BLOCKS,
     RULE_BLOCK_NAMES,
-    BaselineVisionDistribution,
     DiscontinuationBlocks,
 )
 from engine.model.v1.protocol import (
@@ -34,13 +38,7 @@ from engine.model.v1.protocol import (
 __all__ = ["check_raw_layout", "finish_layout", "never_firing_rules", "optional_struct"]
 
 _RULES = "$.discontinuation_rules"
-_NEEDED_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "normal": ("mean", "std"),
-    "uniform": (),
-    "beta": ("alpha", "beta"),
-    "beta_with_threshold": ("alpha", "beta", "threshold", "threshold_reduction"),
-}
-_PARAMETERS_BY_TYPE = {name: set(fields) for name, fields in _NEEDED_BY_TYPE.items()}
+_PARAMETERS_BY_TYPE = {name: set(fields) for name, fields in NEEDED_BY_TYPE.items()}
 
 
 def check_raw_layout(raw: dict[str, Any], source: str) -> dict[str, Any]:
@@ -168,12 +166,10 @@ def _check_newer_ranges(protocol: Protocol, source: str) -> None:
 
 
 def _check_distribution(dist: BaselineVisionDistribution, source: str) -> None:
+    """The shared checks, then what this model adds: no parameter of another type, a whole
+    letter inside a uniform range, a threshold strictly inside (min, max)."""
     path = "$.baseline_vision_distribution"
-    for name in _NEEDED_BY_TYPE[dist.type]:
-        if getattr(dist, name) is None:
-            raise ProtocolError(
-                source, f"{path}.{name}", f"required field is missing (type {dist.type})"
-            )
+    check_distribution(dist, source, path)
     for name in ("mean", "std", "alpha", "beta", "threshold", "threshold_reduction"):
         if getattr(dist, name) is not None and name not in _PARAMETERS_BY_TYPE[dist.type]:
             raise ProtocolError(
@@ -181,8 +177,6 @@ def _check_distribution(dist: BaselineVisionDistribution, source: str) -> None:
                 f"{path}.{name}",
                 f"is not a parameter of type {dist.type}; remove it or change the type",
             )
-    if dist.min >= dist.max:
-        raise ProtocolError(source, f"{path}.max", f"is {dist.max:g}, not above min {dist.min:g}")
     if dist.type == "uniform" and math.ceil(dist.min) > math.floor(dist.max):
         raise ProtocolError(
             source, f"{path}.max", f"leaves no whole letter between min {dist.min:g} and max"

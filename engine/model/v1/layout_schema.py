@@ -16,9 +16,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.model.baseline_vision import BaselineVisionDistribution
 from engine.model.v1.fields import (
-    BaselineMean,
-    BaselineStd,
     IntervalDays,
     Letters,
     LoadingDoses,
@@ -39,37 +38,10 @@ __all__ = [
     "TreatAndTreatParameters",
 ]
 
-# Beta shapes of 1 and above have a bounded density, so the tabulated inverse CDF is exact
-# to the grid; the origin's files use 2 and 3.5.
-BetaShape = Annotated[float, Meta(gt=0.0), Range(1, 100, "(a shape)")]
 VisitCount = Annotated[int, Meta(ge=1), Range(1, 1000, "visits", integer=True)]
 Weeks = Annotated[float, Meta(ge=0.0), Range(0, 520, "weeks")]
 LetterLoss = Annotated[float, Meta(ge=0.0), Range(0, 100, "letters")]
 WindowDays = Annotated[list[int], Meta(min_length=1, max_length=2)]
-
-
-class BaselineVisionDistribution(Schema, kw_only=True):
-    """Vision at enrolment, in letters, drawn once per patient, rounded, within [min, max].
-
-    ``normal`` (the default when `type` is absent): Normal(mean, std), the same draw as the
-    older `baseline_vision`. ``uniform``: every whole letter in [min, max] equally likely.
-    ``beta``: min + (max - min) * Beta(alpha, beta). ``beta_with_threshold``: that beta's
-    density times (1 - threshold_reduction) above `threshold` letters, renormalised. Which
-    fields each type needs is checked by `engine.model.v1.layout_checks`.
-    """
-
-    name: str = ""
-    description: str = ""
-    source: str = ""
-    type: Literal["normal", "uniform", "beta", "beta_with_threshold"] = "normal"
-    mean: BaselineMean | None = None
-    std: BaselineStd | None = None
-    min: Letters = 0.0
-    max: Letters = 100.0
-    alpha: BetaShape | None = None
-    beta: BetaShape | None = None
-    threshold: Letters | None = None
-    threshold_reduction: Probability | None = None
 
 
 class LoadingPhase(Schema, kw_only=True):

@@ -16,7 +16,8 @@ import itertools
 import re
 
 from engine.errors import ProtocolError
-from engine.model.states import STATE_NAMES
+from engine.model.baseline_vision import check_distribution
+from engine.model.transition_checks import check_row_sums, check_treated_rows
 from engine.model.v2.schema import (
     DemographicsFile,
     DiscontinuationFile,
@@ -42,32 +43,27 @@ __all__ = [
     "parse_band",
 ]
 
-ROW_SUM_TOLERANCE = 0.001
 MAX_AGE = 120  # years: the range of every age in the files (docs/model.md 8)
-OPEN_BAND_END = 100  # an open band "95+" covers [95, 100) (docs/model.md 2)
+OPEN_BAND_YEARS = 5  # an open band "N+" covers [N, N + 5) (docs/model.md 2)
+OPEN_BAND_END = 100  # an open band starts below this age
 MAX_PRIORITY_RANK = 100
 _CLOSED_BAND = re.compile(r"^\s*(\d{1,3})\s*-\s*(\d{1,3})\s*$")
 _OPEN_BAND = re.compile(r"^\s*(\d{1,3})\s*\+\s*$")
-# Fields each baseline distribution type needs besides min and max (docs/model.md 2).
-_DISTRIBUTION_NEEDS = {
-    "normal": ("mean", "std"),
-    "uniform": (),
-    "beta": ("alpha", "beta"),
-    "beta_with_threshold": ("alpha", "beta", "threshold", "threshold_reduction"),
-}
 
 
 def parse_band(key: str) -> tuple[int, int] | None:
-    """Ages ``[low, high)`` of a band key: ``"50-59"`` -> (50, 60), ``"95+"`` -> (95, 100).
+    """Ages ``[low, high)`` of a band key: ``"50-59"`` -> (50, 60), ``"85+"`` -> (85, 90).
 
-    None if the key is not a band or its ages are not ordered inside 0-120.
+    None if the key is not a band or its ages are not ordered inside 0-120. The loader's
+    overlap checks and the kernel's tables (`population_tables.band_bounds`) both read
+    bands here, so what is checked is what is sampled.
     """
     if match := _CLOSED_BAND.match(key):
         low, high = int(match[1]), int(match[2])
         return (low, high + 1) if low <= high <= MAX_AGE else None
     if match := _OPEN_BAND.match(key):
         low = int(match[1])
-        return (low, OPEN_BAND_END) if low < OPEN_BAND_END else None
+        return (low, low + OPEN_BAND_YEARS) if low < OPEN_BAND_END else None
     return None
 
 
@@ -87,19 +83,9 @@ def check_protocol(protocol: TimeBasedProtocol, source: str) -> None:
                 "list phases in order of start_day, each starting on a later day",
             )
         previous = phase.start_day
-    baseline = protocol.baseline_vision_distribution
-    path = "$.baseline_vision_distribution"
-    for field in _DISTRIBUTION_NEEDS[baseline.type]:
-        if getattr(baseline, field) is None:
-            raise ProtocolError(
-                source, f"{path}.{field}", f"required for type {baseline.type}; it is missing"
-            )
-    if baseline.min >= baseline.max:
-        raise ProtocolError(
-            source,
-            f"{path}.max",
-            f"is {baseline.max:g}, not above min {baseline.min:g}; the range needs min < max",
-        )
+    check_distribution(
+        protocol.baseline_vision_distribution, source, "$.baseline_vision_distribution"
+    )
 
 
 def _check_interval_order(low: int, high: int, path: str, source: str) -> None:
@@ -129,15 +115,7 @@ def check_population_type(
 # --- parameter files -------------------------------------------------------------------------
 def check_transitions(transitions: DiseaseTransitionsFile, source: str, base: str) -> None:
     """Each row of the fortnightly matrix sums to 1 +/- 0.001."""
-    for state in STATE_NAMES:
-        row = getattr(transitions.fortnightly_transitions, state)
-        total = sum(getattr(row, target) for target in STATE_NAMES)
-        if abs(total - 1.0) > ROW_SUM_TOLERANCE:
-            raise ProtocolError(
-                source,
-                f"{base}.fortnightly_transitions.{state}",
-                f"sums to {total:.6g}; each row must sum to 1 +/- {ROW_SUM_TOLERANCE}",
-            )
+    check_row_sums(transitions.fortnightly_transitions, source, f"{base}.fortnightly_transitions")
 
 
 def check_treatment_against_transitions(
@@ -147,17 +125,13 @@ def check_treatment_against_transitions(
     base: str,
 ) -> None:
     """At full effect some state stays reachable from every state (renormalising needs it)."""
-    for state in STATE_NAMES:
-        row = getattr(transitions.fortnightly_transitions, state)
-        multipliers = getattr(effect.treatment_multipliers, state).multipliers
-        treated = sum(getattr(row, t) * getattr(multipliers, t) for t in STATE_NAMES)
-        if treated <= 0.0:
-            raise ProtocolError(
-                source,
-                f"{base}.treatment_multipliers.{state}.multipliers",
-                f"gives every transition from {state} probability 0 at full effect; "
-                "at least one reachable state needs a multiplier above 0",
-            )
+    check_treated_rows(
+        transitions.fortnightly_transitions,
+        effect.treatment_multipliers,
+        source,
+        f"{base}.treatment_multipliers",
+        " at full effect",
+    )
 
 
 def check_vision(vision: VisionFile, source: str, base: str) -> None:

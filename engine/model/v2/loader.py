@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 DEFAULT_MORTALITY_FILE = "uk_mortality_wet_amd.yaml"
-_STRING_FIELDS = ("name", "version", "description", "author", "created_date")
 
 
 class ParameterFile(NamedTuple):
@@ -101,9 +101,7 @@ def load_time_based(raw: dict[str, Any], source: str, folder: Path | None) -> Ti
     embedded = raw.get("parameters") is not None
     if not embedded and folder is None:
         raise ProtocolError(source, "$", NO_FOLDER_PROBLEM)
-    protocol: TimeBasedProtocol = convert(
-        normalise_scalars(raw, _STRING_FIELDS), TimeBasedProtocol, source
-    )
+    protocol: TimeBasedProtocol = convert(normalise_scalars(raw), TimeBasedProtocol, source)
     check_ranges(protocol, TimeBasedProtocol, "$", source)
     checks.check_protocol(protocol, source)
     extras = collect_unknown_keys(raw, TimeBasedProtocol, "$")
@@ -229,9 +227,15 @@ def _read_file(spec: ParameterFile, written: str, folder: Path, source: str) -> 
     label = _shown(written)
     path = folder / written
     try:
-        if path.stat().st_size > MAX_PROTOCOL_BYTES:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            # A folder, a device or a pipe: reading it could block or never end.
+            reason = "Is a directory" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+            raise ProtocolError(source, f"$.{spec.key}", _unreadable(spec, label, path, reason))
+        if status.st_size > MAX_PROTOCOL_BYTES:
             raise ProtocolError(label, None, f"file is larger than {MAX_PROTOCOL_BYTES} bytes")
-        data = path.read_bytes()
+        with path.open("rb") as handle:  # at most one byte beyond the limit, whatever stat said
+            data = handle.read(MAX_PROTOCOL_BYTES + 1)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or "not a usable path"
         if isinstance(exc, FileNotFoundError):
@@ -239,7 +243,7 @@ def _read_file(spec: ParameterFile, written: str, folder: Path, source: str) -> 
         raise ProtocolError(
             source, f"$.{spec.key}", _unreadable(spec, label, path, reason)
         ) from exc
-    raw = decode_protocol_yaml(data, label)
+    raw = decode_protocol_yaml(data, label, f"{spec.role.replace('_', ' ')} parameters")
     check_finite(raw, spec.schema, "$", label)
     value = convert(raw, spec.schema, label)
     check_ranges(value, spec.schema, "$", label)

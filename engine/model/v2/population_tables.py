@@ -7,12 +7,11 @@ bias, and the beta distribution function tabulated for inverse-CDF sampling of b
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import numpy.typing as npt
 
 from engine.model.parameters import DAYS_PER_YEAR
+from engine.model.v2.checks import parse_band
 from engine.model.v2.schema import BaselineVisionDistribution, DemographicsFile, MortalityFile
 
 __all__ = ["BETA_GRID_POINTS", "band_bounds", "beta_table", "death_table", "female_share"]
@@ -23,13 +22,11 @@ _BETA_SUBSTEPS = 32  # integration steps per grid interval of the beta density
 
 
 def band_bounds(name: str) -> tuple[float, float]:
-    """Ages covered by a band: ``"a-b"`` is [a, b + 1), ``"N+"`` is [N, N + 5)."""
-    text = str(name).strip()
-    if match := re.fullmatch(r"(\d+)\s*-\s*(\d+)", text):
-        return float(match[1]), float(match[2]) + 1.0
-    if match := re.fullmatch(r"(\d+)\s*\+", text):
-        return float(match[1]), float(match[1]) + 5.0
-    raise ValueError(f"age band {name!r} is neither 'a-b' nor 'N+'")
+    """Ages covered by a band: ``"a-b"`` is [a, b + 1), ``"N+"`` is [N, N + 5) (`parse_band`)."""
+    bounds = parse_band(str(name))
+    if bounds is None:
+        raise ValueError(f"age band {name!r} is neither 'a-b' nor 'N+'")
+    return float(bounds[0]), float(bounds[1])
 
 
 def _band_of(bands: list[tuple[float, float]], age: int) -> int | None:
