@@ -13,8 +13,9 @@ import pytest
 
 from engine.model.interface import compile_model
 from engine.model.parameters import Recruitment, RunParameters
+from engine.model.states import V2_REASON_NAMES
 from engine.model.v2.draws import crn_source
-from engine.model.v2.kernel import V2_REASON_NAMES, simulate_shards
+from engine.model.v2.kernel import simulate_shards
 from engine.model.v2.model import TimeBasedModel
 from engine.model.v2.random_numbers import CounterRandom, Purpose
 from engine.model.v2.tables import compile_time_based

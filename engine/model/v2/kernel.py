@@ -28,17 +28,8 @@ from engine.model.v2.shard_output import block_outputs
 from engine.model.v2.tables import TimeBasedTables
 from engine.model.v2.visits import visit
 
-__all__ = ["V2_REASON_NAMES", "simulate_shards"]
+__all__ = ["simulate_shards"]
 
-V2_REASON_NAMES = (
-    "death",
-    "poor_vision",
-    "deterioration",
-    "stable_disease",
-    "no_improvement",
-    "attrition",
-    "administrative",
-)
 _DEATH = 0
 _ACTIVE = 2  # DiseaseState.ACTIVE
 # Drop finished patients from the arrays once they are this share of them.

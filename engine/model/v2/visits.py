@@ -19,7 +19,7 @@ from engine.model.v2.tables import REGIMEN_TYPES, TimeBasedTables
 __all__ = ["visit"]
 
 _STABLE, _ACTIVE = DiseaseState.STABLE, DiseaseState.ACTIVE
-# Reason codes (kernel.V2_REASON_NAMES).
+# Reason codes (engine.model.states.V2_REASON_NAMES).
 _POOR, _LOSS, _STABLE_REASON, _FLAT, _ATTRITION, _ADMIN = 1, 2, 3, 4, 5, 6
 _YEAR_DAYS = 365.25
 _MONTH_DAYS = 30.4375
