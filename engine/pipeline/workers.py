@@ -28,12 +28,13 @@ from engine.pipeline.memory_policy import MemoryPolicy
 from engine.pipeline.options import PipelineOptions
 from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
-from ipc.channel import ChannelSpec
+from ipc.channel import ChannelClosedError, ChannelSpec
 from ipc.messages import Assign, Stop, TaskDone, WorkerFailed, WorkerReady, WorkerToSupervisor
 
 __all__ = ["WorkerPool"]
 
 log = logging.getLogger(__name__)
+_RECEIVER_GONE = f"{ChannelClosedError.__name__}:"
 Fail = Callable[[type[AmdsimError], str, str], None]
 
 
@@ -136,8 +137,18 @@ class WorkerPool:
             elif isinstance(message, WorkerFailed):
                 task = worker.task
                 worker.task = None
-                log.warning(
-                    "worker %s failed on shards %s: %s", worker.id, message.shards, message.error
+                # A worker whose channel receiver is gone failed because the writer did; the
+                # writer's own error is the run's one line, so this one is not shown (under
+                # load it could arrive first and add a second, misleading line).
+                level = (
+                    logging.DEBUG if message.error.startswith(_RECEIVER_GONE) else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "worker %s failed on shards %s: %s",
+                    worker.id,
+                    message.shards,
+                    message.error,
                 )
                 if task is not None:
                     self._retry(task, message.error, message.traceback)
