@@ -92,11 +92,7 @@ class CrnSource:
         self, steps: npt.NDArray[np.integer], purpose: Purpose, rows: npt.NDArray[np.intp]
     ) -> npt.NDArray[np.float64]:
         """Uniform of each row at its own step (draw 0)."""
-        bits = self._bits_at(steps, purpose, rows, crn._UNIFORM)
-        np.right_shift(bits, crn._U11, out=bits)
-        out = bits.view(np.int64).astype(np.float64)
-        np.multiply(out, 2.0**-53, out=out)
-        return out
+        return crn.uniforms_from_bits(self._bits_at(steps, purpose, rows, crn._UNIFORM))
 
     def uniforms_at(
         self,
@@ -119,10 +115,7 @@ class CrnSource:
             np.take(_words(purpose, crn._UNIFORM, top), index, out=bits[i])
         np.add(bits, np.take(self.crn._keys, rows), out=bits)
         crn._mix64_inplace(bits, np.empty_like(bits))
-        np.right_shift(bits, crn._U11, out=bits)
-        out = bits.view(np.int64).astype(np.float64)
-        np.multiply(out, 2.0**-53, out=out)
-        return out
+        return crn.uniforms_from_bits(bits)
 
     def normal_at(
         self, steps: npt.NDArray[np.integer], purpose: Purpose, rows: npt.NDArray[np.intp]

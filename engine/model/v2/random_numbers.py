@@ -66,7 +66,7 @@ import enum
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SCHEME", "CounterRandom", "Purpose"]
+__all__ = ["SCHEME", "CounterRandom", "Purpose", "normals_from_bits", "uniforms_from_bits"]
 
 SCHEME = (
     "amdsim-crn-2 (SplitMix64-keyed hash of seed, patient id, step, purpose, draw;"
@@ -237,14 +237,7 @@ class CounterRandom:
         given, receives the numbers (float64, one per row) and is returned.
         """
         bits = self._bits(step, purpose, rows, draw, _UNIFORM)
-        np.right_shift(bits, _U11, out=bits)
-        if out is None:
-            out = np.empty(bits.size)
-        # Below 2**53, so the int64 view is the same number and converts exactly (a plain
-        # cast is faster than a multiply with a casting input); the scaling is exact too.
-        np.copyto(out, bits.view(np.int64), casting="unsafe")
-        np.multiply(out, 2.0**-53, out=out)
-        return out
+        return uniforms_from_bits(bits, out)
 
     def normal(
         self,
@@ -267,6 +260,23 @@ class CounterRandom:
         cell = self._tmp[: bits.size]  # the scratch `_bits` used is free again
         normals_from_bits(bits, out, cell, *(f[: out.size] for f in self._floats))
         return out
+
+
+def uniforms_from_bits(
+    bits: npt.NDArray[np.uint64], out: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
+    """Uniforms in [0, 1) from hashed words (any shape): their top 53 bits, scaled exactly.
+
+    `bits` is overwritten. `out`, if given, receives the numbers and is returned.
+    """
+    np.right_shift(bits, _U11, out=bits)
+    if out is None:
+        out = np.empty(bits.shape)
+    # Below 2**53, so the int64 view is the same number and converts exactly (a plain cast
+    # is faster than a multiply with a casting input); the scaling is exact too.
+    np.copyto(out, bits.view(np.int64), casting="unsafe")
+    np.multiply(out, 2.0**-53, out=out)
+    return out
 
 
 def normals_from_bits(
