@@ -17,6 +17,7 @@ __all__ = [
     "RunNotFoundError",
     "RunPathError",
     "ServeError",
+    "TargetsError",
     "WorkerCrashedError",
     "WriterFailedError",
 ]
@@ -35,6 +36,21 @@ class ProtocolError(AmdsimError):
 
     Raised by `load_protocol`. The message names the file, the field path
     (``$.disease_transitions.STABLE``) and the problem; fix the file and load it again.
+    """
+
+    def __init__(self, source: str, path: str | None, problem: str) -> None:
+        self.source = source
+        self.path = path
+        self.problem = problem
+        where = f"{source}: {path}: " if path else f"{source}: "
+        super().__init__(where + problem)
+
+
+class TargetsError(AmdsimError):
+    """A calibration targets file is missing, not YAML, or names a figure amdsim cannot compute.
+
+    Raised by `engine.calibration.targets.load_targets`; the message names the file, the
+    target's field path (``$.targets[3].day``) and the problem.
     """
 
     def __init__(self, source: str, path: str | None, problem: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from engine.cli import (
+    check_targets_command,
     inspect_commands,
     protocol_commands,
     registry_commands,
@@ -23,7 +24,13 @@ from engine.cli import (
     viz_commands,
 )
 from engine.cli.console import print_error
-from engine.errors import AmdsimError, FileSystemError, ParameterError, ProtocolError
+from engine.errors import (
+    AmdsimError,
+    FileSystemError,
+    ParameterError,
+    ProtocolError,
+    TargetsError,
+)
 
 __all__ = ["main"]
 
@@ -56,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_commands.register(commands)
     protocol_commands.register(commands)
     viz_commands.register(commands)
+    check_targets_command.register(commands)
     return parser
 
 
@@ -68,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.handler(args) or 0)
-    except (ProtocolError, ParameterError) as exc:
+    except (ProtocolError, ParameterError, TargetsError) as exc:
         print_error(str(exc))
         return EXIT_BAD_INPUT
     except AmdsimError as exc:
