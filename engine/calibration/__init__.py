@@ -1,0 +1,1 @@
+"""Calibration: targets from published studies, the figures the model gives for them, the fit."""
