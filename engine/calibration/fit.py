@@ -339,7 +339,12 @@ def _options(method: str, u0: np.ndarray, max_evaluations: int) -> dict[str, obj
 
 
 def _jacobian(problem: _Problem, best: _Point) -> tuple[np.ndarray, str]:
-    """d(figure)/dx at `best` by central differences, one-sided at a bound or a failure."""
+    """d(figure)/dx at `best` by central differences, one-sided at a bound or a failure.
+
+    Each side steps `JACOBIAN_STEP` of the range (at least one unit for an integer), clipped
+    to the bounds; the slope is taken between the points actually evaluated, so a clipped or
+    rounded step is exact in x.
+    """
     u = problem.to_u(best.x)
     k, m = len(u), len(problem.targets)
     jacobian = np.zeros((m, k))
@@ -351,8 +356,8 @@ def _jacobian(problem: _Problem, best: _Point) -> tuple[np.ndarray, str]:
         sides = [best]
         for direction in (1.0, -1.0):
             moved = u.copy()
-            moved[i] += direction * step
-            if 0.0 <= moved[i] <= 1.0:
+            moved[i] = np.clip(u[i] + direction * step, 0.0, 1.0)  # shorter next to a bound
+            if moved[i] != u[i]:
                 point = problem.point(moved)
                 if not point.failure and point.x[i] != best.x[i]:
                     sides.append(point)

@@ -188,3 +188,13 @@ def test_the_search_stops_at_max_evaluations_and_says_so():
 def test_inconsistent_inputs_raise_value_error(x0, lower, upper, sigmas):
     with pytest.raises(ValueError):
         fit(lambda x: (x, np.zeros(1)), x0, lower, upper, [0.5], sigmas, 10)
+
+
+def test_the_jacobian_is_one_sided_at_a_bound_and_exact_for_a_linear_model():
+    a = np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]])
+    # Targets beyond the box push both parameters to a bound.
+    result = fit(
+        lambda x: (a @ x, np.zeros(3)), [0.5, 0.5], [0, 0], [1, 1], [9, 0, 9], [1] * 3, 200
+    )
+    assert result.x[0] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(result.jacobian, a, atol=1e-9)
