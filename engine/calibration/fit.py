@@ -117,21 +117,15 @@ class _BudgetSpent(Exception):
     """Raised inside the objective to stop the optimiser when the evaluations are spent."""
 
 
+@dataclass(slots=True)
 class _Point:
     """One evaluated point: its x, figures, standard errors, objective and failure."""
 
-    __slots__ = ("error", "failure", "ses", "simulated", "x")
-
-    def __init__(
-        self, x: np.ndarray, simulated: np.ndarray, ses: np.ndarray, error: float, failure: str
-    ) -> None:
-        self.x, self.simulated, self.ses, self.error, self.failure = (
-            x,
-            simulated,
-            ses,
-            error,
-            failure,
-        )
+    x: np.ndarray
+    simulated: np.ndarray
+    ses: np.ndarray
+    error: float
+    failure: str
 
 
 class _Problem:

@@ -115,6 +115,8 @@ def with_values(
         node: Any = raw["parameters"]
         for index, key in enumerate(keys[:-1]):
             node = node[_actual_key(node, key, parameter.path, index)]
+            if node is None:
+                raise _not_set(parameter.path, keys, index, protocol)
         leaf = _actual_key(node, keys[-1], parameter.path, len(keys) - 1)
         node[leaf] = round(float(value)) if parameter.integer else float(value)
         if _is_off_diagonal(keys):
@@ -160,11 +162,7 @@ def _parse_one(name: str, protocol: TimeBasedProtocol | None) -> FreeParameter:
         if node is not None:
             node = _child(node, key, path, index)
             if node is None:
-                raise ParameterError(
-                    f"free parameter {path}: {'.'.join(keys[: index + 1])} is not set in "
-                    f"{protocol.name if protocol else 'the protocol'}; add it to the parameter "
-                    "file before fitting it"
-                )
+                raise _not_set(path, keys, index, protocol)
         schema_path += f".{key}"
     expected = range_at(TimeBasedParameters, schema_path)
     if expected is None or not _is_number_hint(hint_at(TimeBasedParameters, schema_path)):
@@ -226,7 +224,19 @@ def _continuations(hint: Any, node: Any) -> str:
     return list_keys(allowed) if allowed else ""
 
 
+def _not_set(
+    path: str, keys: list[str], index: int, protocol: TimeBasedProtocol | None
+) -> ParameterError:
+    return ParameterError(
+        f"free parameter {path}: {'.'.join(keys[: index + 1])} is not set in "
+        f"{protocol.name if protocol else 'the protocol'}; add it to the parameter "
+        "file before fitting it"
+    )
+
+
 def _child(node: Any, key: str, path: str, index: int) -> Any:
+    if node is None:
+        raise ParameterError(f"free parameter {path}: segment {key!r} is under a block not set")
     if isinstance(node, msgspec.Struct):
         if key not in node.__struct_fields__:
             raise ParameterError(

@@ -231,3 +231,25 @@ def test_a_protocol_without_parameters_is_refused(protocol):
     (parameter,) = parse_free("mortality.hazard_ratios.primary")
     with pytest.raises(ParameterError, match="no parameters loaded"):
         get_value(bare, parameter)
+
+
+def test_a_discontinuation_block_the_protocol_leaves_out_cannot_be_fitted(protocol):
+    categories = protocol.parameters.discontinuation.discontinuation_parameters
+    without = msgspec.structs.replace(
+        protocol,
+        parameters=msgspec.structs.replace(
+            protocol.parameters,
+            discontinuation=msgspec.structs.replace(
+                protocol.parameters.discontinuation,
+                discontinuation_parameters=msgspec.structs.replace(categories, attrition=None),
+            ),
+        ),
+    )
+    path = "discontinuation.discontinuation_parameters.attrition.base_probability_per_visit"
+    with pytest.raises(ParameterError, match="attrition is not set"):
+        parse_free(path, without)
+    (parameter,) = parse_free(path)  # the schema alone allows it
+    with pytest.raises(ParameterError, match="attrition is not set"):
+        with_values(without, [parameter], [0.02])
+    with pytest.raises(ParameterError, match="not set"):
+        get_value(without, parameter)
