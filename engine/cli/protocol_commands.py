@@ -50,7 +50,7 @@ def _summary(protocol: Protocol | TimeBasedProtocol) -> str:
         return (
             f"time-based {protocol.protocol_type}, {protocol.min_interval_days}-"
             f"{protocol.max_interval_days} days, {protocol.loading_dose_injections} loading "
-            f"doses, {len(protocol.sources)} parameter files"
+            f"doses, {len(protocol.files)} parameter files"
         )
     return (
         f"{protocol.protocol_type}, {protocol.min_interval_days}-{protocol.max_interval_days} "
