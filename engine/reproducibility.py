@@ -121,7 +121,7 @@ def _files(protocol: AnyProtocol, protocol_path: Path | None) -> list[RecordedFi
             )
         )
     if isinstance(protocol, TimeBasedProtocol):
-        for source in protocol.sources:
+        for source in protocol.files:
             where = None if folder is None else str((folder / source.path).resolve())
             files.append(
                 RecordedFile(

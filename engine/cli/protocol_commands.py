@@ -41,7 +41,22 @@ def validate(args: argparse.Namespace) -> int:
         f"{safe_text(path.name)}: valid - {safe_text(protocol.name)} ({_summary(protocol)})",
         soft_wrap=True,
     )
+    for line in _citations(protocol):
+        out_console.print(f"  {line}", soft_wrap=True)
     return 0
+
+
+def _citations(protocol: Protocol | TimeBasedProtocol) -> list[str]:
+    """One line per published figure the protocol cites (its `sources:` block)."""
+    if not isinstance(protocol, TimeBasedProtocol):
+        return []
+    lines = []
+    for citation in protocol.sources:
+        where = f", {citation.where}" if citation.where else ""
+        lines.append(
+            safe_text(f"source: {citation.figure} - {citation.study}; {citation.reference}{where}")
+        )
+    return lines
 
 
 def _summary(protocol: Protocol | TimeBasedProtocol) -> str:
@@ -50,7 +65,7 @@ def _summary(protocol: Protocol | TimeBasedProtocol) -> str:
         return (
             f"time-based {protocol.protocol_type}, {protocol.min_interval_days}-"
             f"{protocol.max_interval_days} days, {protocol.loading_dose_injections} loading "
-            f"doses, {len(protocol.sources)} parameter files"
+            f"doses, {len(protocol.files)} parameter files"
         )
     return (
         f"{protocol.protocol_type}, {protocol.min_interval_days}-{protocol.max_interval_days} "

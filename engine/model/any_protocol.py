@@ -50,10 +50,25 @@ def dec_hook(kind: type, value: Any) -> Any:
         chosen = Protocol
         if isinstance(value, dict) and value.get("model_type") == "time_based":
             chosen = TimeBasedProtocol
+            value = _files_moved_out_of_sources(value)
         # Through JSON again, typed: JSON object keys are strings, and the time-based schema
         # has integer-keyed tables that only a typed JSON decode reads back (convert refuses).
         return msgspec.json.decode(msgspec.json.encode(value), type=chosen)
     raise NotImplementedError(f"no decoding for {kind!r}")
+
+
+def _files_moved_out_of_sources(value: dict[str, Any]) -> dict[str, Any]:
+    """A time-based protocol stored before the files read were renamed `files`.
+
+    Until issue 12, `sources` held the files the loader read (entries with `sha256`); it now
+    holds citations and the files are `files`. Old manifests and saved results still open.
+    """
+    sources = value.get("sources")
+    if not (isinstance(sources, list) and sources and "files" not in value):
+        return value
+    if not all(isinstance(entry, dict) and "sha256" in entry for entry in sources):
+        return value
+    return {**value, "files": sources, "sources": []}
 
 
 def format_version_of(protocol: AnyProtocol) -> int:

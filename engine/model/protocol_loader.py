@@ -46,7 +46,7 @@ __all__ = [
     "validate_protocol",
 ]
 
-DEFAULT_PROTOCOL = "aflibercept_treat_and_extend"
+DEFAULT_PROTOCOL = "aflibercept_treat_and_extend_altair"
 
 
 def bundled_protocol_names() -> list[str]:

@@ -31,9 +31,15 @@ from engine.columns import (
 from engine.errors import RunStateError
 from engine.manifest import Checkpoint, Manifest, read_manifest, write_checkpoint, write_manifest
 from engine.model.parameters import RunParameters
-from engine.model.protocol_loader import load_protocol
+from engine.model.any_protocol import StoredProtocol, dec_hook
+from engine.model.protocol_loader import load_protocol, resolve_protocol_path
 from engine.model.states import V2_REASON_NAMES
-from engine.model.v2.schema import BaselineVisionDistribution, SourceFile, TimeBasedProtocol
+from engine.model.v2.schema import (
+    BaselineVisionDistribution,
+    Citation,
+    SourceFile,
+    TimeBasedProtocol,
+)
 from engine.pipeline.batches import decode_batch, encode_shard
 from engine.pipeline.parts import PartFiles
 from engine.reproducibility import changed_files, reproducibility_record
@@ -52,7 +58,7 @@ PARAMS = RunParameters(n_patients=N, years=YEARS, seed=3, shard_size=SHARD)
 HORIZON = PARAMS.horizon_days
 
 
-def time_based_protocol(sources: list[SourceFile] | None = None) -> TimeBasedProtocol:
+def time_based_protocol(files: list[SourceFile] | None = None) -> TimeBasedProtocol:
     return TimeBasedProtocol(
         name="synthetic time-based",
         model_type="time_based",
@@ -65,7 +71,7 @@ def time_based_protocol(sources: list[SourceFile] | None = None) -> TimeBasedPro
         discontinuation_parameters_file="params/discontinuation.yaml",
         demographics_parameters_file="params/demographics.yaml",
         baseline_vision_distribution=BaselineVisionDistribution(mean=55.0, std=12.0),
-        sources=sources or [],
+        files=files or [],
     )
 
 
@@ -324,6 +330,36 @@ def test_a_time_based_manifest_decodes_back_into_its_protocol(tmp_path, outputs)
     assert isinstance(manifest.protocol, TimeBasedProtocol)
     assert manifest.protocol == protocol
     assert manifest.format_version == 2
+
+
+def test_a_manifest_written_before_files_were_renamed_still_opens(tmp_path, outputs):
+    """Until issue 12 the files read were stored under `sources`; they now come back as `files`."""
+    record = SourceFile(role="vision", path="params/vision.yaml", sha256="cd" * 32, text="y: 2\n")
+    protocol = time_based_protocol([record])
+    run_dir = tmp_path / "run"
+    write_streamed_run(run_dir, protocol, outputs[:1])
+    path = RunPaths(run_dir).manifest
+    stored = msgspec.json.decode(path.read_bytes())
+    stored["protocol"]["sources"] = stored["protocol"].pop("files")
+    path.write_bytes(msgspec.json.encode(stored))
+    manifest = read_manifest(path)
+    assert manifest.protocol.files == [record]
+    assert manifest.protocol.sources == []
+    assert manifest.protocol == protocol
+
+
+def test_a_protocol_cites_its_sources_apart_from_the_files_it_read():
+    path = resolve_protocol_path("aflibercept_2q8_view")
+    protocol = load_protocol(path)
+    assert protocol.sources and all(isinstance(c, Citation) for c in protocol.sources)
+    assert {record.role for record in protocol.files} >= {"vision", "mortality"}
+    stored = msgspec.json.encode({"protocol": protocol})
+    back = msgspec.json.decode(stored, type=_Stored, dec_hook=dec_hook)
+    assert back.protocol == protocol
+
+
+class _Stored(msgspec.Struct):
+    protocol: StoredProtocol
 
 
 # -- reproducibility record and resume ---------------------------------------------------------

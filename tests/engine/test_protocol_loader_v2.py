@@ -142,13 +142,13 @@ def test_the_bundled_time_based_protocol_loads_with_every_file_recorded():
     assert "UNCALIBRATED" in protocol.name
     assert protocol.protocol_type == "treat_and_extend"
     assert protocol.parameters is not None and protocol.extras == {}
-    assert [s.role for s in protocol.sources] == list(FILES)
+    assert [s.role for s in protocol.files] == list(FILES)
     folder = _bundled_folder()
-    for record in protocol.sources:
+    for record in protocol.files:
         data = (folder / record.path).read_bytes()
         assert record.sha256 == hashlib.sha256(data).hexdigest()
         assert record.text == data.decode()
-    mortality = protocol.sources[-1]
+    mortality = protocol.files[-1]
     assert mortality.path == "time_based_parameters/uk_mortality_wet_amd.yaml"
     assert protocol.mortality_parameters_file == mortality.path
     assert protocol.parameters.mortality.mortality_rates.male[70] == 0.0186
@@ -182,7 +182,7 @@ def test_the_bundled_parameters_are_the_origins_values_for_every_key_read():
     assert ours.baseline_vision_distribution == origin.baseline_vision_distribution
     for field in ("loading_dose_injections", "min_interval_days", "max_interval_days"):
         assert getattr(ours, field) == getattr(origin, field)
-    for ours_file, origin_file in zip(ours.sources, origin.sources, strict=True):
+    for ours_file, origin_file in zip(ours.files, origin.files, strict=True):
         assert ours_file.text != origin_file.text  # written fresh, not copied
 
 
@@ -203,7 +203,7 @@ def test_eylea_time_based_loads_with_one_warning_listing_its_placeholders():
     assert "$.disease_transitions" in protocol.extras
     assert "parameters/vision.yaml: $.misc_parameters.fortnights_per_day" in protocol.extras
     assert protocol.parameters.demographics.age_distribution_weights["95+"] == 0.01
-    assert protocol.sources[-1].path == "parameters/uk_mortality_wet_amd.yaml"
+    assert protocol.files[-1].path == "parameters/uk_mortality_wet_amd.yaml"
 
 
 @needs_reference
@@ -405,7 +405,7 @@ def test_a_named_mortality_file_is_read_relative_to_the_protocol(tmp_path):
     path = write_protocol(tmp_path, {"mortality_parameters_file": "life.yaml"})
     shutil.move(tmp_path / "time_based_parameters" / FILES["mortality"], tmp_path / "life.yaml")
     protocol = load_quietly(path)
-    assert protocol.sources[-1].path == "life.yaml"
+    assert protocol.files[-1].path == "life.yaml"
     assert protocol.mortality_parameters_file == "life.yaml"
 
 
@@ -676,7 +676,7 @@ def test_a_loaded_protocol_survives_the_manifest_and_reloads_from_text_alone():
         warnings.simplefilter("error", UnknownProtocolKeysWarning)
         again = load_protocol_text(text, source="manifest")
     assert again.parameters == protocol.parameters
-    assert again.sources == protocol.sources
+    assert again.files == protocol.files
     assert validate_protocol(protocol) is protocol
 
 

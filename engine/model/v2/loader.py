@@ -125,7 +125,7 @@ def load_time_based(raw: dict[str, Any], source: str, folder: Path | None) -> Ti
             protocol,
             mortality_parameters_file=written["mortality"],
             parameters=parameters,
-            sources=[file.record for file in files.values()],
+            files=[file.record for file in files.values()],
         )
     _check_parameters(parameters, labels, bases)
     checks.check_population_type(

@@ -30,6 +30,7 @@ from engine.model.v2.parameter_schema import (
 
 __all__ = [
     "BaselineVisionDistribution",
+    "Citation",
     "DemographicsFile",
     "DiscontinuationFile",
     "DiseaseTransitionsFile",
@@ -60,6 +61,20 @@ class Phase(_Schema, kw_only=True):
     max_days_between_injections: IntervalDays | None = None
 
 
+class Citation(_Schema, kw_only=True):
+    """A published figure the protocol's parameters were fitted or checked against.
+
+    From the protocol's `sources:` block, so a bundled protocol says which trial it
+    reproduces: e.g. ``figure: "mean BCVA change at week 52"``, ``study: "VIEW 1/2"``,
+    ``reference: "Heier 2012, Ophthalmology 119:2537"``, ``where: "Table 2"``.
+    """
+
+    figure: str
+    study: str
+    reference: str
+    where: str = ""
+
+
 class SourceFile(_Schema, kw_only=True):
     """One file a run read: path as the protocol names it, SHA-256 and full text."""
 
@@ -72,9 +87,10 @@ class SourceFile(_Schema, kw_only=True):
 class TimeBasedProtocol(_Schema, kw_only=True):
     """A validated time-based protocol with its parameter files loaded.
 
-    `parameters` and `sources` are filled by the loader (a manifest stores them, so a run
-    reopens without its files and resume can tell when they changed); `extras` lists keys
-    not used, by field path.
+    `parameters` and `files` are filled by the loader (a manifest stores them, so a run
+    reopens without its files and resume can tell when they changed); `sources` are the
+    published figures the protocol cites (its `sources:` block); `extras` lists keys not
+    used, by field path.
     """
 
     name: Annotated[str, Meta(min_length=1)]
@@ -104,5 +120,6 @@ class TimeBasedProtocol(_Schema, kw_only=True):
     mortality_parameters_file: str = "uk_mortality_wet_amd.yaml"
     baseline_vision_distribution: BaselineVisionDistribution
     parameters: TimeBasedParameters | None = None
-    sources: list[SourceFile] = []
+    sources: list[Citation] = []
+    files: list[SourceFile] = []
     extras: dict[str, Any] = {}
