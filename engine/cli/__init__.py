@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from engine.cli import (
+    calibrate_command,
     check_targets_command,
     inspect_commands,
     protocol_commands,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     protocol_commands.register(commands)
     viz_commands.register(commands)
     check_targets_command.register(commands)
+    calibrate_command.register(commands)
     return parser
 
 

@@ -27,7 +27,7 @@ from engine.cli.console import err_console, out_console, safe_text
 __all__ = ["register"]
 
 EXIT_FAILED_TARGET = 1
-TABLE_WIDTH = 130  # wide enough for one line per target when the output is not a terminal
+TABLE_WIDTH = 150  # wide enough for one line per target when the output is not a terminal
 FIGURE_LABELS = {
     "injections": "injections",
     "va_change": "VA change",
