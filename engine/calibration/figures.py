@@ -9,7 +9,8 @@ and the fit compares parameters, not noise.
 Definitions (docs/validation.md):
 - ``injections``: injections per patient on days since enrolment in [from_day, to_day).
   LOCF view: every patient enrolled (the trials' full analysis set); observed: patients alive
-  and under treatment at to_day (registries report those who completed the period).
+  and under treatment at to_day (registries report those who completed the period); entered:
+  alive and under treatment at from_day (a trial's patients who entered its second year).
 - ``va_change`` at a day: measured VA at the last visit on or before the day minus the
   measured baseline, letters. LOCF: every patient, the dead and the discontinued carrying their
   last value; observed: patients alive and under treatment at the day.
@@ -162,6 +163,8 @@ def figure_value(cohort: CohortFollowUp, target: Target) -> Estimate:
         values = cohort.injections_between(target.from_day, target.to_day)
         if target.view == "observed":
             values = values[cohort.under_treatment(target.to_day - 1)]
+        elif target.view == "entered":
+            values = values[cohort.under_treatment(target.from_day)]
         return _mean(values)
     day = int(target.day or 0)
     if target.figure == "discontinued":

@@ -62,7 +62,11 @@ class Target(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     role: Literal["calibration", "validation"]
     protocol: str  # path relative to the targets file
     figure: Figure
-    view: Literal["locf", "observed"] = "locf"
+    # locf: every patient enrolled (trials' full analysis set, last observation carried
+    # forward); observed: alive and under treatment at the day (or at the end of an injections
+    # window: completers, as registries report); entered (injections only): alive and under
+    # treatment at the window's start (a trial's "patients who entered year 2").
+    view: Literal["locf", "observed", "entered"] = "locf"
     day: Day | None = None  # figures at a day: the day since enrolment
     from_day: Day | None = None  # injections: days since enrolment in [from_day, to_day)
     to_day: Day | None = None
@@ -147,6 +151,13 @@ def _check_target(target: Target, label: str, where: str) -> None:
             raise TargetsError(label, where, f"a {target.figure} target needs `day`")
         if target.from_day is not None or target.to_day is not None:
             raise TargetsError(label, where, "from_day and to_day are for injections targets")
+        if target.view == "entered":
+            raise TargetsError(
+                label,
+                f"{where}.view",
+                "entered (under treatment at the window's start) is "
+                "for injections targets; use locf or observed",
+            )
     low, high = target.ci
     if not low <= target.value <= high:
         raise TargetsError(

@@ -91,7 +91,9 @@ def reference_value(people: list[dict], t: Target) -> float:
         counts = [
             sum(1 for d, _, shot in person["visits"] if shot and t.from_day <= d < t.to_day)
             for person in people
-            if t.view == "locf" or treated(person, t.to_day - 1)
+            if t.view == "locf"
+            or (t.view == "observed" and treated(person, t.to_day - 1))
+            or (t.view == "entered" and treated(person, t.from_day))
         ]
         return sum(counts) / len(counts)
     if t.figure == "discontinued":
@@ -122,6 +124,7 @@ CASES = [
     target("injections", window=(0, 364)),
     target("injections", window=(364, 672)),
     target("injections", window=(90, 400), view="observed"),
+    target("injections", window=(364, 672), view="entered"),
     *(
         target(f, day=d, view=view)
         for f in ("va_change", "va_change_sd", "gained_15", "lost_lt_15", "lost_15")

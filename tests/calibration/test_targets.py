@@ -56,6 +56,14 @@ def test_a_good_file_loads_with_its_defaults_and_resolves_protocols_relative_to_
         ("targets:\n" + GOOD_TARGET.replace("[6.8, 7.6]", "[7.2, 7.2]"), "zero width"),
         ("targets:\n" + GOOD_TARGET.replace("value: 7.2", "value: .nan"), "$.targets[0].value"),
         ("targets:\n" + GOOD_TARGET + GOOD_TARGET, "'inj' is used twice"),
+        (
+            "targets:\n"
+            + GOOD_TARGET.replace(
+                "figure: injections, from_day: 0, to_day: 364",
+                "figure: va_change, day: 9, view: entered",
+            ),
+            "is for injections targets",
+        ),
         ("targets:\n" + GOOD_TARGET.replace("id: inj", "id: Inj!"), "must be 1-64"),
         ("targets:\n" + GOOD_TARGET.replace("PROTO", "nowhere.yaml"), "is not a file"),
         (

@@ -74,6 +74,7 @@ class BlockState:
             "may_improve": np.full(size, tables.improvement_max_injections >= 0, dtype=bool),
             "injections": np.zeros(size, dtype=np.int64),
             "phase": np.zeros(size, dtype=np.int64),  # improvement fortnights left
+            "gain_factor": e.gain_factor,
             "age": e.age,
             "sex_row": e.sex.astype(np.intp) * tables.ages - tables.first_age,
             "death_p": np.zeros(size, dtype=np.float64),  # this fortnight's probability

@@ -170,7 +170,10 @@ class Block(BlockState):
             gain = source.normal(k, Purpose.IMPROVEMENT_RATE, in_phase)
             gain *= tables.improvement_std[s]
             gain += tables.improvement_mean[s]
-            change[in_phase] = np.maximum(gain, 0.0)
+            np.maximum(gain, 0.0, out=gain)
+            if tables.gain_sigma:
+                gain *= live["gain_factor"][in_phase]
+            change[in_phase] = gain
             phase[in_phase] -= 1
         at_risk = np.flatnonzero(state >= _ACTIVE)  # the only states with a risk
         if len(at_risk):

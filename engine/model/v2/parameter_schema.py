@@ -54,6 +54,7 @@ YearsShift = Annotated[float, Range(-20, 20, "years")]
 ShareShift = Annotated[float, Range(-1, 1, "(a change of proportion)")]
 NoiseStd = Annotated[float, Meta(ge=0.0), Range(0, 30, "letters")]
 DecayRate = Annotated[float, Meta(ge=0.0), Range(0, 10, "per fortnight")]
+Variation = Annotated[float, Meta(ge=0.0), Range(0, 3, "(a coefficient of variation)")]
 ProtocolType = Literal["treat_and_extend", "treat_and_treat", "fixed", "fixed_interval", "prn"]
 Category = Literal[
     "death", "poor_vision", "deterioration", "treatment_decision", "attrition", "administrative"
@@ -157,12 +158,21 @@ class VisionImprovement(_Schema, kw_only=True):
     max_improvement_duration_fortnights: Fortnights
     max_treatments_for_improvement: InjectionCount
     treatment_gap_for_improvement_days: Days
+    # amdsim's extension (docs/model.md 3.3): each patient's gains in improvement phases are
+    # multiplied by a factor drawn at enrolment, lognormal with mean 1 and this coefficient of
+    # variation (0, the origin's model: every patient gains alike).
+    patient_gain_cv: Variation = 0.0
 
 
 class VisionCeilings(_Schema, kw_only=True):
     """The highest true VA a patient can reach, from the baseline (docs/model.md 2)."""
 
     baseline_ceiling_factor: CeilingFactor
+    # amdsim's extension (docs/model.md 2): "factor" caps true VA at factor x baseline (the
+    # origin's rule); "gain" at baseline + baseline_ceiling_gain letters. Both are then capped
+    # by the absolute ceiling.
+    ceiling_rule: Literal["factor", "gain"] = "factor"
+    baseline_ceiling_gain: Letters = 20.0
     absolute_ceiling_default: Letters
     absolute_ceiling_high_baseline: Letters
     absolute_ceiling_low_baseline: Letters

@@ -1,4 +1,4 @@
-"""Patients at enrolment (docs/model.md 2): age, sex, true baseline VA, ceiling, responder.
+"""Patients at enrolment (docs/model.md 2): age, sex, baseline VA, ceiling, response, gain factor.
 
 Every draw is at step 0 with its own purpose, so a patient is the same person under every
 protocol that shares the demographics and baseline distribution.
@@ -27,6 +27,7 @@ class Enrolled:
     baseline: npt.NDArray[np.float64]  # true VA, letters, continuous
     ceiling: npt.NDArray[np.float64]
     responder: npt.NDArray[np.bool_]
+    gain_factor: npt.NDArray[np.float64]  # multiplies improvement-phase gains (1: the origin)
 
 
 def enrol(tables: TimeBasedTables, source: RandomSource) -> Enrolled:
@@ -41,7 +42,24 @@ def enrol(tables: TimeBasedTables, source: RandomSource) -> Enrolled:
     sex = (source.uniform(0, Purpose.SEX) >= tables.female_share_by_age[whole]).astype(np.int8)
     baseline = baseline_vision(tables, source)
     responder = source.uniform(0, Purpose.RESPONDER) < tables.responder_probability
-    return Enrolled(age, sex, baseline, ceilings(tables, baseline), responder)
+    return Enrolled(
+        age, sex, baseline, ceilings(tables, baseline), responder, gain_factors(tables, source, len(baseline))
+    )
+
+
+def gain_factors(
+    tables: TimeBasedTables, source: RandomSource, size: int
+) -> npt.NDArray[np.float64]:
+    """Per-patient multiplier of improvement gains: lognormal, mean 1 (docs/model.md 3.3).
+
+    With ``patient_gain_cv`` 0 every factor is exactly 1 and nothing is drawn, so the origin's
+    model is unchanged; the draw has its own purpose, so it changes no other draw either.
+    """
+    sigma = tables.gain_sigma
+    if sigma == 0.0:
+        return np.ones(size, dtype=np.float64)
+    z = source.normal(0, Purpose.GAIN_FACTOR)
+    return np.exp(sigma * z - 0.5 * sigma * sigma)
 
 
 def baseline_vision(tables: TimeBasedTables, source: RandomSource) -> npt.NDArray[np.float64]:
@@ -58,7 +76,7 @@ def baseline_vision(tables: TimeBasedTables, source: RandomSource) -> npt.NDArra
 
 
 def ceilings(tables: TimeBasedTables, baseline: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Highest true VA: min(factor x baseline, the absolute ceiling for the baseline)."""
+    """Highest true VA: min(factor x baseline, or baseline + gain, and the absolute ceiling)."""
     absolute = np.where(
         baseline > tables.ceiling_high_threshold,
         tables.ceiling_high,
@@ -66,4 +84,6 @@ def ceilings(tables: TimeBasedTables, baseline: npt.NDArray[np.float64]) -> npt.
             baseline < tables.ceiling_low_threshold, tables.ceiling_low, tables.ceiling_default
         ),
     )
+    if tables.ceiling_gain >= 0.0:
+        return np.minimum(baseline + tables.ceiling_gain, absolute)
     return np.minimum(tables.ceiling_factor * baseline, absolute)

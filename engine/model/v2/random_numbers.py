@@ -112,6 +112,7 @@ class Purpose(enum.IntEnum):
     DISCONTINUE_NO_IMPROVEMENT = 18
     DISCONTINUE_ATTRITION = 19
     DISCONTINUE_ADMINISTRATIVE = 20
+    GAIN_FACTOR = 21
 
 
 def _mix64(z: int) -> int:

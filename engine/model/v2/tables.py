@@ -91,6 +91,8 @@ class TimeBasedTables:
     beta_cdf: FloatArray  # CDF on the grid below (beta types only)
     beta_grid: FloatArray
     ceiling_factor: float
+    ceiling_gain: float  # letters above baseline, when ceiling_rule is "gain" (else -1)
+    gain_sigma: float  # sigma of the log of the per-patient gain factor (0: none)
     ceiling_default: float
     ceiling_high: float
     ceiling_low: float
@@ -195,6 +197,8 @@ def compile_time_based(protocol: TimeBasedProtocol) -> TimeBasedTables:
         beta_cdf=_frozen(beta_cdf),
         beta_grid=_frozen(beta_grid),
         ceiling_factor=ceilings.baseline_ceiling_factor,
+        ceiling_gain=ceilings.baseline_ceiling_gain if ceilings.ceiling_rule == "gain" else -1.0,
+        gain_sigma=math.sqrt(math.log1p(improvement.patient_gain_cv**2)),
         ceiling_default=ceilings.absolute_ceiling_default,
         ceiling_high=ceilings.absolute_ceiling_high_baseline,
         ceiling_low=ceilings.absolute_ceiling_low_baseline,
