@@ -227,6 +227,7 @@ class Patient:
     final_state: int = NAIVE
     haemorrhages: int = 0
     phases: int = 0
+    gain_factor: float = 1.0
 
     @property
     def injections(self) -> int:
@@ -265,7 +266,12 @@ def enrol(protocol, rng: random.Random) -> Patient:
     measured = measure(baseline, noise, rng.gauss(0.0, 1.0))
     response = parameters.treatment_effect.treatment_response
     responder = rng.random() < response.responder_probability
-    return Patient(age, sex, responder, baseline, measured)
+    patient = Patient(age, sex, responder, baseline, measured)
+    cv = parameters.vision.vision_improvement.patient_gain_cv
+    if cv > 0:  # docs/model.md 12: lognormal with mean 1 and this coefficient of variation
+        sigma = math.sqrt(math.log(1.0 + cv * cv))
+        patient.gain_factor = math.exp(rng.gauss(-0.5 * sigma * sigma, sigma))
+    return patient
 
 
 def simulate_patient(protocol, horizon_days: int, seed: int) -> Patient:
@@ -312,7 +318,7 @@ def simulate_patient(protocol, horizon_days: int, seed: int) -> Patient:
                         patient.phases += 1
             if phase_left > 0:
                 mean, std = improvement_rate(parameters, state)
-                change = max(0.0, mean + std * rng.gauss(0.0, 1.0))
+                change = max(0.0, mean + std * rng.gauss(0.0, 1.0)) * patient.gain_factor
                 phase_left -= 1
             else:
                 mean, std = gradual_change(parameters, state, v)

@@ -137,6 +137,8 @@ def ceiling(vision, baseline: float) -> float:
         absolute = c.absolute_ceiling_low_baseline
     else:
         absolute = c.absolute_ceiling_default
+    if c.ceiling_rule == "gain":  # amdsim's extension (docs/model.md 12)
+        return min(baseline + c.baseline_ceiling_gain, absolute)
     return min(c.baseline_ceiling_factor * baseline, absolute)
 
 

@@ -85,7 +85,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
     validate_parameters(RunParameters(n_patients=problem.patients, years=1.0, seed=problem.seed))
     err_console.print(
         f"Fitting {len(problem.free)} parameters to {len(problem.targets)} calibration targets "
-        f"({len(problem.protocols)} protocols, {problem.patients:,} patients each, seed "
+        f"({len({t.protocol for t in problem.targets})} protocols, {problem.patients:,} patients "
+        f"each, seed "
         f"{problem.seed})"
     )
     with _bar() as bar:

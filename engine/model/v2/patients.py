@@ -43,7 +43,12 @@ def enrol(tables: TimeBasedTables, source: RandomSource) -> Enrolled:
     baseline = baseline_vision(tables, source)
     responder = source.uniform(0, Purpose.RESPONDER) < tables.responder_probability
     return Enrolled(
-        age, sex, baseline, ceilings(tables, baseline), responder, gain_factors(tables, source, len(baseline))
+        age,
+        sex,
+        baseline,
+        ceilings(tables, baseline),
+        responder,
+        gain_factors(tables, source, len(baseline)),
     )
 
 
