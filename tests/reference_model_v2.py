@@ -104,8 +104,11 @@ class Regimen:
                 current = phase
         return current
 
-    def decide(self, t: int, state: int, since_injection: int | None) -> tuple[bool, int]:
-        """(inject?, days to the next visit) at a visit on day `t` seeing `state`."""
+    def decide(
+        self, t: int, state: int, since_injection: int | None, lost_letters: int = 0
+    ) -> tuple[bool, int]:
+        """(inject?, days to the next visit) at a visit on day `t` seeing `state`, having lost
+        `lost_letters` of measured VA since the previous visit."""
         rules = self.rules_at(t)
         inject = None
         if self.loading_left > 0:
@@ -118,6 +121,9 @@ class Regimen:
             if inject is None:
                 when_active = self.protocol.injection_rule == "when_active"
                 inject = state != STABLE if when_active else True
+            threshold = rules.shorten_on_vision_loss_letters  # amdsim's extension, section 5
+            if threshold is not None and state in (NAIVE, STABLE) and lost_letters >= threshold:
+                state = ACTIVE  # for the interval only: the injection decision is made
             if state == STABLE:
                 self.interval += rules.extension_days
             elif state == ACTIVE:
@@ -351,7 +357,8 @@ def simulate_patient(protocol, horizon_days: int, seed: int) -> Patient:
                 if next_visit is None:
                     break
             since = t - injection_days[-1] if injection_days else None
-            visit.injected, interval = regimen.decide(t, state, since)
+            lost = patient.visits[-2].vision - measured if len(patient.visits) > 1 else 0
+            visit.injected, interval = regimen.decide(t, state, since, lost)
             if visit.injected:
                 injection_days.append(t)
             next_visit = t + interval

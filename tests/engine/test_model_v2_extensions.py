@@ -177,3 +177,61 @@ def test_kernel_and_reference_agree_with_both_extensions_on():
     # SD: the sample variance's SE is about sqrt((m4 - s^4) / n) for each sample.
     se = math.sqrt(sum((np.mean((x - x.mean()) ** 4) - x.var() ** 2) / len(x) for x in (a, b)))
     assert_z(a.var(), b.var(), se * se, "kernel vs reference: variance of final VA", ALPHA / 3)
+
+
+def _treat_and_extend(loss: int | None) -> dict:
+    return {
+        "protocol_type": "treat_and_extend",
+        "loading_dose_injections": 3,
+        "min_interval_days": 56,
+        "max_interval_days": 112,
+        "extension_days": 14,
+        "shortening_days": 14,
+        "shorten_on_vision_loss_letters": loss,
+        "baseline_vision_distribution": {"type": "normal", "mean": 55.0, "std": 10.0},
+        f"{V}.vision_measurement.measurement_noise_std": 4.0,
+        f"{V}.vision_decline_fortnightly": {
+            s: {"untreated": {"mean": -0.5, "std": 1.0}, "treated": {"mean": 0.0, "std": 1.0}}
+            for s in STATES
+        },
+    }
+
+
+def test_vision_loss_since_the_previous_visit_shortens_a_treat_and_extend_interval():
+    """Every interval after loading, checked exactly against section 5: STABLE extends unless
+    the measured VA fell by 5 letters or more since the previous visit, which shortens as
+    ACTIVE does; ACTIVE shortens; HIGHLY_ACTIVE resets; clamped to [56, 112]. The rule fires
+    on a fair share of STABLE visits (noise SD 4 letters), so the check is not vacuous."""
+    patients, visits = run_kernel(make_protocol(_treat_and_extend(5)), 3000, 730, SEED + 5)
+    pid, n, state = visits["patient_id"], visits["visit"], visits["disease_state"]
+    vision, gap = visits["vision"].astype(int), visits["interval_days"].astype(int)
+    fired = checked = 0
+    for row in range(1, len(pid)):
+        if pid[row] != pid[row - 1] or n[row] < 2 or gap[row] < 0:
+            continue
+        previous_gap = gap[row - 1]
+        s = int(state[row])
+        lost = vision[row - 1] - vision[row] >= 5
+        if s in (0, 1) and lost:
+            fired += s == 1
+            s = 2
+        step = {0: 0, 1: 14, 2: -14}.get(s)
+        expected = 56 if step is None else min(112, max(56, previous_gap + step))
+        assert gap[row] == expected, (row, s, previous_gap, gap[row])
+        checked += 1
+    assert checked > 10_000 and fired > 500
+
+
+def test_kernel_and_reference_agree_on_injections_with_the_vision_loss_rule():
+    """Mean injections and visits over 2 years, kernel (20k) vs reference (2,500): z per
+    statistic (2 checks, alpha/2 each). The rule adds about 0.9 injections here (5.9 to 6.8),
+    which the test would detect at z > 10 if either side ignored it."""
+    protocol = make_protocol(_treat_and_extend(5))
+    kernel, _ = run_kernel(protocol, 20_000, 730, SEED + 6)
+    reference, _ = reference_columns(protocol, 2_500, 730, SEED + 6)
+    for name in ("injections", "visits"):
+        a, b = kernel[name].astype(float), reference[name].astype(float)
+        variance = a.var() / len(a) + b.var() / len(b)
+        assert_z(a.mean(), b.mean(), variance, f"kernel vs reference: {name}", ALPHA / 2)
+    without, _ = run_kernel(make_protocol(_treat_and_extend(None)), 20_000, 730, SEED + 6)
+    assert kernel["injections"].mean() > without["injections"].mean() + 0.2

@@ -85,6 +85,7 @@ class BlockState:
             "visit_no": np.zeros(size, dtype=np.int64),
             "interval": np.full(size, first_interval, dtype=np.int64),
             "baseline": np.zeros(size, dtype=np.int64),  # measured baseline
+            "last_measured": np.zeros(size, dtype=np.int64),  # at the previous visit
             # Consecutive visits: below the poor-vision threshold, with a large loss,
             # seeing STABLE, not above the measured baseline (docs/model.md 4).
             "counters": np.zeros((size, 4), dtype=np.int64),

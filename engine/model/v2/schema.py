@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 
+VisionLoss = Annotated[int, Meta(ge=1, le=100)]  # letters lost since the previous visit
+
+
 class _Schema(msgspec.Struct, frozen=True, kw_only=True):
     """Base of the protocol's structs: immutable; undeclared keys are reported by the loader."""
 
@@ -59,6 +62,7 @@ class Phase(_Schema, kw_only=True):
     extension_days: StepDays = 0
     shortening_days: StepDays = 0
     max_days_between_injections: IntervalDays | None = None
+    shorten_on_vision_loss_letters: VisionLoss | None = None
 
 
 class Citation(_Schema, kw_only=True):
@@ -110,6 +114,10 @@ class TimeBasedProtocol(_Schema, kw_only=True):
     extension_days: StepDays = 0
     shortening_days: StepDays = 0
     max_days_between_injections: IntervalDays | None = None
+    # amdsim's extension (docs/model.md 5): in treat-and-extend, a visit whose measured VA is
+    # this many letters or more below the previous visit's shortens the interval as an active
+    # visit does (trial T&E protocols' functional criterion; None: the state alone decides).
+    shorten_on_vision_loss_letters: VisionLoss | None = None
     phases: list[Phase] = []
     population_type: str = "real_world"
     disease_transitions_file: str

@@ -109,6 +109,7 @@ class TimeBasedTables:
     regimen_extension: npt.NDArray[np.int32]
     regimen_shortening: npt.NDArray[np.int32]
     regimen_cap: npt.NDArray[np.int32]  # max days between PRN injections; -1 none
+    regimen_vision_loss: npt.NDArray[np.int32]  # T&E: letters lost that shorten; -1 none
     # Discontinuation: categories in priority order, each (name, parameters as floats).
     discontinuation: tuple[tuple[str, tuple[float, ...]], ...]
 
@@ -312,6 +313,17 @@ def _regimens(protocol: TimeBasedProtocol) -> dict[str, object]:
         "regimen_max": _frozen(np.array([r.max_interval_days for r in rows], dtype=np.int32)),
         "regimen_extension": _frozen(np.array([r.extension_days for r in rows], dtype=np.int32)),
         "regimen_shortening": _frozen(np.array([r.shortening_days for r in rows], dtype=np.int32)),
+        "regimen_vision_loss": _frozen(
+            np.array(
+                [
+                    -1
+                    if r.shorten_on_vision_loss_letters is None
+                    else r.shorten_on_vision_loss_letters
+                    for r in rows
+                ],
+                dtype=np.int32,
+            )
+        ),
         "regimen_cap": _frozen(
             np.array(
                 [

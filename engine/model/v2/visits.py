@@ -51,7 +51,10 @@ def visit(block: BlockState, rows: np.ndarray) -> None:
     inject = np.zeros(len(rows), dtype=bool)
     going = np.flatnonzero(~stopped)
     if len(going):
-        inject[going] = _treat(tables, live, rows[going], t[going], n[going], state[going])
+        inject[going] = _treat(
+            tables, live, rows[going], t[going], n[going], state[going], measured[going]
+        )
+    live["last_measured"][rows] = measured
 
     # Injection history, next visit and the row.
     shot = rows[inject]
@@ -170,6 +173,7 @@ def _treat(
     t: np.ndarray,
     n: np.ndarray,
     state: np.ndarray,
+    measured: np.ndarray,
 ) -> np.ndarray:
     """Whether each patient is injected; sets `live["interval"]` to the next gap (section 5).
 
@@ -194,6 +198,10 @@ def _treat(
             # Change of interval by state (NAIVE, STABLE, ACTIVE); HIGHLY_ACTIVE resets to lo.
             change = np.array([0, tables.regimen_extension[r], -tables.regimen_shortening[r],
                                -(2**40)], dtype=np.int64)  # fmt: skip
+            loss = int(tables.regimen_vision_loss[r])
+            if loss > 0:  # a loss since the previous visit shortens as an active visit does
+                previous = live["last_measured"][rows[here]]
+                s = np.where((s < _ACTIVE) & (previous - measured[here] >= loss), _ACTIVE, s)
             gap = interval[here] + np.take(change, s)
             np.clip(gap, lo, hi, out=gap)
             interval[here] = gap
