@@ -30,8 +30,8 @@ from engine.columns import (
 )
 from engine.errors import RunStateError
 from engine.manifest import Checkpoint, Manifest, read_manifest, write_checkpoint, write_manifest
-from engine.model.parameters import RunParameters
 from engine.model.any_protocol import StoredProtocol, dec_hook
+from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import load_protocol, resolve_protocol_path
 from engine.model.states import V2_REASON_NAMES
 from engine.model.v2.schema import (

@@ -202,7 +202,7 @@ def test_vision_loss_since_the_previous_visit_shortens_a_treat_and_extend_interv
     the measured VA fell by 5 letters or more since the previous visit, which shortens as
     ACTIVE does; ACTIVE shortens; HIGHLY_ACTIVE resets; clamped to [56, 112]. The rule fires
     on a fair share of STABLE visits (noise SD 4 letters), so the check is not vacuous."""
-    patients, visits = run_kernel(make_protocol(_treat_and_extend(5)), 3000, 730, SEED + 5)
+    _, visits = run_kernel(make_protocol(_treat_and_extend(5)), 3000, 730, SEED + 5)
     pid, n, state = visits["patient_id"], visits["visit"], visits["disease_state"]
     vision, gap = visits["vision"].astype(int), visits["interval_days"].astype(int)
     fired = checked = 0
