@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine import run_simulation
 from engine.model.interface import compile_model
 from engine.model.parameters import RunParameters, validate_parameters
 from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol
@@ -120,3 +121,8 @@ def test_capped_prn_never_leaves_a_treated_patient_more_than_84_days_without_inj
     vpid, vday = visits["patient_id"][seen] - first, visits["day"][seen]
     same = vpid[1:] == vpid[:-1]
     assert set(np.unique((vday[1:] - vday[:-1])[same])) == {28}
+
+
+def test_the_python_api_runs_the_default_protocol_when_none_is_named():
+    results = run_simulation(n_patients=50, years=0.5, seed=2, in_memory=True)
+    assert results.protocol == load_protocol(DEFAULT_PROTOCOL)
