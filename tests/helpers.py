@@ -1,4 +1,4 @@
-"""Building protocols and runs for tests: start from the bundled default, change fields."""
+"""Building protocols and runs for tests: start from the bundled v1 protocol, change fields."""
 
 from __future__ import annotations
 
@@ -11,17 +11,21 @@ import msgspec.yaml
 import yaml
 
 from engine.model.parameters import Recruitment, RunParameters
-from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol_text
+from engine.model.protocol_loader import load_protocol_text
 from engine.model.v1.kernel import simulate_shards
 from engine.model.v1.protocol import Protocol
 from engine.model.v1.tables import compile_protocol
 
 STATES = ("NAIVE", "STABLE", "ACTIVE", "HIGHLY_ACTIVE")
+# The bundled visit-based (v1) protocol the tests build on: the default protocol until
+# issue 12 (now the time-based aflibercept_treat_and_extend_altair). Tests of the visit-based
+# model, of format 1 and of the pipeline name it, so a change of default does not change them.
+V1_PROTOCOL = "aflibercept_treat_and_extend"
 
 
 def default_protocol_dict() -> dict[str, Any]:
-    """The bundled default protocol as plain YAML data."""
-    path = resources.files("engine") / "protocols" / f"{DEFAULT_PROTOCOL}.yaml"
+    """The bundled v1 protocol (`V1_PROTOCOL`) as plain YAML data."""
+    path = resources.files("engine") / "protocols" / f"{V1_PROTOCOL}.yaml"
     return msgspec.yaml.decode(path.read_bytes())
 
 
@@ -38,7 +42,7 @@ def with_changes(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any
 
 
 def protocol_yaml(**changes: Any) -> str:
-    """YAML text of the default protocol with `changes` (``__`` in names means ``.``)."""
+    """YAML text of the v1 protocol with `changes` (``__`` in names means ``.``)."""
     data = with_changes(
         default_protocol_dict(), {k.replace("__", "."): v for k, v in changes.items()}
     )
@@ -46,7 +50,7 @@ def protocol_yaml(**changes: Any) -> str:
 
 
 def make_protocol(**changes: Any) -> Protocol:
-    """The default protocol with `changes` applied, validated."""
+    """The v1 protocol with `changes` applied, validated."""
     return load_protocol_text(protocol_yaml(**changes), source="test.yaml")
 
 

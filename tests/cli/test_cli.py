@@ -14,7 +14,7 @@ import pytest
 from engine import run_simulation
 from engine.model.protocol_loader import bundled_protocol_names
 from engine.results import InMemoryResults
-from tests.helpers import protocol_yaml
+from tests.helpers import V1_PROTOCOL, protocol_yaml
 
 AMDSIM = shutil.which("amdsim", path=str(Path(sys.executable).parent)) or shutil.which("amdsim")
 
@@ -28,8 +28,16 @@ def amdsim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
     )
 
 
+def test_run_without_a_protocol_runs_the_calibrated_altair_treat_and_extend():
+    result = amdsim("run", "--patients", "300", "--years", "1", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert "Aflibercept 2 mg treat-and-extend (ALTAIR, calibrated): 300 patients" in result.stdout
+
+
 def test_run_prints_the_summary_table():
-    result = amdsim("run", "--patients", "2000", "--years", "2", "--seed", "3")
+    result = amdsim(
+        "run", "--patients", "2000", "--years", "2", "--seed", "3", "--protocol", V1_PROTOCOL
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Aflibercept treat-and-extend: 2,000 patients x 2 years, seed 3" in out
@@ -147,7 +155,7 @@ def test_protocols_lists_every_bundled_protocol_and_marks_the_default():
     assert result.returncode == 0
     for name in bundled_protocol_names():
         assert name in result.stdout
-    assert "aflibercept_treat_and_extend *" in result.stdout
+    assert "aflibercept_treat_and_extend_altair *" in result.stdout
 
 
 def test_usage_errors_exit_2():

@@ -11,9 +11,10 @@ import re
 import pytest
 
 from engine.cli.console import plain_text, safe_text
-from engine.model.protocol_loader import DEFAULT_PROTOCOL, resolve_protocol_path
+from engine.model.protocol_loader import resolve_protocol_path
 from engine.run_dir import RUN_ID_PATTERN
 from tests.cli.test_cli import amdsim
+from tests.helpers import V1_PROTOCOL
 
 # (name as written in the YAML file, double-quoted; what the terminal must show)
 NAMES = [
@@ -23,7 +24,7 @@ NAMES = [
 
 
 def _protocol_named(tmp_path, yaml_name: str):
-    text = resolve_protocol_path(DEFAULT_PROTOCOL).read_text()
+    text = resolve_protocol_path(V1_PROTOCOL).read_text()
     text = re.sub(r"(?m)^name: .*$", lambda _: f'name: "{yaml_name}"', text)
     path = tmp_path / "clinic.yaml"
     path.write_text(text)

@@ -8,12 +8,12 @@ import pytest
 
 from engine.columns import PATIENTS_SCHEMA, VISITS_SCHEMA, numpy_view
 from engine.model.protocol_loader import load_protocol
-from tests.helpers import simulate
+from tests.helpers import V1_PROTOCOL, simulate
 
 
 @pytest.fixture(scope="module")
 def output():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     _, outputs = simulate(protocol, n_patients=3_000, years=6)
     return outputs[0]
 

@@ -16,6 +16,7 @@ from engine import run_simulation
 from engine.errors import MemoryBudgetError
 from engine.memory import MemoryMonitor, guard
 from tests.engine.test_memory_monitor import MiB, ProbeWithAvailable, write
+from tests.helpers import V1_PROTOCOL
 
 GiB = 1 << 30
 
@@ -68,7 +69,7 @@ def test_to_dataframe_in_a_real_512_mib_cgroup_refuses_instead_of_being_killed(t
 
     run_dir = tmp_path / "run"
     params = RunParameters(n_patients=1_000_000, years=5, seed=4)
-    manifest = run_pipeline(load_protocol(), params, run_dir, PipelineOptions(workers=1))
+    manifest = run_pipeline(load_protocol(V1_PROTOCOL), params, run_dir, PipelineOptions(workers=1))
     assert manifest.uncompressed_bytes * 2.5 > 512 * MiB, "the frame must not fit in 512 MiB"
     with confined(512 * MiB) as confinement:
         if confinement.kind == "RLIMIT_AS":

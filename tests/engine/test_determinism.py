@@ -9,7 +9,7 @@ from engine.model.parameters import Recruitment
 from engine.model.protocol_loader import load_protocol
 from engine.model.shards import plan_blocks
 from engine.model.v1.kernel import simulate_shards
-from tests.helpers import concat_columns, simulate
+from tests.helpers import V1_PROTOCOL, concat_columns, simulate
 
 RECRUITMENTS = [
     Recruitment(),
@@ -32,7 +32,7 @@ def _assert_same_outputs(left, right) -> None:
 
 @pytest.mark.parametrize("recruitment", RECRUITMENTS, ids=lambda r: r.mode)
 def test_same_seed_gives_identical_output(recruitment):
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     _, first = simulate(
         protocol, n_patients=5_000, shard_size=1_000, recruitment=recruitment, seed=7
     )
@@ -43,7 +43,7 @@ def test_same_seed_gives_identical_output(recruitment):
 
 
 def test_different_seeds_give_different_output():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     _, first = simulate(protocol, n_patients=2_000, seed=1)
     _, second = simulate(protocol, n_patients=2_000, seed=2)
     assert not np.array_equal(first[0].patients["final_vision"], second[0].patients["final_vision"])
@@ -78,14 +78,14 @@ def test_output_does_not_depend_on_how_whole_shards_are_grouped(grouping, recrui
 
 def test_a_shard_depends_on_its_index_not_on_the_cohort_size():
     """Shard 0 of a 1,000-patient run is shard 0 of a 10,000-patient run (cohort mode)."""
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     _, small = simulate(protocol, n_patients=1_000, shard_size=1_000, seed=11)
     _, large = simulate(protocol, n_patients=10_000, shard_size=1_000, seed=11)
     _assert_same_outputs(small, large[:1])
 
 
 def test_shards_simulated_together_must_be_consecutive():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     params, _ = simulate(protocol, n_patients=3_000, shard_size=1_000)
     from engine.model.v1.tables import compile_protocol
 
@@ -94,7 +94,7 @@ def test_shards_simulated_together_must_be_consecutive():
 
 
 def test_blocks_cover_every_shard_once_in_order():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     params, _ = simulate(protocol, n_patients=100, shard_size=10)
     blocks = plan_blocks(params, block_patients=35)
     assert [list(b) for b in blocks] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
@@ -102,7 +102,7 @@ def test_blocks_cover_every_shard_once_in_order():
 
 @pytest.mark.parametrize("period_days", [90, 730])
 def test_period_recruitment_spreads_arrivals_uniformly_in_id_order(period_days):
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     recruitment = Recruitment(mode="period", period_days=period_days)
     _, outputs = simulate(
         protocol, n_patients=40_000, shard_size=4_096, recruitment=recruitment, seed=5
@@ -121,7 +121,7 @@ def test_period_recruitment_spreads_arrivals_uniformly_in_id_order(period_days):
 
 
 def test_rate_recruitment_enrols_at_the_weekly_rate():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     rate = 70.0  # ten a day
     recruitment = Recruitment(mode="rate", patients_per_week=rate)
     _, outputs = simulate(
@@ -138,7 +138,7 @@ def test_rate_recruitment_enrols_at_the_weekly_rate():
 
 
 def test_late_enrollers_are_followed_only_until_the_horizon():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     recruitment = Recruitment(mode="period", period_days=700)
     params, outputs = simulate(protocol, n_patients=3_000, years=2, recruitment=recruitment)
     visits = concat_columns(outputs, "visits")

@@ -50,7 +50,7 @@ from engine.stats.outcome_table import NOT_AVAILABLE, outcome_lines
 from engine.stats.run_stats import StatsAccumulator
 from engine.stats.shard_stats import shard_stats
 from ipc.messages import PatientBatch
-from tests.helpers import concat_columns, simulate
+from tests.helpers import V1_PROTOCOL, concat_columns, simulate
 from tests.v2_outputs import synthetic_v2_outputs
 
 N, SHARD, YEARS = 700, 128, 5.0
@@ -301,7 +301,7 @@ def test_outcome_table_is_order_independent_and_equals_a_direct_computation(outp
 
 
 def test_the_outcome_table_renders_every_month_and_a_format_1_run_says_not_available():
-    v1_params, v1_outputs = simulate(load_protocol(), 60, years=1, shard_size=60)
+    v1_params, v1_outputs = simulate(load_protocol(V1_PROTOCOL), 60, years=1, shard_size=60)
     v1 = StatsAccumulator(v1_params.shard_count, v1_params.horizon_days)
     (output,) = v1_outputs
     v1.add(0, 0, 1, shard_stats(output.patients, output.visits, v1_params.horizon_days))
@@ -397,7 +397,7 @@ def test_the_manifest_record_says_what_reproduces_the_run(tmp_path):
         assert Path(file.absolute_path).is_absolute()
         assert file.sha256 == hashlib.sha256(data).hexdigest() and file.text == data.decode()
     assert changed_files(record) == []
-    v1 = reproducibility_record(load_protocol(), None, "9.9")
+    v1 = reproducibility_record(load_protocol(V1_PROTOCOL), None, "9.9")
     assert v1.random_scheme == "pcg64-per-shard" and v1.files == []
 
 

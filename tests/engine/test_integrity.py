@@ -22,7 +22,7 @@ from engine.pipeline.batches import decode_batch, encode_shard
 from engine.pipeline.parts import PartFiles
 from engine.results import ParquetResults
 from engine.run_dir import RunPaths, temporary_name, write_atomically
-from tests.helpers import simulate
+from tests.helpers import V1_PROTOCOL, simulate
 
 # Over the in-memory threshold, so it streams; six shards in three pairs of part files.
 PARAMS = RunParameters(n_patients=3000, years=1, seed=4, shard_size=500)
@@ -32,7 +32,7 @@ def streamed_run(run_dir: Path, compression: str) -> Path:
     options = PipelineOptions(
         workers=1, writer_lanes=1, compression=compression, checkpoint_every=1000
     )
-    run_pipeline(load_protocol(), PARAMS, run_dir, options)
+    run_pipeline(load_protocol(V1_PROTOCOL), PARAMS, run_dir, options)
     return run_dir
 
 
@@ -157,7 +157,7 @@ def test_completed_run_without_checkpoint_still_opens(run_copy, original):
 
 def test_part_files_are_fsynced_before_rename_and_their_directory_after(tmp_path, monkeypatch):
     """Case 7: fsync(file) -> rename -> fsync(dir), for both tables of every pair."""
-    params, outputs = simulate(load_protocol(), 200, years=1, shard_size=200)
+    params, outputs = simulate(load_protocol(V1_PROTOCOL), 200, years=1, shard_size=200)
     (batch,) = encode_shard(outputs[0], 0, params.horizon_days, 4 << 20)
     paths = RunPaths(tmp_path / "run")
     parts = PartFiles(paths, "zstd", 1 << 30, {"amdsim.run_id": "run"})

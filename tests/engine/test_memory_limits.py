@@ -17,6 +17,7 @@ import pytest
 from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
+from tests.helpers import V1_PROTOCOL
 
 CASES = Path(__file__).resolve().parents[1] / "memory" / "memray_readers.py"
 LARGEST_LIMIT = 12 << 20  # the largest limit_memory in CASES
@@ -26,7 +27,9 @@ LARGEST_LIMIT = 12 << 20  # the largest limit_memory in CASES
 def test_streaming_readers_stay_within_their_memory_limits_and_leak_nothing(tmp_path):
     pytest.importorskip("pytest_memray")
     params = RunParameters(n_patients=200_000, years=5, seed=9)
-    manifest = run_pipeline(load_protocol(), params, tmp_path / "run", PipelineOptions(workers=1))
+    manifest = run_pipeline(
+        load_protocol(V1_PROTOCOL), params, tmp_path / "run", PipelineOptions(workers=1)
+    )
     assert manifest.uncompressed_bytes > 4 * LARGEST_LIMIT, "the run must dwarf the limits"
     env = {
         **os.environ,

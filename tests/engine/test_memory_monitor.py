@@ -20,6 +20,7 @@ from engine.memory.estimate import BYTES_PER_VISIT, check_run_fits, estimate_run
 from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor
+from tests.helpers import V1_PROTOCOL
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -198,7 +199,7 @@ def test_decorator_with_a_fixed_estimate_and_a_monitor_factory(tmp_path):
 
 
 def test_run_estimate_scales_with_patients_and_compression():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     options = PipelineOptions(workers=2, writer_lanes=1, slots_per_worker=4)
     small = estimate_run(protocol, RunParameters(n_patients=100_000, years=5), options)
     large = estimate_run(protocol, RunParameters(n_patients=1_000_000, years=5), options)
@@ -217,7 +218,7 @@ def test_run_estimate_scales_with_patients_and_compression():
 
 
 def test_disk_estimate_refuses_when_free_space_is_short(tmp_path):
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     options = PipelineOptions(workers=1, writer_lanes=1, slots_per_worker=4)
     estimate = estimate_run(protocol, RunParameters(n_patients=1_000_000, years=10), options)
     monitor = MemoryMonitor()
@@ -232,7 +233,7 @@ def test_disk_estimate_refuses_when_free_space_is_short(tmp_path):
 def test_supervisor_refuses_before_creating_anything(tmp_path):
     params = RunParameters(n_patients=200_000, years=5, seed=1)
     options = PipelineOptions(workers=1, free_disk_bytes=1 * MiB)
-    supervisor = Supervisor(load_protocol(), params, tmp_path / "run", options)
+    supervisor = Supervisor(load_protocol(V1_PROTOCOL), params, tmp_path / "run", options)
     with pytest.raises(DiskSpaceError, match="only 1 MiB are free"):
         supervisor.start()
     assert not (tmp_path / "run").exists()
@@ -241,7 +242,7 @@ def test_supervisor_refuses_before_creating_anything(tmp_path):
 def test_supervisor_refuses_a_run_whose_memory_does_not_fit(tmp_path):
     probe = FakeProbe(tmp_path / "machine", ram=300 * MiB)  # the estimate alone is larger
     supervisor = Supervisor(
-        load_protocol(),
+        load_protocol(V1_PROTOCOL),
         RunParameters(n_patients=50_000, years=5, seed=1),
         tmp_path / "run",
         PipelineOptions(workers=2),
@@ -257,7 +258,9 @@ def test_loading_saved_results_is_refused_when_it_would_cross_red(tmp_path, monk
     from engine.memory import guard
     from engine.results.memory import InMemoryResults
 
-    saved = run_simulation(load_protocol(), n_patients=200, years=2, seed=1).save(tmp_path / "s")
+    saved = run_simulation(load_protocol(V1_PROTOCOL), n_patients=200, years=2, seed=1).save(
+        tmp_path / "s"
+    )
     probe = FakeProbe(tmp_path / "machine", ram=GiB)
     probe.rss = {1: int(0.85 * GiB) - 1024}  # just under red: the estimate tips it over
     monkeypatch.setattr(guard, "_shared", MemoryMonitor(root_pid=1, probe=probe))

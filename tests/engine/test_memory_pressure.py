@@ -15,6 +15,7 @@ from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from ipc.messages import Assign
 from tests.engine.test_pipeline import assert_same, read_run
+from tests.helpers import V1_PROTOCOL
 
 LIMIT = 64 << 30
 PARAMS = RunParameters(n_patients=60_000, years=2, seed=5, shard_size=1_000)
@@ -55,14 +56,14 @@ class RecordingSupervisor(Supervisor):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    run_pipeline(load_protocol(), PARAMS, run_dir, PipelineOptions(workers=2))
+    run_pipeline(load_protocol(V1_PROTOCOL), PARAMS, run_dir, PipelineOptions(workers=2))
     return read_run(run_dir)
 
 
 def run_under(tmp_path, fraction: float, **option_changes):
     options = PipelineOptions(workers=2, metrics_interval_s=0.05, **option_changes)
     supervisor = RecordingSupervisor(
-        load_protocol(),
+        load_protocol(V1_PROTOCOL),
         PARAMS,
         tmp_path / "run",
         options,
@@ -119,7 +120,7 @@ def test_green_hands_out_whole_blocks_to_every_worker(tmp_path):
 
 def test_memory_error_in_a_worker_halves_its_batch_and_the_rows_are_unchanged(tmp_path, reference):
     options = PipelineOptions(workers=1, worker_memory_error_above_shards=5)
-    supervisor = Supervisor(load_protocol(), PARAMS, tmp_path / "run", options)
+    supervisor = Supervisor(load_protocol(V1_PROTOCOL), PARAMS, tmp_path / "run", options)
     supervisor.start()
     manifest = supervisor.run()
     assert manifest.status == "completed"
@@ -135,7 +136,7 @@ def test_a_single_shard_that_does_not_fit_fails_the_run_with_the_memory_error(tm
 
     options = PipelineOptions(workers=1, worker_memory_error_above_shards=0, max_attempts=2)
     with pytest.raises(WorkerCrashedError, match="MemoryError: injected") as error:
-        run_pipeline(load_protocol(), PARAMS, tmp_path / "run", options)
+        run_pipeline(load_protocol(V1_PROTOCOL), PARAMS, tmp_path / "run", options)
     assert "MemoryError" in error.value.traceback
 
 

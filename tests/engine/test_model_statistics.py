@@ -16,7 +16,14 @@ from engine.model.parameters import DAYS_PER_MONTH
 from engine.model.protocol_loader import load_protocol
 from engine.model.states import STATE_NAMES, DiseaseState
 from engine.model.v1.tables import compile_protocol
-from tests.helpers import concat_columns, constant_matrix, make_protocol, matrix, simulate
+from tests.helpers import (
+    V1_PROTOCOL,
+    concat_columns,
+    constant_matrix,
+    make_protocol,
+    matrix,
+    simulate,
+)
 from tests.reference_model import simulate_patient
 
 SEED = 20261129
@@ -42,7 +49,7 @@ def _assert_rate(observed: int, trials: int, p: float, label: str) -> None:
 
 @pytest.fixture(scope="module")
 def default_run():
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     params, outputs = simulate(protocol, n_patients=10_000, years=5, seed=SEED)
     return protocol, params, concat_columns(outputs, "patients"), concat_columns(outputs, "visits")
 
@@ -98,7 +105,7 @@ def test_transition_frequencies_match_the_renormalised_matrix(default_run, fixed
 
 
 def test_injection_multiplies_and_renormalises_the_row():
-    tables = compile_protocol(load_protocol())
+    tables = compile_protocol(load_protocol(V1_PROTOCOL))
     base = np.array([0.0, 0.2, 0.7, 0.1])
     treated = base * np.array([1.0, 1.8, 0.85, 0.5])
     np.testing.assert_allclose(tables.transition_probabilities[DiseaseState.ACTIVE], base)
@@ -357,7 +364,7 @@ def test_rows_are_consistent_with_the_schedule(default_run):
 
 def test_kernel_agrees_with_an_independent_per_patient_loop():
     """Outcome means of the vectorised kernel and the naive reference loop agree."""
-    protocol = load_protocol()
+    protocol = load_protocol(V1_PROTOCOL)
     params, outputs = simulate(protocol, n_patients=20_000, years=4, seed=SEED)
     kernel = concat_columns(outputs, "patients")
     rng = random.Random(SEED)

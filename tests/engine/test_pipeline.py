@@ -34,6 +34,7 @@ from ipc.channel import Channel
 from ipc.messages import Assign, Stop
 from ipc.metrics import MetricsSubscriber
 from tests.cli.test_cli import AMDSIM, amdsim
+from tests.helpers import V1_PROTOCOL
 
 N_PATIENTS = 12_000
 SHARD_SIZE = 1_000
@@ -74,7 +75,7 @@ def assert_same(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> No
 def in_process_rows(n_patients: int, years: float, seed: int, shard_size: int):
     """(patients, visits, totals) of the same run made in this process, in canonical order."""
     results = run_simulation(
-        load_protocol(), n_patients, years, seed, shard_size=shard_size, in_memory=True
+        load_protocol(V1_PROTOCOL), n_patients, years, seed, shard_size=shard_size, in_memory=True
     )
     patients = pa.Table.from_batches(list(results.iterate_patients()))
     visits = pa.Table.from_batches(list(results.iterate_visits()))
@@ -99,7 +100,7 @@ def test_output_equals_the_in_process_run_for_any_workers_and_slot_size(
     tmp_path, in_process, workers, slot_bytes
 ):
     options = PipelineOptions(workers=workers, slot_bytes=slot_bytes)
-    manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    manifest = run_pipeline(load_protocol(V1_PROTOCOL), params(), tmp_path / "run", options)
     assert manifest.status == "completed"
     patients, visits = read_run(tmp_path / "run")
     assert_same(patients, in_process[0])
@@ -115,7 +116,10 @@ def test_output_equals_the_in_process_run_for_any_workers_and_slot_size(
 def test_the_run_directory_is_one_dataset_with_manifest_index_and_metadata(tmp_path):
     run_dir = tmp_path / "run"
     manifest = run_pipeline(
-        load_protocol(), params(), run_dir, PipelineOptions(workers=2, roll_bytes=200_000)
+        load_protocol(V1_PROTOCOL),
+        params(),
+        run_dir,
+        PipelineOptions(workers=2, roll_bytes=200_000),
     )
     assert manifest.status == "completed" and manifest.finished is not None
     assert manifest.shard_count == N_PATIENTS // SHARD_SIZE
@@ -143,7 +147,9 @@ def test_the_run_directory_is_one_dataset_with_manifest_index_and_metadata(tmp_p
 
 def test_duckdb_reads_the_run_directory_as_one_table(tmp_path):
     duckdb = pytest.importorskip("duckdb")
-    manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", PipelineOptions(workers=1))
+    manifest = run_pipeline(
+        load_protocol(V1_PROTOCOL), params(), tmp_path / "run", PipelineOptions(workers=1)
+    )
     query = f"select count(*), count(distinct patient_id) from read_parquet('{tmp_path}/run/visits/*.parquet')"
     rows = duckdb.connect().execute(query).fetchone()
     assert rows == (manifest.visits, N_PATIENTS)
@@ -153,7 +159,7 @@ def test_a_run_directory_must_be_new(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "something").write_text("x")
     with pytest.raises(ParameterError, match="already exists and is not empty"):
-        run_pipeline(load_protocol(), params(), tmp_path / "run")
+        run_pipeline(load_protocol(V1_PROTOCOL), params(), tmp_path / "run")
 
 
 class Watcher:
@@ -188,12 +194,16 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_output_is_unchanged(tmp_pat
     big = params(n_patients=150_000, shard_size=1_000)
     watcher = Watcher(0.2, kill_a_worker)
     manifest = run_pipeline(
-        load_protocol(), big, tmp_path / "run", PipelineOptions(workers=2), watcher.attach
+        load_protocol(V1_PROTOCOL),
+        big,
+        tmp_path / "run",
+        PipelineOptions(workers=2),
+        watcher.attach,
     )
     watcher.thread.join(5)
     assert watcher.acted_at is not None and manifest.status == "completed"
     expected = run_simulation(
-        load_protocol(), big.n_patients, YEARS, SEED, shard_size=1_000, in_memory=True
+        load_protocol(V1_PROTOCOL), big.n_patients, YEARS, SEED, shard_size=1_000, in_memory=True
     )
     patients, visits = read_run(tmp_path / "run")
     assert_same(
@@ -214,7 +224,11 @@ def test_a_killed_writer_is_reported_with_the_signal_that_killed_it(tmp_path):
     big = params(n_patients=2_000_000, shard_size=4_096)
     with pytest.raises(WriterFailedError) as raised:
         run_pipeline(
-            load_protocol(), big, tmp_path / "run", PipelineOptions(workers=1), watcher.attach
+            load_protocol(V1_PROTOCOL),
+            big,
+            tmp_path / "run",
+            PipelineOptions(workers=1),
+            watcher.attach,
         )
     assert str(raised.value) == (
         "the writer process was killed by SIGKILL (signal 9) without finishing"
@@ -236,7 +250,7 @@ def test_describe_exit_says_how_a_child_ended():
 
 def test_a_shard_failing_once_is_retried_and_the_run_completes(tmp_path, in_process):
     options = PipelineOptions(workers=2, worker_fail_shard=3, worker_fail_attempts=1)
-    manifest = run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+    manifest = run_pipeline(load_protocol(V1_PROTOCOL), params(), tmp_path / "run", options)
     assert manifest.status == "completed"
     _, visits = read_run(tmp_path / "run")
     assert_same(visits, in_process[1])
@@ -250,7 +264,7 @@ def test_a_shard_that_always_fails_fails_the_run_with_the_workers_traceback(tmp_
         WorkerCrashedError,
         match=r"shards 0-11 failed on all 2 attempts; last error: RuntimeError: injected failure in shard 3",
     ) as caught:
-        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+        run_pipeline(load_protocol(V1_PROTOCOL), params(), tmp_path / "run", options)
     assert (
         "Traceback" in caught.value.traceback
         and "injected failure in shard 3" in caught.value.traceback
@@ -271,7 +285,11 @@ def test_cancel_mid_run_stops_everything_within_five_seconds(tmp_path, how):
     watcher = Watcher(0.1, cancel)
     big = params(n_patients=2_000_000, shard_size=4_096)
     manifest = run_pipeline(
-        load_protocol(), big, tmp_path / "run", PipelineOptions(workers=2), watcher.attach
+        load_protocol(V1_PROTOCOL),
+        big,
+        tmp_path / "run",
+        PipelineOptions(workers=2),
+        watcher.attach,
     )
     stopped_s = time.monotonic() - watcher.acted_at
     assert manifest.status == "cancelled"
@@ -300,7 +318,7 @@ def test_disk_that_stays_full_reports_the_writer_error_and_leaves_the_last_good_
     monkeypatch.setattr(records, "write_manifest", disk_still_full)
     options = PipelineOptions(workers=1, roll_bytes=100_000, writer_fail_after_bytes=350_000)
     with pytest.raises(WriterFailedError) as raised:
-        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+        run_pipeline(load_protocol(V1_PROTOCOL), params(), tmp_path / "run", options)
     message = str(raised.value)
     assert message.startswith("the writer failed: OSError: [Errno 28] No space left on device")
     assert "could not record the run as failed (No space left on device)" in message
@@ -397,7 +415,7 @@ def test_disk_full_in_the_writer_fails_the_run_and_leaves_no_half_written_file(t
     with pytest.raises(
         WriterFailedError, match=r"the writer failed: OSError: \[Errno 28\] No space left on device"
     ):
-        run_pipeline(load_protocol(), params(), tmp_path / "run", options)
+        run_pipeline(load_protocol(V1_PROTOCOL), params(), tmp_path / "run", options)
     run_dir = tmp_path / "run"
     manifest = read_manifest(run_dir / "manifest.json")
     assert manifest.status == "failed" and "No space left on device" in manifest.error
@@ -416,7 +434,11 @@ def test_metrics_arrive_at_least_twice_a_second_with_every_process(tmp_path):
     watcher = Watcher(2.0, lambda *_: None)  # never acts; just records
     big = params(n_patients=400_000, shard_size=4_096)
     manifest = run_pipeline(
-        load_protocol(), big, tmp_path / "run", PipelineOptions(workers=2), watcher.attach
+        load_protocol(V1_PROTOCOL),
+        big,
+        tmp_path / "run",
+        PipelineOptions(workers=2),
+        watcher.attach,
     )
     watcher.thread.join(5)
     samples = watcher.samples
@@ -534,7 +556,9 @@ def test_an_idle_worker_stopped_while_it_connects_exits_quietly(capfd):
     """A worker whose task came as the run ended (nobody listens on the channel any more)
     exits at once when told to stop: exit code 0, nothing on stderr."""
     channel = Channel(slot_count=2, slot_bytes=64 << 10, tag="idle-worker-test")
-    config = WorkerConfig(channel=channel.spec, protocol=load_protocol(), parameters=params())
+    config = WorkerConfig(
+        channel=channel.spec, protocol=load_protocol(V1_PROTOCOL), parameters=params()
+    )
     ours, theirs = CONTEXT.Pipe()
     worker = CONTEXT.Process(target=worker_main, args=(config, 1, theirs), daemon=True)
     try:
@@ -593,7 +617,7 @@ def test_a_start_refused_before_anything_runs_leaves_no_open_socket(tmp_path):
     not_a_directory = tmp_path / "run"
     not_a_directory.write_text("")
     supervisor = Supervisor(
-        load_protocol(), RunParameters(n_patients=2_000, years=1), not_a_directory
+        load_protocol(V1_PROTOCOL), RunParameters(n_patients=2_000, years=1), not_a_directory
     )
     with pytest.raises((AmdsimError, OSError)):
         supervisor.start()
@@ -616,5 +640,5 @@ def test_run_pipeline_refuses_a_recruitment_rate_too_slow_for_the_horizon(tmp_pa
         recruitment=Recruitment(mode="rate", patients_per_week=150.0),
     )
     with pytest.raises(ParameterError, match="patients"):
-        run_pipeline(load_protocol(), params, tmp_path / "run")
+        run_pipeline(load_protocol(V1_PROTOCOL), params, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -27,7 +27,7 @@ from engine.model.protocol_loader import (
     validate_protocol,
 )
 from engine.model.v1.protocol import ranged_fields
-from tests.helpers import default_protocol_dict, protocol_yaml
+from tests.helpers import V1_PROTOCOL, default_protocol_dict, protocol_yaml
 
 STATE_CHOICES = "expected one of NAIVE, STABLE, ACTIVE, HIGHLY_ACTIVE"
 
@@ -58,11 +58,11 @@ def test_every_bundled_protocol_loads_and_the_default_is_among_them():
     names = bundled_protocol_names()
     assert DEFAULT_PROTOCOL in names
     types = {load_protocol(name).protocol_type for name in names}
-    assert types == {"treat_and_extend", "fixed", "prn"}
+    assert types == {"treat_and_extend", "treat_and_treat", "fixed", "prn"}
 
 
-def test_default_protocol_has_the_specified_treat_and_extend_parameters():
-    protocol = load_protocol()
+def test_the_v1_protocol_has_the_specified_treat_and_extend_parameters():
+    protocol = load_protocol(V1_PROTOCOL)
     assert protocol.protocol_type == "treat_and_extend"
     assert (protocol.min_interval_days, protocol.max_interval_days) == (28, 112)
     assert (protocol.extension_days, protocol.shortening_days) == (14, 14)
@@ -227,7 +227,7 @@ def test_unknown_keys_are_kept_and_reported_in_one_warning():
 def test_known_file_loads_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        protocol = load_protocol()
+        protocol = load_protocol(V1_PROTOCOL)
     assert protocol.extras == {}
 
 
@@ -274,11 +274,11 @@ def test_oversized_file_is_refused(tmp_path):
 
 
 def _text_with(old: str, new: str) -> str:
-    """The default protocol's own text with `old` (runs of spaces match any) replaced by `new`.
+    """The v1 protocol's own text with `old` (runs of spaces match any) replaced by `new`.
 
     Editing the text, not the data, keeps YAML literals such as ``.nan`` as a user writes them.
     """
-    text = (resources.files("engine") / "protocols" / f"{DEFAULT_PROTOCOL}.yaml").read_text()
+    text = (resources.files("engine") / "protocols" / f"{V1_PROTOCOL}.yaml").read_text()
     pattern = r"\s+".join(re.escape(word) for word in old.split())
     changed, count = re.subn(pattern, lambda _: new, text, count=1)
     assert count == 1, old
@@ -369,7 +369,7 @@ def test_every_number_in_the_schema_has_a_finite_range_documented_in_the_readme(
 
 
 def test_a_protocol_built_in_python_with_nan_is_refused_before_running():
-    good = load_protocol()
+    good = load_protocol(V1_PROTOCOL)
     bad = msgspec.structs.replace(
         good, baseline_vision=msgspec.structs.replace(good.baseline_vision, mean=math.nan)
     )
@@ -420,7 +420,7 @@ def test_a_key_written_twice_is_refused_not_silently_overridden():
 
 
 def test_a_protocol_built_in_python_with_numpy_numbers_is_checked_like_a_file():
-    good = load_protocol()
+    good = load_protocol(V1_PROTOCOL)
     baseline = msgspec.structs.replace(good.baseline_vision, mean=np.float64(60.0))
     assert validate_protocol(msgspec.structs.replace(good, baseline_vision=baseline)).name
     odd = msgspec.structs.replace(

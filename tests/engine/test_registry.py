@@ -19,6 +19,7 @@ from engine.model.protocol_loader import load_protocol
 from engine.pipeline.processes import CONTEXT
 from engine.registry import Registry, RegistryLockedError, _locked
 from engine.run_dir import RunLock, RunPaths, new_run_id
+from tests.helpers import V1_PROTOCOL
 
 
 def manifest(
@@ -29,7 +30,7 @@ def manifest(
     **changes,
 ) -> Manifest:
     me = psutil.Process()
-    protocol = msgspec.structs.replace(load_protocol(), name=name)
+    protocol = msgspec.structs.replace(load_protocol(V1_PROTOCOL), name=name)
     return Manifest(
         run_id=run_id,
         status=status,

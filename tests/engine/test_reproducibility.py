@@ -8,13 +8,14 @@ import sys
 
 from engine.formats import stored_version
 from engine.model.parameters import RunParameters
-from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol, resolve_protocol_path
+from engine.model.protocol_loader import load_protocol, resolve_protocol_path
 from engine.pipeline import PipelineOptions, run_pipeline
 from engine.run_dir import RunPaths
+from tests.helpers import V1_PROTOCOL
 
 
 def test_a_v1_run_writes_format_1_files_with_the_reproducibility_record(tmp_path):
-    path = resolve_protocol_path(DEFAULT_PROTOCOL)
+    path = resolve_protocol_path(V1_PROTOCOL)
     options = PipelineOptions(workers=1, protocol_path=str(path))
     params = RunParameters(n_patients=600, years=1, seed=4, shard_size=200)
     manifest = run_pipeline(load_protocol(path), params, tmp_path / "run", options)

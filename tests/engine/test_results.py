@@ -23,6 +23,7 @@ from engine.model.parameters import DAYS_PER_YEAR, RunParameters
 from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
 from engine.results import InMemoryResults, ParquetResults, ResultsFactory
+from tests.helpers import V1_PROTOCOL
 
 N_PATIENTS = 2_500
 TIERS = [
@@ -46,7 +47,9 @@ def run_dir(tmp_path_factory) -> Path:
     """The same run, streamed to disk by two workers into several part files."""
     folder = tmp_path_factory.mktemp("runs") / "run"
     params = RunParameters(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000)
-    run_pipeline(load_protocol(), params, folder, PipelineOptions(workers=2, roll_bytes=60_000))
+    run_pipeline(
+        load_protocol(V1_PROTOCOL), params, folder, PipelineOptions(workers=2, roll_bytes=60_000)
+    )
     return folder
 
 
@@ -56,7 +59,7 @@ def cut_run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("runs") / "run"
     params = RunParameters(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000)
     options = PipelineOptions(workers=1, slot_bytes=128 << 10, row_group_patients=150)
-    run_pipeline(load_protocol(), params, folder, options)
+    run_pipeline(load_protocol(V1_PROTOCOL), params, folder, options)
     return folder
 
 

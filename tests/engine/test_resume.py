@@ -25,6 +25,7 @@ from engine.run_dir import RunLock, RunPaths
 from ipc.segments import SHM_DIR
 from tests.cli.test_cli import AMDSIM
 from tests.engine.test_pipeline import Watcher
+from tests.helpers import V1_PROTOCOL
 
 N_PATIENTS = 96_000  # three blocks of 32 shards: a failure in the second keeps the first
 SHARD_SIZE = 1_000
@@ -54,7 +55,7 @@ def assert_same_run(run_dir: Path, expected: tuple[pa.Table, pa.Table, bytes]) -
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[pa.Table, pa.Table, bytes]:
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    run_pipeline(load_protocol(), params(), run_dir, PipelineOptions(workers=1))
+    run_pipeline(load_protocol(V1_PROTOCOL), params(), run_dir, PipelineOptions(workers=1))
     return contents(run_dir)
 
 
@@ -69,13 +70,13 @@ def failed_run(run_dir: Path, **options) -> None:
         **options,
     )
     with pytest.raises(WorkerCrashedError):
-        run_pipeline(load_protocol(), params(), run_dir, failing)
+        run_pipeline(load_protocol(V1_PROTOCOL), params(), run_dir, failing)
 
 
 def test_checkpoint_every_n_patients_closes_the_part_files_and_lists_them(tmp_path, reference):
     run_dir = tmp_path / "run"
     options = PipelineOptions(workers=1, writer_lanes=1, checkpoint_every=8_000)
-    manifest = run_pipeline(load_protocol(), params(), run_dir, options)
+    manifest = run_pipeline(load_protocol(V1_PROTOCOL), params(), run_dir, options)
     assert manifest.checkpoint_every == 8_000
     checkpoint = read_checkpoint(run_dir / "checkpoint.json")
     assert len(checkpoint.parts) == N_PATIENTS // 8_000
@@ -106,7 +107,7 @@ def test_a_cancelled_run_resumes_with_only_the_missing_shards_simulated(tmp_path
     run_dir = tmp_path / "run"
     watcher = Watcher(0.05, lambda supervisor, sample: supervisor.cancel("test"))
     options = PipelineOptions(workers=1, checkpoint_every=20_000)
-    cancelled = run_pipeline(load_protocol(), big, run_dir, options, watcher.attach)
+    cancelled = run_pipeline(load_protocol(V1_PROTOCOL), big, run_dir, options, watcher.attach)
     assert cancelled.status == "cancelled"
     on_disk = sum(loc.patients for loc in read_checkpoint(run_dir / "checkpoint.json").shards)
     assert 0 < on_disk < big.n_patients
@@ -120,7 +121,7 @@ def test_a_cancelled_run_resumes_with_only_the_missing_shards_simulated(tmp_path
     assert manifest.status == "completed" and manifest.patients == big.n_patients
     assert manifest.checkpoint_every == 20_000, "a resumed run keeps its checkpoint interval"
     reference_dir = tmp_path / "reference"
-    run_pipeline(load_protocol(), big, reference_dir, PipelineOptions(workers=1))
+    run_pipeline(load_protocol(V1_PROTOCOL), big, reference_dir, PipelineOptions(workers=1))
     assert_same_run(run_dir, contents(reference_dir))
 
 
@@ -134,7 +135,7 @@ def test_shards_cut_into_parts_and_half_written_are_completed_without_duplicates
         workers=1, slot_bytes=16 << 10, roll_bytes=1, writer_fail_after_bytes=150_000
     )
     with pytest.raises(WriterFailedError):
-        run_pipeline(load_protocol(), params(), run_dir, options)
+        run_pipeline(load_protocol(V1_PROTOCOL), params(), run_dir, options)
     checkpoint = read_checkpoint(run_dir / "checkpoint.json")
     parts_on_disk: dict[int, int] = {}
     for location in checkpoint.shards:
@@ -186,7 +187,9 @@ def test_resume_discards_everything_the_checkpoint_does_not_list(tmp_path, refer
 
 def test_resume_refuses_a_completed_run_and_one_that_is_still_running(tmp_path):
     run_dir = tmp_path / "run"
-    manifest = run_pipeline(load_protocol(), params(), run_dir, PipelineOptions(workers=1))
+    manifest = run_pipeline(
+        load_protocol(V1_PROTOCOL), params(), run_dir, PipelineOptions(workers=1)
+    )
     with pytest.raises(RunStateError, match="is already complete; there is nothing to resume"):
         resume_run(run_dir)
     me = psutil.Process()

@@ -17,6 +17,7 @@ from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from ipc.channel import HEADER_BYTES, SENDER_SLOT_BYTES
 from tests.engine.test_pipeline import assert_same, in_process_rows, read_run
+from tests.helpers import V1_PROTOCOL
 
 YEARS = 2
 SEED = 5
@@ -35,7 +36,7 @@ def run_with_watchdog(params: RunParameters, run_dir, options: PipelineOptions):
         timers.append(timer)
 
     try:
-        return run_pipeline(load_protocol(), params, run_dir, options, on_started=watch)
+        return run_pipeline(load_protocol(V1_PROTOCOL), params, run_dir, options, on_started=watch)
     finally:
         for timer in timers:
             timer.cancel()
@@ -60,7 +61,7 @@ def test_the_channel_segment_stays_bounded_for_shard_size_1(tmp_path):
     """2,000 one-patient shards used to ask for 2,001 slots of 4 MiB per worker: 8 GiB."""
     params = RunParameters(n_patients=2_000, years=YEARS, seed=SEED, shard_size=1)
     options = PipelineOptions(workers=2)
-    supervisor = Supervisor(load_protocol(), params, tmp_path / "run", options)
+    supervisor = Supervisor(load_protocol(V1_PROTOCOL), params, tmp_path / "run", options)
     supervisor.start()
     try:
         spec = supervisor.channel.spec

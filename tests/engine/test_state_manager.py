@@ -13,6 +13,7 @@ from engine.memory import MemoryMonitor
 from engine.model.protocol_loader import load_protocol
 from engine.state_manager import StateManager
 from tests.engine.test_memory_monitor import FakeProbe
+from tests.helpers import V1_PROTOCOL
 
 MiB = 1 << 20
 
@@ -120,7 +121,7 @@ def test_limits_are_validated():
 
 
 def test_real_results_are_freed_after_cleanup():
-    results = run_simulation(load_protocol(), n_patients=500, years=2, seed=3)
+    results = run_simulation(load_protocol(V1_PROTOCOL), n_patients=500, years=2, seed=3)
     manager = StateManager()
     manager.put("run", results)
     assert manager.total_bytes == int(results.memory_usage_mb * MiB) > 0

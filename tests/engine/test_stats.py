@@ -18,7 +18,7 @@ from engine.stats.run_stats import RunStatistics, StatsAccumulator, histogram_qu
 from engine.stats.shard_stats import ShardStats, shard_stats
 from engine.stats.tdigest import TDigest
 from engine.stats.tree import ShardTree
-from tests.helpers import concat_columns, simulate
+from tests.helpers import V1_PROTOCOL, concat_columns, simulate
 
 SEED = 11
 QS = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
@@ -191,7 +191,7 @@ def test_tree_resumes_from_its_pending_nodes():
 @pytest.fixture(scope="module")
 def run():
     params, outputs = simulate(
-        load_protocol(),
+        load_protocol(V1_PROTOCOL),
         n_patients=12_000,
         years=4,
         seed=SEED,

@@ -17,6 +17,7 @@ from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.results import ResultsFactory
+from tests.helpers import V1_PROTOCOL
 
 __all__ = ["consecutive_runs", "growth_after_warm_up", "open_read_close_cycles", "settled_rss"]
 
@@ -44,7 +45,7 @@ def consecutive_runs(
     samples = []
     for i in range(count):
         supervisor = Supervisor(
-            load_protocol(),
+            load_protocol(V1_PROTOCOL),
             RunParameters(n_patients=20_000, years=3, seed=i),
             folder / f"run-{i}",
             PipelineOptions(workers=1, metrics_interval_s=0.1),
@@ -64,13 +65,13 @@ def open_read_close_cycles(folder: Path, cycles: int = 200) -> list[int]:
     close both `cycles` times; settled RSS after each cycle."""
     streamed = folder / "streamed"
     run_pipeline(
-        load_protocol(),
+        load_protocol(V1_PROTOCOL),
         RunParameters(n_patients=30_000, years=3, seed=4),
         streamed,
         PipelineOptions(workers=1),
     )
     saved = folder / "memory"
-    run_simulation(load_protocol(), n_patients=800, years=3, seed=4).save(saved)
+    run_simulation(load_protocol(V1_PROTOCOL), n_patients=800, years=3, seed=4).save(saved)
     samples = []
     for cycle in range(cycles):
         for results_dir in (streamed, saved):

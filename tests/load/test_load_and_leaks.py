@@ -21,6 +21,7 @@ from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, Supervisor, run_pipeline
 from engine.registry import Registry
 from engine.run_dir import new_run_id
+from tests.helpers import V1_PROTOCOL
 from tests.load.confine import confined, run_confined
 from tests.load.leaks import consecutive_runs, growth_after_warm_up, open_read_close_cycles
 
@@ -62,7 +63,7 @@ def test_peak_memory_does_not_grow_with_the_cohort(tmp_path):
     peaks = {}
     for patients in (100_000, 1_000_000):
         supervisor = Supervisor(
-            load_protocol(),
+            load_protocol(V1_PROTOCOL),
             RunParameters(n_patients=patients, years=10, seed=2),
             tmp_path / str(patients),
             PipelineOptions(workers=1, metrics_interval_s=0.1),
@@ -100,7 +101,10 @@ def test_disk_full_fails_the_run_in_the_registry_and_leaves_only_complete_files(
     )
     with pytest.raises(WriterFailedError, match="No space left on device") as error:
         run_pipeline(
-            load_protocol(), RunParameters(n_patients=40_000, years=3, seed=6), run_dir, options
+            load_protocol(V1_PROTOCOL),
+            RunParameters(n_patients=40_000, years=3, seed=6),
+            run_dir,
+            options,
         )
     assert "the writer failed" in str(error.value)
     (entry,) = Registry(tmp_path).list()

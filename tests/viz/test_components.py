@@ -27,6 +27,7 @@ from engine.small_runs import memory_entry
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample, ProcessMemory
+from tests.helpers import V1_PROTOCOL
 from viz.app import DashboardSession
 from viz.charts import (
     DiscontinuationChart,
@@ -102,7 +103,7 @@ def context(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_results():
-    return run_simulation(load_protocol(), n_patients=600, years=4, seed=8)
+    return run_simulation(load_protocol(V1_PROTOCOL), n_patients=600, years=4, seed=8)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def streamed_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     run_dir = root / new_run_id()
     run_pipeline(
-        load_protocol(),
+        load_protocol(V1_PROTOCOL),
         RunParameters(n_patients=5_000, years=3, seed=9),
         run_dir,
         PipelineOptions(workers=1),
@@ -428,7 +429,7 @@ def test_the_writer_publishes_live_statistics_while_running(tmp_path):
     from engine.pipeline import Supervisor
 
     supervisor = Supervisor(
-        load_protocol(),
+        load_protocol(V1_PROTOCOL),
         RunParameters(n_patients=300_000, years=3, seed=1),
         run_dir,
         PipelineOptions(workers=1, live_stats_interval_s=0.05),
