@@ -38,7 +38,7 @@ from engine.calibration.free_parameters import (
     with_values,
 )
 from engine.calibration.targets import Target, TargetsFile, target_protocol_path
-from engine.errors import AmdsimError, TargetsError
+from engine.errors import AmdsimError, ParameterError, TargetsError
 from engine.model.v2.schema import TimeBasedParameters, TimeBasedProtocol
 
 __all__ = ["Calibration", "CalibrationProblem", "calibrate", "prepare", "write_calibration"]
@@ -131,6 +131,13 @@ def prepare(
     free = parse_free(free_text, next(iter(fitted.values())))
     first = next(iter(fitted.values()))
     start = np.array([get_value(first, parameter) for parameter in free])
+    for parameter, value in zip(free, start, strict=True):
+        if not parameter.lower <= value <= parameter.upper:
+            raise ParameterError(
+                f"free parameter {parameter.path} starts at {value:g}, outside its bounds "
+                f"{parameter.lower:g} to {parameter.upper:g}; widen the bounds or change the "
+                "starting value in the parameter file"
+            )
     return CalibrationProblem(
         targets_path=targets_path,
         targets=calibration,

@@ -37,6 +37,7 @@ __all__ = ["FreeParameter", "describe", "get_value", "parse_free", "with_values"
 _TRANSITIONS = ("disease_transitions", "fortnightly_transitions")
 _MULTIPLIERS = ("treatment_effect", "treatment_multipliers")
 _SEPARATOR = re.compile(r"\s*,\s*")
+_BOUNDED = re.compile(r"^(?P<path>[^\[\]]+)\[(?P<low>[^:\]]*):(?P<high>[^:\]]*)\]$")
 
 
 class FreeParameter(msgspec.Struct, frozen=True):
@@ -142,6 +143,28 @@ def describe(parameter: FreeParameter) -> str:
 
 # --- parsing ---------------------------------------------------------------------------------
 def _parse_one(name: str, protocol: TimeBasedProtocol | None) -> FreeParameter:
+    """One parameter; ``path[lo:hi]`` narrows the schema's bounds (either end may be left out)."""
+    match = _BOUNDED.match(name.strip())
+    if match is None:
+        return _parse_path(name, protocol)
+    parameter = _parse_path(match["path"], protocol)
+    lower, upper = parameter.lower, parameter.upper
+    try:
+        low = float(match["low"]) if match["low"].strip() else lower
+        high = float(match["high"]) if match["high"].strip() else upper
+    except ValueError:
+        raise ParameterError(
+            f"free parameter {name}: bounds must be numbers, as in {parameter.path}[0.1:0.9]"
+        ) from None
+    if not (lower <= low < high <= upper):
+        raise ParameterError(
+            f"free parameter {name}: bounds must satisfy {lower:g} <= low < high <= {upper:g} "
+            "(the schema's range)"
+        )
+    return FreeParameter(parameter.path, low, high, integer=parameter.integer)
+
+
+def _parse_path(name: str, protocol: TimeBasedProtocol | None) -> FreeParameter:
     keys = _segments(name)
     path = ".".join(keys)
     node: Any = _parameters_of(protocol) if protocol is not None else None

@@ -253,3 +253,19 @@ def test_a_discontinuation_block_the_protocol_leaves_out_cannot_be_fitted(protoc
         with_values(without, [parameter], [0.02])
     with pytest.raises(ParameterError, match="not set"):
         get_value(without, parameter)
+
+
+def test_bounds_in_brackets_narrow_the_schemas_range(protocol) -> None:
+    path = "vision.vision_decline_fortnightly.ACTIVE.treated.mean"
+    (narrowed,) = parse_free(f"{path}[-2:0]", protocol)
+    assert (narrowed.path, narrowed.lower, narrowed.upper) == (path, -2.0, 0.0)
+    (open_low,) = parse_free(f"{path}[:0]", protocol)
+    assert (open_low.lower, open_low.upper) == (-30.0, 0.0)
+    for bad, expected in (
+        (f"{path}[0:-2]", "low < high"),
+        (f"{path}[-50:0]", "the schema's range"),
+        (f"{path}[a:0]", "bounds must be numbers"),
+    ):
+        with pytest.raises(ParameterError, match=expected) as caught:
+            parse_free(bad, protocol)
+        assert "\n" not in str(caught.value)
