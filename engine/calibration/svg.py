@@ -152,6 +152,8 @@ def _marker(scale: _Scale, marker: Marker) -> list[str]:
         f'<line x1="{x - 4:.1f}" y1="{high:.1f}" x2="{x + 4:.1f}" y2="{high:.1f}" stroke="black"/>',
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="black"><title>{escape(marker.label)}: '
         f"{marker.y:g} ({marker.low:g} to {marker.high:g})</title></circle>",
+        f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" font-size="10" fill="#333">'
+        f"{escape(marker.label)}</text>",
     ]
 
 

@@ -39,7 +39,9 @@ TIERS = [
 
 @pytest.fixture(scope="module")
 def fresh() -> InMemoryResults:
-    return run_simulation(n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000, in_memory=True)
+    return run_simulation(
+        V1_PROTOCOL, n_patients=N_PATIENTS, years=4, seed=42, shard_size=1_000, in_memory=True
+    )
 
 
 @pytest.fixture(scope="module")
