@@ -76,7 +76,7 @@ def test_a_fitted_set_round_trips_through_validate_and_run(tmp_path: Path, capsy
     rate = protocol.parameters.vision.vision_improvement.improvement_rate.STABLE.mean
     row = protocol.parameters.disease_transitions.fortnightly_transitions.STABLE
     assert rate == float(f"{fitted_rate:.4g}")
-    assert row.ACTIVE == float(f"{fitted_transition:.4g}")
+    assert float(f"{fitted_transition:.4g}") == row.ACTIVE
     assert abs(row.NAIVE + row.STABLE + row.ACTIVE + row.HIGHLY_ACTIVE - 1) < 1e-9
     capsys.readouterr()
     assert main(["run", "--protocol", str(protocol_path), "--patients", "200", "--years", "1",
@@ -96,7 +96,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     out = str(tmp_path / "out")
     assert main(["calibrate", targets, "--free", "vision.nope", "--out", out]) == 2
     assert "no 'nope'" in one_error_line(capsys)
-    assert main(["calibrate", targets, "--free", f"{FREE.split(',')[0][:-5]}[9:10]",
+    assert main(["calibrate", targets, "--free", f"{FREE.split(',', maxsplit=1)[0][:-5]}[9:10]",
                  "--out", out]) == 2  # fmt: skip
     assert "outside its bounds" in one_error_line(capsys)
     (tmp_path / "full").mkdir()
