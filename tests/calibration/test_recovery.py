@@ -25,11 +25,11 @@ from engine.calibration.targets import Target
 from engine.model.protocol_loader import load_protocol
 
 PROTOCOLS = Path(__file__).resolve().parents[2] / "engine" / "protocols"
-FREE = (
-    "disease_transitions.fortnightly_transitions.STABLE.ACTIVE,"
-    "discontinuation.discontinuation_parameters.attrition.base_probability_per_visit,"
-    "vision.vision_improvement.improvement_rate.STABLE.mean,"
-    "vision.vision_improvement.patient_gain_cv"
+FREE = (  # bounds as a calibration would narrow them, so "2 % of the range" means something
+    "disease_transitions.fortnightly_transitions.STABLE.ACTIVE[0.02:0.6],"
+    "discontinuation.discontinuation_parameters.attrition.base_probability_per_visit[0:0.05],"
+    "vision.vision_improvement.improvement_rate.STABLE.mean[0:8],"
+    "vision.vision_improvement.patient_gain_cv[0:1.5]"
 )
 TRUE = np.array([0.08, 0.01, 1.2, 0.6])
 START = np.array([0.13, 0.025, 0.7, 1.0])

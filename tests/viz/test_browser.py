@@ -175,7 +175,9 @@ def test_an_invalid_uploaded_protocol_shows_its_message(open_page, screenshots):
 @pytest.mark.slow
 def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
     first, second = open_page(), open_page()
-    start_run(first.page, 5_000_000, 5)
+    # Long enough to watch from a second session: the default (time-based) protocol does
+    # 2M x 5 years in about a minute here (5M took over two under CI load).
+    start_run(first.page, 2_000_000, 5)
     while progress_value(first.page) == 0:
         time.sleep(0.2)
     (run_dir,) = dashboard.running_runs()
