@@ -1,15 +1,19 @@
 """Parameter recovery: targets simulated with known parameters are fitted back to them.
 
-Four free parameters that the targets identify (each moves a different figure most):
+Four free parameters, each moving a different figure most:
 the untreated STABLE -> ACTIVE probability (injections under treat-and-extend), the attrition
 probability per visit (discontinued by week 52), the STABLE improvement rate (mean VA change)
 and the per-patient gain CV (SD of the VA change); seven targets of two bundled protocols.
 The "published" values are simulated at the true parameters with one seed and given CIs of
-1.96 x their Monte Carlo SE at that cohort size (a study of that size); the fit starts 20-25 %
+1.96 x their Monte Carlo SE at that cohort size (a study of that size); the fit starts 6-30 %
 of each range away and uses ANOTHER seed, so it meets the Monte Carlo noise a real fit meets.
 Tolerance: each fitted value within 4 of its approximate standard errors (the fit's own
 covariance, (J^T W J)^-1) plus 2 % of its range for the optimiser's stopping tolerance; for a
-linearised fit the first term alone fails with probability about 6e-5 per parameter.
+linearised fit the first term alone fails with probability about 6e-5 per parameter. The
+first two are tightly identified (SE about 0.016 and 0.001); the last two trade off against
+each other (SE about 0.5 letters per fortnight and 0.3), as in the bundled fit, so their
+tolerance is wide: that is what the data allow, and the test states it rather than hides it.
+Last run: recovered 0.052, 0.0089, 1.80, 1.03 for true 0.08, 0.01, 1.2, 0.6.
 """
 
 from __future__ import annotations
