@@ -26,6 +26,7 @@ from engine.model.v2.draws import RandomFactory, crn_source
 from engine.model.v2.random_numbers import Purpose
 from engine.model.v2.shard_output import block_outputs
 from engine.model.v2.tables import TimeBasedTables
+from engine.model.v2.vision_time import VisionTimeTracker
 from engine.model.v2.visits import visit
 
 __all__ = ["simulate_shards"]
@@ -51,17 +52,30 @@ def simulate_block(
     params: RunParameters,
     shard_indices: Sequence[int],
     random_factory: RandomFactory = crn_source,
+    vision_time: VisionTimeTracker | None = None,
 ) -> tuple[list[ShardOutput], int]:
-    """`simulate_shards`, plus the number of patient-fortnights simulated (for benchmarks)."""
+    """`simulate_shards`, plus the number of patient-fortnights simulated (for benchmarks).
+
+    With `vision_time`, the tracker is filled with every patient's years in each VA band
+    (engine.model.v2.vision_time), by position in the block.
+    """
     if any(b - a != 1 for a, b in itertools.pairwise(shard_indices)):
         raise ValueError(f"shards simulated together must be consecutive, got {shard_indices}")
     block = Block(tables, params, shard_indices, random_factory)
+    if vision_time is not None:
+        vision_time.start(block.size)
+        block.vision_time = vision_time
     block.run()
+    if vision_time is not None:
+        limit = block.horizon - block.enrolment.astype(np.int64)
+        vision_time.finish(np.where(block.death_t >= 0, block.death_t, limit))
     return block.outputs(), block.fortnights
 
 
 class Block(BlockState):
     """A block of shards being simulated: the fortnight loop over its `BlockState`."""
+
+    vision_time: VisionTimeTracker | None = None
 
     def run(self) -> None:
         """Fortnight 0 (the enrolment visits), then one step per fortnight to the end."""
@@ -69,6 +83,10 @@ class Block(BlockState):
         while True:
             if k > 0 and not self._update(k):
                 return
+            if self.vision_time is not None:
+                live = self.live
+                alive = np.flatnonzero(live["alive"])
+                self.vision_time.add_fortnight(k, live["pid"][alive], live["va"][alive])
             bound = 14 * (k + 1)
             while True:
                 due = np.flatnonzero(self.live["next_visit"] < bound)

@@ -113,6 +113,8 @@ class Purpose(enum.IntEnum):
     DISCONTINUE_ATTRITION = 19
     DISCONTINUE_ADMINISTRATIVE = 20
     GAIN_FACTOR = 21
+    FELLOW_EYE_BETTER = 22  # comparisons: is the treated eye the better-seeing eye
+    FELLOW_EYE_BAND = 23  # comparisons: the fellow eye's VA band
 
 
 def _mix64(z: int) -> int:

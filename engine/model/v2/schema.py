@@ -100,6 +100,9 @@ class TimeBasedProtocol(_Schema, kw_only=True):
     name: Annotated[str, Meta(min_length=1)]
     version: str = "1.0"
     description: str = ""
+    # The drug a cost file prices per administration (`amdsim compare --costs`), e.g.
+    # aflibercept_2mg; "" when the protocol does not say (costing then asks, never guesses).
+    drug: str = ""
     author: str = ""
     created_date: str = ""
     model_type: Literal["time_based"]

@@ -1,0 +1,1 @@
+"""Paired comparison of protocols on the same simulated patients (docs/analysis.md)."""
