@@ -52,7 +52,7 @@ def test_patients_who_never_exceed_12_weeks_have_identical_rows_when_the_maximum
         order = np.argsort(visits["patient_id"], kind="stable")
         ids, starts = np.unique(visits["patient_id"][order], return_index=True)
         columns = {name: values[order] for name, values in visits.items()}
-        ends = list(starts[1:]) + [len(order)]
+        ends = [*starts[1:].tolist(), len(order)]
         return {
             int(i): {name: col[s:e] for name, col in columns.items()}
             for i, s, e in zip(ids, starts, ends, strict=True)
