@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmdsimError",
+    "CostFileError",
     "DiskSpaceError",
     "FileSystemError",
     "MemoryBudgetError",
@@ -18,6 +19,8 @@ __all__ = [
     "RunPathError",
     "ServeError",
     "TargetsError",
+    "UncertaintyError",
+    "UtilityFileError",
     "WorkerCrashedError",
     "WriterFailedError",
 ]
@@ -59,6 +62,30 @@ class TargetsError(AmdsimError):
         self.problem = problem
         where = f"{source}: {path}: " if path else f"{source}: "
         super().__init__(where + problem)
+
+
+class CostFileError(TargetsError):
+    """A cost file is missing, not YAML, or lacks a price a comparison needs.
+
+    Raised by `engine.economics.costs.load_cost_file` and `drug_cost`; the message names the
+    file, the field path (``$.drug_costs.aflibercept_2mg``) and the problem.
+    """
+
+
+class UtilityFileError(TargetsError):
+    """A utility table is missing, not YAML, or its bands or utilities are invalid.
+
+    Raised by `engine.economics.utilities.load_utility_table`; the message names the file, the
+    field path and the problem.
+    """
+
+
+class UncertaintyError(TargetsError):
+    """An uncertainty file (PSA) is missing, not YAML, or declares an invalid distribution.
+
+    Raised by `engine.psa`; the message names the file, the field path
+    (``$.uncertainty[2].distribution``) and the problem.
+    """
 
 
 class ParameterError(AmdsimError):
