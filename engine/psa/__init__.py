@@ -7,6 +7,7 @@ and Monte Carlo error against spread; `engine.psa.charts` the cost-effectiveness
 acceptability curves as SVG. See docs/psa.md.
 """
 
+from engine.psa.charts import ce_plane_svg, ceac_svg
 from engine.psa.sampling import (
     BoundsReport,
     CalibrationUncertainty,
@@ -15,6 +16,13 @@ from engine.psa.sampling import (
     apply_model,
     draw_parameters,
     load_calibration_uncertainty,
+)
+from engine.psa.summary import (
+    ceac,
+    evpi,
+    intervals,
+    monte_carlo_vs_between,
+    net_monetary_benefit,
 )
 from engine.psa.uncertainty import Uncertain, load_uncertainty
 
@@ -25,7 +33,14 @@ __all__ = [
     "PsaDraws",
     "Uncertain",
     "apply_model",
+    "ce_plane_svg",
+    "ceac",
+    "ceac_svg",
     "draw_parameters",
+    "evpi",
+    "intervals",
     "load_calibration_uncertainty",
     "load_uncertainty",
+    "monte_carlo_vs_between",
+    "net_monetary_benefit",
 ]
