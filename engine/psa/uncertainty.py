@@ -292,8 +292,8 @@ def _dirichlet(
         raise UncertaintyError(
             label, f"{where}.alpha", "a dirichlet takes only `alpha: {STATE: a, ...}`"
         )
-    if protocol.parameters is None:
-        raise UncertaintyError(label, f"{where}.parameter", f"{protocol.name} has no parameters")
+    _check_time_based(protocol, label, where)
+    assert protocol.parameters is not None
     matrix = protocol.parameters.disease_transitions.fortnightly_transitions
     states = list(type(matrix).__struct_fields__)
     if keys[2] not in states:
@@ -348,6 +348,7 @@ def _check_economic_path(parameter: str, label: str, where: str) -> None:
 def _model_range(
     parameter: str, protocol: TimeBasedProtocol, label: str, where: str
 ) -> tuple[float, float]:
+    _check_time_based(protocol, label, where)
     try:
         (free,) = parse_free(parameter, protocol)
     except ParameterError as exc:
@@ -356,6 +357,16 @@ def _model_range(
     except ValueError:  # a comma: more than one path
         raise UncertaintyError(label, f"{where}.parameter", "name one parameter") from None
     return free.lower, free.upper
+
+
+def _check_time_based(protocol: TimeBasedProtocol, label: str, where: str) -> None:
+    if getattr(protocol, "parameters", None) is None:
+        raise UncertaintyError(
+            label,
+            f"{where}.parameter",
+            f"protocol {protocol.name!r} is not a time-based protocol with parameter files; "
+            "model parameters can be drawn only for one (economic paths work for any)",
+        )
 
 
 def _number(value: Any, label: str, where: str) -> float:
