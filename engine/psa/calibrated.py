@@ -6,7 +6,7 @@ errors wider than their bounds, so a plain multivariate normal would put most dr
 Two methods, both joint (the fit's correlations are kept):
 
 - ``truncated`` (default): the multivariate normal N(fitted, C) restricted to the box of bounds,
-  drawn exactly by rejection: candidates come in fixed batches of `BATCH` and the first inside
+  drawn exactly by rejection: candidates come in fixed batches (`FIRST_BATCH`, then `BATCH`) and the first inside
   every bound is the draw. It is the Laplace approximation of the posterior under a flat prior
   on the bounds: an identified combination stays tight, a direction the targets do not inform
   spreads over its range. Medians and means move from the fitted values towards the middle of
@@ -38,6 +38,7 @@ from engine.errors import UncertaintyError
 
 __all__ = [
     "BATCH",
+    "FIRST_BATCH",
     "MAX_BATCHES",
     "NEAR_BOUND",
     "BoundsMethod",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 BoundsMethod = Literal["truncated", "logit"]
+FIRST_BATCH = 32  # the first rejection batch
 BATCH = 1024  # rejection candidates per batch; fixed, so a draw does not depend on the count
 MAX_BATCHES = 256  # then the draw is clipped (about 262,000 candidates)
 NEAR_BOUND = 0.01  # a draw within this share of the range from a bound counts as "at" it
@@ -273,11 +275,14 @@ class CalibratedSampler:
             share = 0.5 * (1.0 + np.tanh(z / 2.0))  # the logistic function, without overflow
             # |z| > ~37 rounds to a bound; keep the draw strictly inside.
             return self.lower + self.width * np.clip(share, 1e-12, 1.0 - 1e-12)
-        for _ in range(MAX_BATCHES):
-            batch = self.centre + rng.standard_normal((BATCH, n)) @ self.factor.T
+        for attempt in range(MAX_BATCHES):
+            # A small first batch: most calibrations accept at once; the sizes are fixed, so
+            # the draw still depends only on the generator.
+            size = FIRST_BATCH if attempt == 0 else BATCH
+            batch = self.centre + rng.standard_normal((size, n)) @ self.factor.T
             out = (batch < self.lower) | (batch > self.upper)
             inside = np.flatnonzero(~out.any(axis=1))
-            used = int(inside[0]) + 1 if inside.size else BATCH
+            used = int(inside[0]) + 1 if inside.size else size
             self.candidates += used
             self.outside += out[:used].sum(axis=0)
             if inside.size:
