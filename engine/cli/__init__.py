@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from engine.cli import (
     calibrate_command,
     check_targets_command,
+    compare_command,
     inspect_commands,
     protocol_commands,
     registry_commands,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     viz_commands.register(commands)
     check_targets_command.register(commands)
     calibrate_command.register(commands)
+    compare_command.register(commands)
     return parser
 
 
