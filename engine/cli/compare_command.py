@@ -357,11 +357,20 @@ def _ci(value: dict[str, Any], digits: int, unit: str) -> str:
     return text
 
 
+_NO_RATIO = {
+    "dominant": "costs less and gains more QALYs",
+    "dominated": "costs more and gains fewer QALYs",
+}
+
+
 def _icer(pair: dict[str, Any], currency: str) -> str:
+    interval = pair["icer_interval"]
     if pair["icer"] is None:
         return pair["dominance"]
-    interval = pair["icer_interval"]
-    text = f"{currency}{pair['icer']:,.0f} ({pair['dominance']})"
+    if pair["dominance"] in _NO_RATIO:  # a negative ratio reads as a price: say it in words
+        text = f"{pair['second']} is {pair['dominance']} ({_NO_RATIO[pair['dominance']]})"
+    else:
+        text = f"{currency}{pair['icer']:,.0f} ({pair['dominance']})"
     if interval["kind"] == "bounded" and interval["low"] is not None:
         text += f"; Fieller 95% CI {currency}{interval['low']:,.0f} to {currency}{interval['high']:,.0f}"
     else:
