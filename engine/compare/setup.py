@@ -27,6 +27,8 @@ from engine.errors import ParameterError
 from engine.model.parameters import Recruitment, RunParameters, validate_parameters
 from engine.model.protocol_loader import load_protocol, resolve_protocol_path
 from engine.model.v2.schema import TimeBasedProtocol
+from engine.psa.sampling import load_calibration_uncertainty
+from engine.psa.uncertainty import load_uncertainty
 from engine.run_dir import new_run_id, write_atomically
 
 __all__ = [
@@ -205,6 +207,8 @@ def new_comparison(directory: Path, request: CompareRequest) -> CompareSpec:
     valuation = load_valuation(request)
     for protocol, reference in zip(protocols, request.protocols, strict=True):
         _drug_price(valuation.costs, protocol, reference, request.drugs)
+    if request.psa is not None:  # a bad PSA file is said now, not after the base simulation
+        check_psa_files(request.psa, protocols)
     params = validate_parameters(
         RunParameters(
             n_patients=request.patients,
@@ -326,6 +330,15 @@ def _drug_price(
             f"{reference} does not name its drug (`drug:`); add it, so costing never guesses"
         )
     return drug_cost(costs, _drug_key(protocol, drugs))
+
+
+def check_psa_files(psa: PsaRequest, protocols: list[TimeBasedProtocol]) -> None:
+    """Load the uncertainty file against every arm and the calibration (errors: exit 2)."""
+    if psa.uncertainty:
+        for protocol in protocols:
+            load_uncertainty(Path(psa.uncertainty), protocol)
+    if psa.calibration:
+        load_calibration_uncertainty(Path(psa.calibration))
 
 
 def protocols_calibration(references: list[str]) -> Path | None:
