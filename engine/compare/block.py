@@ -25,6 +25,9 @@ from engine.compare.features import (
     arm_features,
     concatenate,
     fellow_eye,
+    second_eye_onset,
+    second_eye_visits,
+    visit_types,
     weekly_visits,
 )
 from engine.compare.matrix_moments import MatrixMoments, MatrixMomentsState
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 PAIRED_MONTHS = (12, 24, 60)
+_DAYS_PER_YEAR = 365.25  # the tracker's years (engine.model.v2.vision_time)
 _POPULATION = ("age", "sex", "responder", "baseline_vision")
 
 
@@ -124,6 +128,7 @@ def simulate_compare_block(
     last_start, last_size = shard_bounds(params, shards[-1])
     ids = np.arange(first_id, last_start + last_size, dtype=np.int64)
     better, fellow_band = fellow_eye(eye, params.seed, ids)
+    onset = second_eye_onset(eye, params.seed, ids) if eye.second_eye_rate > 0.0 else None
     weeks = weeks_of(params)
     arms: list[ArmBlock] = []
     features: list[np.ndarray] = []
@@ -135,14 +140,23 @@ def simulate_compare_block(
         patients = concatenate([output.patients for output in outputs])
         visits = concatenate([output.visits for output in outputs])
         matrix = arm_features(
-            patients, visits, tracker, better, fellow_band, tables.loading_doses, eye
+            patients, visits, tracker, better, fellow_band, tables.loading_doses, eye, onset
         )
+        second = None
+        if eye.second_eye_rate > 0.0:
+            kind = visit_types(
+                visits["visit"], visits["injected"].astype(bool), tables.loading_doses
+            )
+            alive_days = tracker.years.sum(axis=1) * _DAYS_PER_YEAR
+            row, second_kind, when = second_eye_visits(patients, visits, kind, onset, alive_days)
+            enrolled = patients["enrollment_day"].astype(np.int64)[row]
+            second = (second_kind, enrolled + np.floor(when).astype(np.int64))
         counts = shard_stats(patients, visits, params.horizon_days, sketches=False).counts
         arms.append(
             ArmBlock(
                 counts=counts.state(),
                 features=MatrixMoments.of(matrix).state(),
-                weekly=weekly_visits(visits, tables.loading_doses, weeks).tolist(),
+                weekly=weekly_visits(visits, tables.loading_doses, weeks, second).tolist(),
                 visits=len(visits["patient_id"]),
             )
         )

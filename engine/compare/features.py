@@ -11,7 +11,14 @@ For every patient of a block the arm's simulation gives a vector (`feature_names
   injection and monitoring: the first `loading_dose_injections` visits that inject are
   loading injections, later injecting visits injections, the others monitoring;
 - ``discontinued`` and ``discontinued_disc``: a discontinuation by the clinic (deaths are not
-  discontinuations here).
+  discontinuations here);
+- ``second_eye_visits_{type}`` and ``..._disc``: with second-eye involvement (an annual rate
+  of the fellow eye developing neovascular AMD, `EyeSettings.second_eye_rate`), visits of the
+  second eye. Its onset is drawn once per patient (exponential, common random numbers); from
+  then on the second eye follows the protocol as the first did from enrolment (the first eye's
+  own visit schedule, shifted to the onset: same regimen, same response), until death or the
+  horizon. It adds visits, injections, costs and clinic workload; its vision does not change
+  the better-seeing eye's utility (the fellow-eye distribution stands for it).
 
 ``_disc`` values are discounted per day from enrolment: visits and discontinuations at the
 cost rate, years at the outcome rate (exact integral, engine.model.v2.vision_time). Both
@@ -39,6 +46,8 @@ __all__ = [
     "feature_index",
     "feature_names",
     "fellow_eye",
+    "second_eye_onset",
+    "second_eye_visits",
     "visit_types",
     "weekly_visits",
 ]
@@ -57,6 +66,7 @@ class EyeSettings(msgspec.Struct, frozen=True, kw_only=True):
     treated_eye_better_share: float
     cost_rate: float = 0.035
     outcome_rate: float = 0.035
+    second_eye_rate: float = 0.0  # per year; 0: the second eye is never treated
 
 
 def feature_names(bands: int) -> list[str]:
@@ -67,6 +77,8 @@ def feature_names(bands: int) -> list[str]:
     names += [f"visits_{kind}" for kind in VISIT_TYPES]
     names += [f"visits_{kind}_disc" for kind in VISIT_TYPES]
     names += ["discontinued", "discontinued_disc"]
+    names += [f"second_eye_visits_{kind}" for kind in VISIT_TYPES]
+    names += [f"second_eye_visits_{kind}_disc" for kind in VISIT_TYPES]
     return names
 
 
@@ -87,6 +99,38 @@ def fellow_eye(
     return better, np.minimum(band, len(cumulative) - 1)
 
 
+def second_eye_onset(
+    settings: EyeSettings, seed: int, patient_ids: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Per patient: days from enrolment to the second eye's first treatment (inf: never)."""
+    if settings.second_eye_rate <= 0.0:
+        return np.full(len(patient_ids), np.inf)
+    uniform = CounterRandom(seed, patient_ids).uniform(0, Purpose.SECOND_EYE_ONSET)
+    return -np.log1p(-uniform.astype(np.float64)) / settings.second_eye_rate * _YEAR
+
+
+def second_eye_visits(
+    patients: Columns,
+    visits: Columns,
+    kind: npt.NDArray[np.intp],
+    onset: npt.NDArray[np.float64],
+    alive_days: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The second eye's visits: (row of the patient in the block, type, days from enrolment).
+
+    The first eye's visit at t days after enrolment happens for the second eye at onset + t,
+    if the patient is then alive and within the horizon (`alive_days` after enrolment).
+    """
+    size = len(patients["patient_id"])
+    first_id = int(patients["patient_id"][0]) if size else 0
+    pid = visits["patient_id"].astype(np.int64) - first_id
+    enrolment = patients["enrollment_day"].astype(np.int64)
+    t = visits["day"].astype(np.int64) - enrolment[pid]
+    when = onset[pid] + t
+    inside = when < alive_days[pid]
+    return pid[inside], kind[inside], when[inside]
+
+
 def visit_types(
     visit_number: npt.NDArray[np.integer], injected: npt.NDArray[np.bool_], loading_doses: int
 ) -> npt.NDArray[np.intp]:
@@ -104,8 +148,12 @@ def arm_features(
     fellow_band: npt.NDArray[np.intp],
     loading_doses: int,
     settings: EyeSettings,
+    onset: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """The (patients x features) matrix of one arm for a block (rows in patient order)."""
+    """The (patients x features) matrix of one arm for a block (rows in patient order).
+
+    `onset`: the second eye's onset per patient (days; `second_eye_onset`), None: never.
+    """
     size = len(patients["patient_id"])
     first_id = int(patients["patient_id"][0]) if size else 0
     bands = tracker.bands
@@ -140,16 +188,36 @@ def arm_features(
     out[:, column + 7] = np.where(
         stopped, np.power(1.0 + settings.cost_rate, -np.maximum(stop_t, 0) / _YEAR), 0.0
     )
+    if onset is not None:
+        second, second_kind, when = second_eye_visits(patients, visits, kind, onset, alive * _YEAR)
+        second_factor = np.power(1.0 + settings.cost_rate, -when / _YEAR)
+        column += 8
+        for code in range(len(VISIT_TYPES)):
+            mine = second_kind == code
+            out[:, column + code] = np.bincount(second[mine], minlength=size)
+            out[:, column + 3 + code] = np.bincount(
+                second[mine], weights=second_factor[mine], minlength=size
+            )
     return out
 
 
-def weekly_visits(visits: Columns, loading_doses: int, weeks: int) -> npt.NDArray[np.int64]:
+def weekly_visits(
+    visits: Columns,
+    loading_doses: int,
+    weeks: int,
+    second_eye: tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]] | None = None,
+) -> npt.NDArray[np.int64]:
     """Visits per whole calendar week (day // 7 from the simulation start) by type.
 
     (types, weeks); visits in a partial last week are left out (engine.compare.workload).
+    `second_eye`: the second eye's visits as (type, calendar day), counted as visits too.
     """
     kind = visit_types(visits["visit"], visits["injected"].astype(bool), loading_doses)
-    week = visits["day"].astype(np.int64) // 7
+    day = visits["day"].astype(np.int64)
+    if second_eye is not None:
+        kind = np.concatenate([kind, second_eye[0]])
+        day = np.concatenate([day, second_eye[1]])
+    week = day // 7
     inside = week < weeks
     code = kind[inside] * weeks + week[inside]
     counts = np.bincount(code, minlength=len(VISIT_TYPES) * weeks)

@@ -105,6 +105,7 @@ class CompareRequest(msgspec.Struct, frozen=True, kw_only=True):
     thresholds: list[float]
     session_capacity: float
     psa: PsaRequest | None = None
+    second_eye_rate: float = 0.0
 
     @classmethod
     def build(
@@ -123,6 +124,7 @@ class CompareRequest(msgspec.Struct, frozen=True, kw_only=True):
         thresholds: list[float],
         session_capacity: float,
         psa: PsaRequest | None = None,
+        second_eye_rate: float = 0.0,
     ) -> CompareRequest:
         """Check the numbers and pin the economic files by content."""
         for name, rate in (("--discount-costs", cost_rate), ("--discount-outcomes", outcome_rate)):
@@ -130,6 +132,10 @@ class CompareRequest(msgspec.Struct, frozen=True, kw_only=True):
                 raise ParameterError(f"{name} must be a rate between 0 and 1, got {rate}")
         if any(not t > 0 for t in thresholds):
             raise ParameterError(f"--threshold must be above 0, got {thresholds}")
+        if not 0.0 <= second_eye_rate <= 2.0:
+            raise ParameterError(
+                f"--second-eye-rate must be an annual rate between 0 and 2, got {second_eye_rate}"
+            )
         if not session_capacity > 0:
             raise ParameterError(f"--session-capacity must be above 0, got {session_capacity}")
         costs_path = Path(costs) if costs is not None else DEFAULT_COSTS
@@ -151,6 +157,7 @@ class CompareRequest(msgspec.Struct, frozen=True, kw_only=True):
             thresholds=[float(t) for t in thresholds],
             session_capacity=float(session_capacity),
             psa=psa,
+            second_eye_rate=float(second_eye_rate),
         )
 
     @classmethod
@@ -229,6 +236,7 @@ def new_comparison(directory: Path, request: CompareRequest) -> CompareSpec:
             valuation.utilities.treated_eye_better_share,
             request.cost_rate,
             request.outcome_rate,
+            request.second_eye_rate,
         ),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
@@ -263,6 +271,7 @@ def write_outputs(
             "utility_source": valuation.utilities.source,
             "discount_rate_costs": request.cost_rate,
             "discount_rate_outcomes": request.outcome_rate,
+            "second_eye_rate_per_year": request.second_eye_rate,
             "thresholds": request.thresholds,
             "drugs": {arm.name: _drug_key(arm.protocol, request.drugs) for arm in spec.arms},
         },

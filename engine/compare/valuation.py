@@ -8,6 +8,8 @@ width in letters (VA uniform within the band; the top band ends at 100 letters).
 - each visit of a type costs the cost file's price of that type; an injecting visit (loading
   or not) adds the protocol's drug per administration and the expected adverse-event cost per
   injection;
+- the second eye's visits (engine.compare.features), when it is involved, cost as the first
+  eye's of the same type (each eye's visit in full: a conservative reading of joint visits);
 - a discontinuation by the clinic costs the file's discontinuation cost;
 - each year with a blind better-seeing eye costs the cost of blindness per year;
 - enrolment costs (one-off, day 0, so undiscounted) are a constant.
@@ -28,6 +30,7 @@ from engine.compare.features import VISIT_TYPES, EyeSettings, feature_index
 
 __all__ = ["ArmWeights", "EyeBands", "arm_weights", "eye_bands"]
 
+_EYES = ("", "second_eye_")  # the first (treated) eye's visits, then the second eye's
 _TOP_LETTERS = 100.0  # ETDRS chart maximum, the upper end of the top band
 
 
@@ -70,7 +73,11 @@ def eye_bands(
 
 
 def eye_settings(
-    bands: EyeBands, treated_eye_better_share: float, cost_rate: float, outcome_rate: float
+    bands: EyeBands,
+    treated_eye_better_share: float,
+    cost_rate: float,
+    outcome_rate: float,
+    second_eye_rate: float = 0.0,
 ) -> EyeSettings:
     """The settings the simulation needs from the valuation."""
     return EyeSettings(
@@ -79,6 +86,7 @@ def eye_settings(
         treated_eye_better_share=treated_eye_better_share,
         cost_rate=cost_rate,
         outcome_rate=outcome_rate,
+        second_eye_rate=second_eye_rate,
     )
 
 
@@ -122,10 +130,10 @@ def arm_weights(
         for kind in VISIT_TYPES
     }
     blind = np.flatnonzero(bands.blind)
-    cost = {f"visits_{kind}_disc": per_visit[kind] for kind in VISIT_TYPES}
+    cost = {f"{eye}visits_{kind}_disc": per_visit[kind] for kind in VISIT_TYPES for eye in _EYES}
     cost |= {"discontinued_disc": discontinuation_cost}
     cost |= {f"bse_years_disc_{b}": blindness_cost_per_year for b in blind}
-    plain = {f"visits_{kind}": per_visit[kind] for kind in VISIT_TYPES}
+    plain = {f"{eye}visits_{kind}": per_visit[kind] for kind in VISIT_TYPES for eye in _EYES}
     plain |= {"discontinued": discontinuation_cost}
     plain |= {f"bse_years_{b}": blindness_cost_per_year for b in blind}
     return ArmWeights(
@@ -134,8 +142,10 @@ def arm_weights(
         constant=float(enrolment_cost),
         qaly=vector({f"bse_years_disc_{b}": u for b, u in enumerate(bands.utilities)}),
         qaly_plain=vector({f"bse_years_{b}": u for b, u in enumerate(bands.utilities)}),
-        injections=vector({"visits_loading_injection": 1.0, "visits_injection": 1.0}),
-        visits=vector({f"visits_{kind}": 1.0 for kind in VISIT_TYPES}),
+        injections=vector(
+            {f"{eye}visits_{kind}": 1.0 for kind in VISIT_TYPES[:2] for eye in _EYES}
+        ),
+        visits=vector({f"{eye}visits_{kind}": 1.0 for kind in VISIT_TYPES for eye in _EYES}),
         life_years=vector({"alive_years": 1.0}),
         life_years_disc=vector({"alive_years_disc": 1.0}),
     )

@@ -115,6 +115,7 @@ class Purpose(enum.IntEnum):
     GAIN_FACTOR = 21
     FELLOW_EYE_BETTER = 22  # comparisons: is the treated eye the better-seeing eye
     FELLOW_EYE_BAND = 23  # comparisons: the fellow eye's VA band
+    SECOND_EYE_ONSET = 24  # comparisons: when the fellow eye needs treatment too
 
 
 def _mix64(z: int) -> int:
