@@ -22,6 +22,8 @@ __all__ = ["ce_plane_svg", "ceac_svg"]
 
 WIDTH, HEIGHT = 760, 460
 LEFT, RIGHT, TOP, BOTTOM = 90, 230, 50, 60
+_TITLE_CHARS = 80  # about what fits across the chart at the title's size
+_LEGEND_CHARS = 28  # about what fits in the legend column
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
@@ -47,7 +49,7 @@ def ce_plane_svg(
     y_ticks = _ticks(*_span(ys))
     scale = _Scale(x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1])
     parts = _open(title)
-    parts += _grid(scale, x_ticks, y_ticks)
+    parts += _grid(scale, x_ticks, y_ticks, y_money=currency_symbol)
     parts.append(
         f'<line class="axis" x1="{scale.x(0):.1f}" y1="{TOP}" x2="{scale.x(0):.1f}" '
         f'y2="{HEIGHT - BOTTOM}" stroke="#333"/>'
@@ -197,21 +199,42 @@ def _open(title: str) -> list[str]:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        f'<text x="{LEFT}" y="26" font-size="15" font-weight="bold">{escape(title)}</text>',
+        *(
+            f'<text x="{LEFT}" y="{20 + 17 * i}" font-size="14" font-weight="bold">'
+            f"{escape(line)}</text>"
+            for i, line in enumerate(_wrap(title, _TITLE_CHARS)[:2])
+        ),
     ]
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """Lines of at most about `width` characters, broken at spaces (SVG text does not wrap)."""
+    lines: list[str] = []
+    words = [
+        word[i : i + width] for word in text.split() for i in range(0, len(word), width)
+    ]  # a word longer than a line (a file name) is cut into pieces
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def _grid(
-    scale: _Scale, x_ticks: list[float], y_ticks: list[float], money: str | None = None
+    scale: _Scale,
+    x_ticks: list[float],
+    y_ticks: list[float],
+    money: str | None = None,
+    y_money: str | None = None,
 ) -> list[str]:
     bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
     parts = []
     for tick in y_ticks:
         y = scale.y(tick)
         parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#e4e4e4"/>')
-        parts.append(
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_number(tick)}</text>'
-        )
+        label = escape(_money(y_money, tick)) if y_money is not None else _number(tick)
+        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     for tick in x_ticks:
         x = scale.x(tick)
         parts.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{bottom}" stroke="#e4e4e4"/>')
@@ -244,13 +267,15 @@ def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
                 f'<line x1="{x}" y1="{y}" x2="{x + 24}" y2="{y}" stroke="{colour}" '
                 f'stroke-width="2"{dash}/>'
             )
-        parts.append(f'<text x="{x + 30}" y="{y + 4}">{escape(label)}</text>')
-        y += 20
+        for line in _wrap(label, _LEGEND_CHARS):
+            parts.append(f'<text x="{x + 30}" y="{y + 4}">{escape(line)}</text>')
+            y += 15
+        y += 5
     return parts
 
 
 def _number(value: float) -> str:
-    if abs(value) >= 10_000:
+    if abs(value) >= 1_000:
         return f"{value:,.0f}"
     return f"{value:.6g}"
 
