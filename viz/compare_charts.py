@@ -3,7 +3,7 @@
 Built from a comparison's `comparison.json` (and `psa/draws.parquet` for the CE plane):
 mean VA change by month (LOCF, the trial convention, with its 95 % CI band), injections per
 patient-year by period, clinic visits per week, and with a PSA the cost-effectiveness plane
-and the acceptability curves. Legends sit below the plot area so they never cover data;
+and the acceptability curves (drawn by `viz.compare_psa_charts`). Legends sit below the plot area so they never cover data;
 every axis is titled with its unit and ticks never use scientific notation.
 
 Figures are built per comparison opened (the number of arms and pairs varies), each glyph
@@ -14,71 +14,24 @@ Does not cover: reading the directory (`viz.compare_data`), tables (`viz.compare
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bokeh.models import (
-    BasicTickFormatter,
-    ColumnDataSource,
-    HoverTool,
-    Legend,
-    LegendItem,
-    NumeralTickFormatter,
-    Range1d,
-    Span,
-)
+from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Span
 from bokeh.transform import dodge
 
-from viz.charts import base_figure
+from viz.compare_figure import colour, compare_figure, legend_below, number
+from viz.compare_psa_charts import ce_plane_figure, ceac_figure
 
-__all__ = ["ComparisonFigures", "comparison_figures", "pair_label"]
+__all__ = ["ComparisonFigures", "comparison_figures"]
 
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
-_HEIGHT = 320
-_LEGEND_ROW = 24
 _AVERAGE_WEEKS = 4
-
-
-def pair_label(pair: dict[str, Any]) -> str:
-    """How a pair reads: the second arm minus the first."""
-    return f"{pair['second']} minus {pair['first']}"
-
-
-def _colour(index: int) -> str:
-    return COLOURS[index % len(COLOURS)]
-
-
-def _number(value: object) -> float:
-    """A JSON number as a float; None (not available) as NaN, which Bokeh leaves as a gap."""
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-def _figure(title: str, x_label: str, y_label: str, legend_rows: int, **kwargs: Any) -> Any:
-    plot = base_figure(title, x_label, y_label, **kwargs)
-    plot.height = _HEIGHT + _LEGEND_ROW * legend_rows
-    plot.yaxis.formatter = BasicTickFormatter(use_scientific=False)
-    if not isinstance(kwargs.get("x_range"), list):  # a categorical axis keeps its labels
-        plot.xaxis.formatter = BasicTickFormatter(use_scientific=False)
-    return plot
-
-
-def _legend_below(plot: Any, items: list[tuple[str, list[Any]]]) -> None:
-    """A legend under the plot area (never over the data); a click hides an arm."""
-    legend = Legend(
-        items=[LegendItem(label=label, renderers=renderers) for label, renderers in items],
-        orientation="vertical",
-        click_policy="hide",
-        location="top_left",
-        label_text_font_size="12px",
-    )
-    plot.add_layout(legend, "below")
 
 
 def va_change_figure(arms: Sequence[dict[str, Any]]) -> Any:
     """Mean VA change from baseline by month, per arm, with the 95 % CI as a band."""
-    plot = _figure(
+    plot = compare_figure(
         "Mean change in visual acuity (LOCF, trial convention)",
         "months since enrolment",
         "mean change (ETDRS letters)",
@@ -93,20 +46,20 @@ def va_change_figure(arms: Sequence[dict[str, Any]]) -> Any:
             {
                 "arm": [arm["name"]] * len(rows),
                 "month": [r["month"] for r in rows],
-                "mean": [_number(r["mean_change"]) for r in rows],
-                "low": [_number(r.get("ci_low")) for r in rows],
-                "high": [_number(r.get("ci_high")) for r in rows],
+                "mean": [number(r["mean_change"]) for r in rows],
+                "low": [number(r.get("ci_low")) for r in rows],
+                "high": [number(r.get("ci_high")) for r in rows],
                 "patients": [r.get("patients", 0) for r in rows],
-                "gain_15": [100 * _number(r.get("gain_15")) for r in rows],
-                "lose_15": [100 * _number(r.get("lose_15")) for r in rows],
+                "gain_15": [100 * number(r.get("gain_15")) for r in rows],
+                "lose_15": [100 * number(r.get("lose_15")) for r in rows],
             }
         )
-        colour = _colour(index)
-        band = plot.varea("month", "low", "high", source=source, fill_color=colour, fill_alpha=0.18)
+        tint = colour(index)
+        band = plot.varea("month", "low", "high", source=source, fill_color=tint, fill_alpha=0.18)
         line = plot.line(
-            "month", "mean", source=source, color=colour, line_width=2, name=f"va:{arm['name']}"
+            "month", "mean", source=source, color=tint, line_width=2, name=f"va:{arm['name']}"
         )
-        dots = plot.scatter("month", "mean", source=source, color=colour, size=7)
+        dots = plot.scatter("month", "mean", source=source, color=tint, size=7)
         items.append((arm["name"], [band, line, dots]))
         plot.add_tools(
             HoverTool(
@@ -122,7 +75,7 @@ def va_change_figure(arms: Sequence[dict[str, Any]]) -> Any:
                 ],
             )
         )
-    _legend_below(plot, items)
+    legend_below(plot, items)
     return plot
 
 
@@ -134,8 +87,8 @@ def _periods(arm: dict[str, Any]) -> list[dict[str, Any]]:
     injections a year): it would dwarf the real bars, so it is not drawn.
     """
     years = arm["outcome_table"].get("years", [])
-    most = max((_number(y.get("patient_years")) for y in years), default=0.0)
-    return [y for y in years if _number(y.get("patient_years")) >= 0.01 * most]
+    most = max((number(y.get("patient_years")) for y in years), default=0.0)
+    return [y for y in years if number(y.get("patient_years")) >= 0.01 * most]
 
 
 def injections_figure(arms: Sequence[dict[str, Any]]) -> Any:
@@ -145,7 +98,7 @@ def injections_figure(arms: Sequence[dict[str, Any]]) -> Any:
         for year in _periods(arm):
             if year["period"] not in periods:
                 periods.append(year["period"])
-    plot = _figure(
+    plot = compare_figure(
         "Injections per patient-year under treatment",
         "period of follow-up",
         "injections per patient-year",
@@ -162,9 +115,9 @@ def injections_figure(arms: Sequence[dict[str, Any]]) -> Any:
             {
                 "arm": [arm["name"]] * len(shown),
                 "period": shown,
-                "injections": [_number(years[p]["injections_per_year"]) for p in shown],
-                "visits": [_number(years[p]["visits_per_year"]) for p in shown],
-                "patient_years": [_number(years[p].get("patient_years")) for p in shown],
+                "injections": [number(years[p]["injections_per_year"]) for p in shown],
+                "visits": [number(years[p]["visits_per_year"]) for p in shown],
+                "patient_years": [number(years[p].get("patient_years")) for p in shown],
             }
         )
         offset = -0.4 + width * (index + 0.5)
@@ -173,7 +126,7 @@ def injections_figure(arms: Sequence[dict[str, Any]]) -> Any:
             top="injections",
             width=width * 0.9,
             source=source,
-            color=_colour(index),
+            color=colour(index),
             name=f"injections:{arm['name']}",
         )
         items.append((arm["name"], [bars]))
@@ -188,7 +141,7 @@ def injections_figure(arms: Sequence[dict[str, Any]]) -> Any:
             ]
         )
     )
-    _legend_below(plot, items)
+    legend_below(plot, items)
     return plot
 
 
@@ -198,7 +151,7 @@ def workload_figure(arms: Sequence[dict[str, Any]]) -> Any:
     A cohort enrolled together comes back in waves, so each week is drawn faintly and the
     mean of the last four weeks boldly: the load a clinic plans for.
     """
-    plot = _figure(
+    plot = compare_figure(
         f"Clinic workload (faint: each week; bold: mean of the last {_AVERAGE_WEEKS} weeks)",
         "week of the study",
         "clinic visits per week",
@@ -227,15 +180,15 @@ def workload_figure(arms: Sequence[dict[str, Any]]) -> Any:
                 "monitoring": [at(monitoring, i) for i in range(weeks)],
             }
         )
-        colour = _colour(index)
+        tint = colour(index)
         weekly_line = plot.line(
-            "week", "visits", source=source, color=colour, line_width=1, alpha=0.35
+            "week", "visits", source=source, color=tint, line_width=1, alpha=0.35
         )
         line = plot.line(
             "week",
             "average",
             source=source,
-            color=colour,
+            color=tint,
             line_width=2.5,
             name=f"workload:{arm['name']}",
         )
@@ -254,7 +207,7 @@ def workload_figure(arms: Sequence[dict[str, Any]]) -> Any:
                 ],
             )
         )
-    _legend_below(plot, items)
+    legend_below(plot, items)
     return plot
 
 
@@ -267,147 +220,6 @@ def _trailing_mean(values: Sequence[float], window: int) -> list[float]:
             total -= values[i - window]
         means.append(total / min(i + 1, window))
     return means
-
-
-def _span(values: Sequence[float]) -> tuple[float, float]:
-    """The range of `values` and 0, padded by a tenth (a flat range gets some width)."""
-    finite = [v for v in values if math.isfinite(v)] + [0.0]
-    low, high = min(finite), max(finite)
-    pad = (high - low) * 0.1 or max(abs(high), 1.0) * 0.1
-    return low - pad, high + pad
-
-
-def ce_plane_figure(document: dict[str, Any], draws: dict[str, list[float]]) -> Any | None:
-    """Each PSA draw's incremental QALYs (x) and cost (y) per pair, the thresholds as lines.
-
-    None when no pair has draws to show.
-    """
-    currency = document["valuation"].get("currency_symbol", "")
-    pairs = []
-    for pair in document.get("pairs", []):
-        key = f"[{pair['second']} minus {pair['first']}]"
-        costs = draws.get(f"incremental_cost{key}")
-        qalys = draws.get(f"incremental_qalys{key}")
-        if costs and qalys:
-            pairs.append((pair, [_number(c) for c in costs], [_number(q) for q in qalys]))
-    if not pairs:
-        return None
-    thresholds = document["valuation"].get("thresholds", [])
-    all_q = [q for _, _, qs in pairs for q in qs]
-    all_c = [c for _, cs, _ in pairs for c in cs]
-    x_low, x_high = _span(all_q)
-    y_low, y_high = _span(all_c)
-    plot = _figure(
-        "Cost-effectiveness plane (one point per PSA draw)",
-        "incremental QALYs per patient",
-        f"incremental cost per patient ({currency})",
-        len(pairs) + len(thresholds),
-        x_range=Range1d(x_low, x_high),
-        y_range=Range1d(y_low, y_high),
-    )
-    plot.yaxis.formatter = NumeralTickFormatter(format="0,0")
-    plot.xaxis.formatter = BasicTickFormatter(use_scientific=False, precision="auto")
-    for dimension in ("width", "height"):
-        plot.add_layout(Span(location=0, dimension=dimension, line_color="#333"))
-    items = []
-    for index, (pair, costs, qalys) in enumerate(pairs):
-        label = pair_label(pair)
-        source = ColumnDataSource(
-            {
-                "pair": [label] * len(costs),
-                "draw": list(range(len(costs))),
-                "cost": costs,
-                "qalys": qalys,
-            }
-        )
-        dots = plot.scatter(
-            "qalys",
-            "cost",
-            source=source,
-            size=7,
-            alpha=0.6,
-            color=_colour(index),
-            name=f"ce_plane:{label}",
-        )
-        items.append((label, [dots]))
-        plot.add_tools(
-            HoverTool(
-                renderers=[dots],
-                tooltips=[
-                    ("pair", "@pair"),
-                    ("draw", "@draw"),
-                    ("incremental cost", f"{currency}@cost{{0,0}}"),
-                    ("incremental QALYs", "@qalys{0.0000}"),
-                ],
-            )
-        )
-    reach = 10 * max(abs(x_low), abs(x_high))
-    for index, threshold in enumerate(thresholds):
-        line = plot.line(
-            [-reach, reach],
-            [-reach * threshold, reach * threshold],
-            line_dash="dashed",
-            color=("#555", "#999", "#bbb")[index % 3],
-            line_width=1.5,
-        )
-        items.append((f"willingness to pay {currency}{threshold:,.0f} per QALY", [line]))
-    _legend_below(plot, items)
-    return plot
-
-
-def ceac_figure(document: dict[str, Any]) -> Any | None:
-    """The probability each arm is the most cost-effective against willingness to pay."""
-    acceptability = document.get("psa", {}).get("acceptability")
-    if not acceptability or not acceptability.get("thresholds"):
-        return None
-    currency = document["valuation"].get("currency_symbol", "")
-    names = acceptability["arms"]
-    thresholds = [float(t) for t in acceptability["thresholds"]]
-    plot = _figure(
-        "Cost-effectiveness acceptability curves",
-        f"willingness to pay per QALY ({currency})",
-        "probability most cost-effective",
-        len(names),
-        y_range=Range1d(-0.02, 1.02),
-    )
-    plot.xaxis.formatter = NumeralTickFormatter(format="0,0")
-    plot.yaxis.formatter = NumeralTickFormatter(format="0%")
-    for threshold in document["valuation"].get("thresholds", []):
-        plot.add_layout(
-            Span(location=threshold, dimension="height", line_color="#999", line_dash="dashed")
-        )
-    items = []
-    for index, name in enumerate(names):
-        probabilities = [_number(row[index]) for row in acceptability["probability_best"]]
-        source = ColumnDataSource(
-            {
-                "arm": [name] * len(thresholds),
-                "threshold": thresholds,
-                "probability": probabilities,
-            }
-        )
-        line = plot.line(
-            "threshold",
-            "probability",
-            source=source,
-            color=_colour(index),
-            line_width=2,
-            name=f"ceac:{name}",
-        )
-        items.append((name, [line]))
-        plot.add_tools(
-            HoverTool(
-                renderers=[line],
-                mode="vline",
-                tooltips=[
-                    ("arm", "@arm"),
-                    ("willingness to pay", f"{currency}@threshold{{0,0}} per QALY"),
-                    ("probability best", "@probability{0%}"),
-                ],
-            )
-        )
-    _legend_below(plot, items)
-    return plot
 
 
 @dataclass
