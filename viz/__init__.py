@@ -1,7 +1,9 @@
-"""amdsim dashboard (Panel): live runs, registry, results explorer, system page; and reports.
+"""amdsim dashboard (Panel): live runs, registry, results explorer, comparisons, system page;
+and reports.
 
 `viz.server.serve_dashboard` serves it (`amdsim dashboard`); `viz.report.write_report`
-writes a run's Results page as one offline HTML file (`amdsim report`). Panel and Bokeh are
+writes a run's Results page, `viz.compare_report.write_compare_report` a comparison's Compare
+page, as one offline HTML file (`amdsim report`). Panel and Bokeh are
 imported only here, never by the engine.
 """
 

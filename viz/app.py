@@ -1,4 +1,4 @@
-"""One dashboard session: the four pages in tabs, their periodic refreshes, and cleanup.
+"""One dashboard session: the five pages in tabs, their periodic refreshes, and cleanup.
 
 Periodic callbacks are registered per session and stopped when the session closes, and the
 session's held results are released then, so a closed tab leaves nothing running and a long
@@ -13,6 +13,7 @@ import logging
 import panel as pn
 
 from engine.state_manager import StateManager
+from viz.compare_page import ComparePage
 from viz.context import ServerContext
 from viz.results_page import ResultsPage
 from viz.run_page import RunPage
@@ -22,7 +23,7 @@ from viz.system_page import SystemPage
 __all__ = ["DashboardSession"]
 
 log = logging.getLogger(__name__)
-TAB_NAMES = ("Run", "Runs", "Results", "System")
+TAB_NAMES = ("Run", "Runs", "Results", "Compare", "System")
 
 
 class DashboardSession:
@@ -34,11 +35,13 @@ class DashboardSession:
         self.run_page = RunPage(context, self.state, on_finished=self._run_finished)
         self.runs_page = RunsPage(context, on_open=self.show_results, on_follow=self.follow)
         self.results_page = ResultsPage(context, self.state)
+        self.compare_page = ComparePage(context)
         self.system_page = SystemPage(context, self.state)
         self.tabs = pn.Tabs(
             ("Run", self.run_page.layout),
             ("Runs", self.runs_page.layout),
             ("Results", self.results_page.layout),
+            ("Compare", self.compare_page.layout),
             ("System", self.system_page.layout),
             dynamic=False,
             sizing_mode="stretch_width",
@@ -72,8 +75,9 @@ class DashboardSession:
         self._guarded(self.runs_page.refresh)
 
     def refresh_slow(self) -> None:
-        """Every 2 s: choices of results, the System page, memory pressure."""
+        """Every 2 s: choices of results and comparisons, the System page, memory pressure."""
         self._guarded(self.results_page.refresh_choices)
+        self._guarded(self.compare_page.refresh)
         self._guarded(self.system_page.refresh)
         self._guarded(self.state.check_memory)
 

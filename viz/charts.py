@@ -27,13 +27,15 @@ __all__ = [
     "StatesChart",
     "VisionProgressionChart",
     "WorkloadChart",
+    "base_figure",
 ]
 
 STATE_COLOURS = ("#9e9e9e", "#4caf50", "#ff9800", "#e53935")
 _HEIGHT = 280
 
 
-def _figure(title: str, x_label: str, y_label: str, **kwargs: Any) -> Any:
+def base_figure(title: str, x_label: str, y_label: str, **kwargs: Any) -> Any:
+    """A dashboard figure: fixed height, full width, the usual tools, both axes titled."""
     plot = figure(
         title=title,
         height=_HEIGHT,
@@ -59,7 +61,9 @@ class VisionProgressionChart:
             k: [] for k in ("month", "mean", "p5", "p25", "p50", "p75", "p95", "count")
         }
         self.source = ColumnDataSource(empty)
-        self.figure = _figure("Vision over time", "months since enrollment", "VA (ETDRS letters)")
+        self.figure = base_figure(
+            "Vision over time", "months since enrollment", "VA (ETDRS letters)"
+        )
         self.figure.varea(
             "month",
             "p5",
@@ -105,7 +109,7 @@ class DistributionChart:
         self.name = name
         self.offset = offset
         self.source = ColumnDataSource({"value": [], "patients": []})
-        self.figure = _figure(title, x_label, "patients")
+        self.figure = base_figure(title, x_label, "patients")
         self.figure.vbar("value", top="patients", width=0.9, source=self.source, color="#5e35b1")
 
     def update(self, stats: RunStatistics) -> None:
@@ -128,7 +132,7 @@ class InjectionsChart:
 
     def __init__(self) -> None:
         self.source = ColumnDataSource({"quantile": [], "injections_per_year": []})
-        self.figure = _figure(
+        self.figure = base_figure(
             "Injections per patient-year",
             "quantile",
             "injections per year",
@@ -150,7 +154,7 @@ class StatesChart:
 
     def __init__(self) -> None:
         self.source = ColumnDataSource({"month": [], **{name: [] for name in STATE_NAMES}})
-        self.figure = _figure(
+        self.figure = base_figure(
             "Disease state over time", "months since enrollment", "share of visits", y_range=(0, 1)
         )
         self.figure.varea_stack(
@@ -183,7 +187,7 @@ class DiscontinuationChart:
                 "patients": [0] * len(DISCONTINUATION_REASON_NAMES),
             }
         )
-        self.figure = _figure(
+        self.figure = base_figure(
             "Discontinuations by reason", "patients", "", y_range=list(DISCONTINUATION_REASON_NAMES)
         )
         self.figure.hbar(
@@ -209,7 +213,7 @@ class WorkloadChart:
         self.source = ColumnDataSource(
             {"month": [], "visits": [], "injections": [], "active_patients": []}
         )
-        self.figure = _figure("Clinic workload", "calendar month of the study", "per month")
+        self.figure = base_figure("Clinic workload", "calendar month of the study", "per month")
         self.figure.line(
             "month",
             "visits",
@@ -245,7 +249,7 @@ class PatientTimelineChart:
     def __init__(self) -> None:
         self.visits = ColumnDataSource({"day": [], "vision": [], "interval_days": [], "state": []})
         self.injections = ColumnDataSource({"day": [], "vision": []})
-        self.figure = _figure("Patient timeline", "days since enrollment", "VA (letters)")
+        self.figure = base_figure("Patient timeline", "days since enrollment", "VA (letters)")
         self.figure.line(
             "day", "vision", source=self.visits, line_width=2, color="#1e88e5", legend_label="VA"
         )

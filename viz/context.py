@@ -1,6 +1,6 @@
 """What every session of one dashboard server shares, and what each session owns.
 
-Shared: the runs root, the launcher of run processes, the live-run watches and the
+Shared: the runs root, the comparisons root (read only), the launcher of run processes, the live-run watches and the
 operation timings. Per session: a `StateManager` holding the results it has opened.
 """
 
@@ -58,6 +58,7 @@ class ServerContext:
 
     runs_root: Path
     protocols_dir: Path | None = None
+    comparisons_root: Path | None = None  # default: "comparisons" beside the runs root
     max_upload_bytes: int = 256 << 10
     refresh_ms: int = 500
     launcher: Launcher = field(init=False)
@@ -69,6 +70,9 @@ class ServerContext:
     def __post_init__(self) -> None:
         self.runs_root = Path(self.runs_root)
         self.runs_root.mkdir(parents=True, exist_ok=True)
+        if self.comparisons_root is None:  # where `amdsim compare` writes, run from there
+            self.comparisons_root = self.runs_root.parent / "comparisons"
+        self.comparisons_root = Path(self.comparisons_root)
         self.launcher = Launcher(self.runs_root)
 
     def registry(self) -> Registry:

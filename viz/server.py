@@ -106,14 +106,18 @@ def serve_dashboard(
     ready: threading.Event | None = None,
     access: Access | None = None,
     cleanup_interval_s: float = DEFAULT_INTERVAL_S,
+    comparisons_root: Path | None = None,
 ) -> None:
     """Serve until interrupted (Ctrl-C). Runs started from it carry on after it stops.
 
     `access` (from `viz.access.plan_access`: address, port, origins, password) defaults to
-    127.0.0.1:5006 for this machine only.
+    127.0.0.1:5006 for this machine only. `comparisons_root` (the Compare page's
+    comparisons) defaults to "comparisons" beside the runs root.
     """
     access = access or plan_access("127.0.0.1", 5006)
-    context = ServerContext(runs_root=runs_root, protocols_dir=protocols_dir)
+    context = ServerContext(
+        runs_root=runs_root, protocols_dir=protocols_dir, comparisons_root=comparisons_root
+    )
     server = make_server(context, access, show)
     server.start()
     _log_cleanups_to_stderr()
