@@ -35,6 +35,7 @@ __all__ = [
 
 NOT_AVAILABLE = "not available (needs a format-2 run of the time-based model)"
 Z_95 = 1.96
+MIN_PERIOD_DAYS = 28  # per patient: a period shorter than this on average gets no yearly rate
 PERIOD_LABELS = {"y1": "year 1", "y2": "year 2", "later": "later years"}
 
 
@@ -87,15 +88,21 @@ def outcome_table(counts: Counts) -> OutcomeTable | None:
         for j, kind in enumerate(KINDS)
     ]
     per_year = arrays["outcome_per_year"]
+    patients = int(arrays["totals"][0]) if "totals" in arrays else 0
     years = []
     for k, period in enumerate(PERIODS):
         patient_years = float(per_year[2, k]) / DAYS_PER_YEAR
+        # A period the horizon cuts to a few days (a 2-year run's "later years" are days 728
+        # to 730) would turn the week-104 visit into ~180 injections a year: no rate.
+        short = per_year[2, k] < MIN_PERIOD_DAYS * patients
         years.append(
             YearRow(
                 period=PERIOD_LABELS[period],
                 patient_years=patient_years,
-                injections_per_year=_ratio(float(per_year[0, k]), patient_years),
-                visits_per_year=_ratio(float(per_year[1, k]), patient_years),
+                injections_per_year=math.nan
+                if short
+                else _ratio(float(per_year[0, k]), patient_years),
+                visits_per_year=math.nan if short else _ratio(float(per_year[1, k]), patient_years),
             )
         )
     deaths, alive_days = (int(v) for v in arrays["outcome_deaths"])
@@ -108,7 +115,7 @@ def outcome_table(counts: Counts) -> OutcomeTable | None:
         discontinuations={
             name: int(reasons[i]) if i < len(reasons) else 0 for i, name in enumerate(names)
         },
-        patients=int(arrays["totals"][0]) if "totals" in arrays else 0,
+        patients=patients,
         deaths=deaths,
         patient_years=alive_years,
         deaths_per_100_patient_years=_ratio(100.0 * deaths, alive_years),

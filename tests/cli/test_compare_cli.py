@@ -34,6 +34,10 @@ def test_compare_writes_a_directory_per_arm_and_the_comparison(capsys, tmp_path)
         assert (out / arm["name"] / "counts.msgpack").is_file()
         assert arm["patients"] == 3000
         assert arm["outcome_table"] is not None
+        years = {row["period"]: row for row in arm["outcome_table"]["years"]}
+        assert 3 < years["year 2"]["injections_per_year"] < 10
+        # The horizon (730.5 days) leaves "later years" (from day 728) 2.5 days: no rate.
+        assert years["later years"]["injections_per_year"] is None
         per_patient = arm["per_patient"]
         assert per_patient["injections"]["mean"] > 5
         assert per_patient["cost"]["mean"] < per_patient["cost_undiscounted"]["mean"]
