@@ -109,43 +109,49 @@ def main() -> None:
     parser.add_argument("--goal-draws", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-goal", action="store_true")
+    parser.add_argument("--goal-only", action="store_true")
     args = parser.parse_args()
     print(f"bench_compare: {os.cpu_count()} CPUs, workers {args.workers}, load average {load()}")
     with tempfile.TemporaryDirectory(prefix="amdsim-bench-compare-") as tmp:
         root = Path(tmp)
-        one = simulate(root / "one", [ALTAIR], args.patients, args.years, args.workers)
-        two = simulate(root / "two", [VIEW_2Q8, ALTAIR], args.patients, args.years, args.workers)
-        print(
-            f"  {args.patients:,} patients x {args.years:g} y: one arm {one:.1f} s, two arms "
-            f"{two:.1f} s, ratio {two / one:.2f} (target <= 2.2); load {load()}"
-        )
-        for full in (False, True):
-            label = (
-                "prices, utilities and calibrated parameters" if full else "prices and utilities"
-            )
-            seconds, reused, _ = psa(
-                root / f"psa-{full}",
-                args.psa_patients,
-                args.years,
-                args.psa_draws,
-                args.workers,
-                full,
-            )
-            print(
-                f"  PSA {args.psa_draws} draws x {args.psa_patients:,} patients x "
-                f"{args.years:g} y ({label}): {seconds:.1f} s, {seconds / args.psa_draws:.3f} "
-                f"s/draw, served without re-simulation {reused / args.psa_draws:.0%}, peak RSS "
-                f"{peak_rss_mib():,.0f} MiB; load {load()}"
-            )
+        if not args.goal_only:
+            arms_and_psa(root, args)
         if not args.skip_goal:
-            seconds, _, _ = psa(root / "goal", 100_000, 10.0, args.goal_draws, args.workers, True)
-            per_draw = seconds / (args.goal_draws + 1)  # the base run is one more simulation
-            print(
-                f"  goal scale: {args.goal_draws} simulated draws x 100,000 patients x 10 y, "
-                f"two arms: {seconds:.0f} s ({per_draw:.1f} s per simulated draw); 1,000 draws "
-                f"would take {per_draw * 1001 / 3600:.1f} h with every draw simulated, "
-                f"{per_draw / 3600:.2f} h with prices and utilities only; load {load()}"
-            )
+            goal(root, args)
+
+
+def arms_and_psa(root: Path, args: argparse.Namespace) -> None:
+    """Measurements 1 and 2: the second arm's cost, and PSA draws with and without simulation."""
+    one = simulate(root / "one", [ALTAIR], args.patients, args.years, args.workers)
+    two = simulate(root / "two", [VIEW_2Q8, ALTAIR], args.patients, args.years, args.workers)
+    print(
+        f"  {args.patients:,} patients x {args.years:g} y: one arm {one:.1f} s, two arms "
+        f"{two:.1f} s, ratio {two / one:.2f} (target <= 2.2); load {load()}"
+    )
+    for full in (False, True):
+        label = "prices, utilities and calibrated parameters" if full else "prices and utilities"
+        folder = root / f"psa-{full}"
+        seconds, reused, _ = psa(
+            folder, args.psa_patients, args.years, args.psa_draws, args.workers, full
+        )
+        print(
+            f"  PSA {args.psa_draws} draws x {args.psa_patients:,} patients x {args.years:g} y "
+            f"({label}): {seconds:.1f} s, {seconds / args.psa_draws:.3f} s/draw, served "
+            f"without re-simulation {reused / args.psa_draws:.0%}, peak RSS "
+            f"{peak_rss_mib():,.0f} MiB; load {load()}"
+        )
+
+
+def goal(root: Path, args: argparse.Namespace) -> None:
+    """Measurement 3: a few draws at the goal's scale, extrapolated to 1,000."""
+    seconds, _, _ = psa(root / "goal", 100_000, 10.0, args.goal_draws, args.workers, True)
+    per_draw = seconds / (args.goal_draws + 1)  # the base run is one more simulation
+    print(
+        f"  goal scale: {args.goal_draws} simulated draws x 100,000 patients x 10 y, two arms: "
+        f"{seconds:.0f} s ({per_draw:.1f} s per simulated draw); 1,000 draws would take "
+        f"{per_draw * 1001 / 3600:.1f} h with every draw simulated, {per_draw / 3600:.2f} h "
+        f"with prices and utilities only; load {load()}"
+    )
 
 
 if __name__ == "__main__":

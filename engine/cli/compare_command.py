@@ -19,7 +19,7 @@ from rich.table import Table
 
 from engine.cli.console import out_console
 from engine.cli.directories import check_directory_option
-from engine.cli.psa_display import print_psa
+from engine.cli.psa_display import amount, print_psa
 from engine.cli.run_display import progress_bar
 from engine.compare.psa_flow import run_psa
 from engine.compare.runner import CompareCancelled, load_spec, run_blocks, write_status
@@ -361,9 +361,9 @@ def _ci(value: dict[str, Any], digits: int, unit: str) -> str:
     if mean is None:
         return "not available"
     low, high = value.get("low"), value.get("high")
-    text = f"{unit}{mean:,.{digits}f}"
+    text = amount(mean, digits, unit)
     if low is not None and high is not None:
-        text += f" ({unit}{low:,.{digits}f} to {unit}{high:,.{digits}f})"
+        text += f" ({amount(low, digits, unit)} to {amount(high, digits, unit)})"
     return text
 
 
@@ -379,10 +379,13 @@ def _icer(pair: dict[str, Any], currency: str) -> str:
         return pair["dominance"]
     if pair["dominance"] in _NO_RATIO:  # a negative ratio reads as a price: say it in words
         text = f"{pair['second']} is {pair['dominance']} ({_NO_RATIO[pair['dominance']]})"
+    elif pair["dominance"] == "less costly, less effective":
+        text = f"{currency}{pair['icer']:,.0f} saved per QALY lost (less costly, less effective)"
     else:
-        text = f"{currency}{pair['icer']:,.0f} ({pair['dominance']})"
+        text = f"{currency}{pair['icer']:,.0f} per QALY gained ({pair['dominance']})"
     if interval["kind"] == "bounded" and interval["low"] is not None:
-        text += f"; Fieller 95% CI {currency}{interval['low']:,.0f} to {currency}{interval['high']:,.0f}"
+        low, high = amount(interval["low"], 0, currency), amount(interval["high"], 0, currency)
+        text += f"; Fieller 95% CI {low} to {high}"
     else:
         text += f"; Fieller 95% CI {interval['kind']}"
     return text

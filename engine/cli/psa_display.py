@@ -8,7 +8,7 @@ from rich.table import Table
 
 from engine.cli.console import out_console
 
-__all__ = ["print_psa"]
+__all__ = ["amount", "print_psa"]
 
 
 def print_psa(summary: dict[str, Any], currency: str) -> None:
@@ -65,7 +65,11 @@ def print_psa(summary: dict[str, Any], currency: str) -> None:
 
 
 def _interval(value: dict[str, Any], digits: int, unit: str) -> str:
-    return (
-        f"{unit}{value['mean']:,.{digits}f} "
-        f"({unit}{value['low']:,.{digits}f} to {unit}{value['high']:,.{digits}f})"
-    )
+    low, high = amount(value["low"], digits, unit), amount(value["high"], digits, unit)
+    return f"{amount(value['mean'], digits, unit)} ({low} to {high})"
+
+
+def amount(value: float, digits: int, unit: str = "") -> str:
+    """A number with thousands separators, the sign before the currency (-£606, not £-606)."""
+    sign = "-" if value < 0 and round(value, digits) != 0 else ""
+    return f"{sign}{unit}{abs(value):,.{digits}f}"
