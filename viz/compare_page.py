@@ -5,8 +5,9 @@ shows the chosen one: what was compared, the paired differences (VA, injections,
 cost, QALYs, ICER or dominance in words, net monetary benefit), mean VA change, injections
 per year and clinic visits per week per arm, the per-arm costs and QALYs and, with a PSA,
 the cost-effectiveness plane and acceptability curves. A comparison still running,
-interrupted or failed shows its status and what to do, never an error. Comparisons are
-started from the command line (`amdsim compare`), not from this page.
+interrupted or failed shows its status and what to do, never an error. A comparison is
+started here with the "New comparison" form (viz.compare_form, the CLI's own command in its
+own process) or from the command line, and cancelled here if this server started it.
 
 Also the body of `amdsim report DIR` for a comparison (see `viz.compare_report`).
 """
@@ -21,6 +22,7 @@ import panel as pn
 
 from viz.compare_charts import comparison_figures
 from viz.compare_data import Comparison, list_comparisons, read_comparison
+from viz.compare_form import CompareForm
 from viz.compare_tables import (
     TABLE_STYLE,
     arms_table_html,
@@ -98,10 +100,17 @@ class ComparePage:
             label="Comparison", options=[], css_classes=["comparison-select"], width=360
         )
         self.reload_button = pn.widgets.Button(label="Reload", width=90, align="end")
+        self.cancel_button = pn.widgets.Button(
+            label="Cancel comparison", color="warning", width=160, align="end",
+            visible=False, css_classes=["compare-cancel"],
+        )  # fmt: skip
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.form = CompareForm(context, on_started=self.show_new)
         self.note = pn.pane.HTML(
-            f"<p class='cmp-note'>Comparisons in <code>{html_text(root)}</code>. "
-            "Start one from the command line: <code>amdsim compare A.yaml B.yaml --out "
-            f"{html_text(root)}/NAME [--psa K]</code>; it appears here.</p>",
+            f"<p class='cmp-note'>Comparisons in <code>{html_text(root)}</code>, from the form "
+            "above or the command line: <code>amdsim compare A.yaml B.yaml --out "
+            f"{html_text(root)}/NAME [--psa K]</code> (costs, utilities and PSA options are "
+            "there).</p>",
             disable_math=True,
             sizing_mode="stretch_width",
         )
@@ -131,8 +140,9 @@ class ComparePage:
         self.select.param.watch(lambda event: self.open(event.new), "value")
         self.reload_button.on_click(lambda _: self.open(self.select.value))
         self.layout = pn.Column(
+            self.form.layout,
             self.note,
-            pn.Row(self.select, self.reload_button),
+            pn.Row(self.select, self.reload_button, self.cancel_button),
             self.status,
             self.header,
             self.pairs,
@@ -151,6 +161,26 @@ class ComparePage:
             value = current if current in options else (options[0] if options else None)
             self.select.param.update(options=options, value=value)  # a new value opens it
         if self.shown is not None and _stamp(self.shown.path) != self._stamp:
+            self.open(self.shown.name)
+        launcher = self.context.comparison_launcher
+        self.cancel_button.visible = self.shown is not None and launcher.running(self.shown.name)
+
+    def show_new(self, name: str) -> None:
+        """Open a comparison just started (its directory appears once the CLI writes it)."""
+        self.refresh()
+        options = list(self.select.options)
+        if name not in options:
+            self.select.param.update(options=[name, *options], value=name)
+        else:
+            self.select.value = name
+        self.open(name)
+        self.cancel_button.visible = True
+
+    def cancel(self) -> None:
+        """Interrupt the comparison shown (it can be resumed with `amdsim compare --resume`)."""
+        if self.shown is not None:
+            self.context.comparison_launcher.cancel(self.shown.name)
+            self.cancel_button.visible = False
             self.open(self.shown.name)
 
     def open(self, name: str | None) -> bool:

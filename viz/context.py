@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.memory import MemoryMonitor
 from engine.registry import Registry
+from viz.compare_launcher import ComparisonLauncher
 from viz.launcher import Launcher
 from viz.live import LiveRuns
 
@@ -62,6 +63,7 @@ class ServerContext:
     max_upload_bytes: int = 256 << 10
     refresh_ms: int = 500
     launcher: Launcher = field(init=False)
+    comparison_launcher: ComparisonLauncher = field(init=False)
     live: LiveRuns = field(default_factory=LiveRuns)
     timings: Timings = field(default_factory=Timings)
     monitor: MemoryMonitor = field(default_factory=MemoryMonitor)
@@ -74,6 +76,7 @@ class ServerContext:
             self.comparisons_root = self.runs_root.parent / "comparisons"
         self.comparisons_root = Path(self.comparisons_root)
         self.launcher = Launcher(self.runs_root)
+        self.comparison_launcher = ComparisonLauncher(self.comparisons_root)
 
     def registry(self) -> Registry:
         return Registry(self.runs_root)
