@@ -38,7 +38,6 @@ from engine.compare.setup import (
     valuation_weights,
 )
 from engine.compare.totals import CompareTotals
-from engine.compare.valuation import eye_bands
 from engine.errors import ProtocolError
 from engine.psa.charts import ce_plane_svg, ceac_svg
 from engine.psa.sampling import apply_model, draw_parameters, load_calibration_uncertainty
@@ -52,11 +51,12 @@ CEAC_STEP = 1_000.0  # willingness-to-pay grid step of the acceptability curve, 
 CEAC_MAX = 100_000.0
 
 
-def plan_draws(spec: CompareSpec, request: CompareRequest) -> tuple[list[DrawPlan], list[int], str]:
+def plan_draws(
+    spec: CompareSpec, request: CompareRequest, valuation: Valuation
+) -> tuple[list[DrawPlan], list[int], str]:
     """Every draw's plan, the draws the loader refused, and how bounds were handled."""
     psa = request.psa
     assert psa is not None
-    valuation = load_valuation(request, resumed=True)
     uncertain = []
     if psa.uncertainty:
         for arm in spec.arms:  # every arm's parameter set must know every model path
@@ -92,7 +92,8 @@ def run_psa(
     cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run (or finish) the PSA and write its outputs; returns the summary document."""
-    plans, refused, truncation = plan_draws(spec, request)
+    valuation = load_valuation(request, resumed=True)  # files checked and read once
+    plans, refused, truncation = plan_draws(spec, request, valuation)
     rows = run_psa_draws(directory, base, plans, workers, on_draw, cancel)
     arm_names = [arm.name for arm in spec.arms]
     pairs = [(p.first, p.second) for p in base.pairs]
@@ -112,7 +113,7 @@ def run_psa(
         "refused_draws": refused,
         "bounds": truncation,
     }
-    symbol = currency_symbol(load_valuation(request, resumed=True).costs.currency)
+    symbol = currency_symbol(valuation.costs.currency)
     for (a, b), name in zip(pairs, pair_names, strict=True):
         p = pairs.index((a, b))
         svg = ce_plane_svg(
@@ -218,14 +219,7 @@ def _interval(values: np.ndarray) -> dict[str, float]:
 def _priced(valuation: Valuation, economic: dict[str, float]) -> Valuation:
     if not economic:
         return valuation
-    costs, utilities = apply_economic(valuation.costs, valuation.utilities, economic)
-    bands = eye_bands(
-        list(utilities.lower_edges),
-        list(utilities.utilities),
-        list(utilities.fellow_eye),
-        costs.blindness_threshold_letters,
-    )
-    return Valuation(costs, utilities, bands)
+    return Valuation.of(*apply_economic(valuation.costs, valuation.utilities, economic))
 
 
 def _with_model(spec: CompareSpec, draw: Any) -> CompareSpec:

@@ -177,6 +177,17 @@ class Valuation:
     utilities: UtilityTable
     bands: EyeBands
 
+    @classmethod
+    def of(cls, costs: CostFile, utilities: UtilityTable) -> Valuation:
+        """The valuation of a cost file and a utility table (bands refined at blindness)."""
+        bands = eye_bands(
+            list(utilities.lower_edges),
+            list(utilities.utilities),
+            list(utilities.fellow_eye),
+            costs.blindness_threshold_letters,
+        )
+        return cls(costs, utilities, bands)
+
 
 def load_valuation(request: CompareRequest, resumed: bool = False) -> Valuation:
     """Read the request's cost and utility files (on resume: refuse files that changed)."""
@@ -197,15 +208,9 @@ def load_valuation(request: CompareRequest, resumed: bool = False) -> Valuation:
                 raise ParameterError(
                     f"{path} changed since the comparison started; start a new comparison"
                 )
-    costs = load_cost_file(Path(request.costs))
-    utilities = load_utility_table(Path(request.utilities))
-    bands = eye_bands(
-        list(utilities.lower_edges),
-        list(utilities.utilities),
-        list(utilities.fellow_eye),
-        costs.blindness_threshold_letters,
+    return Valuation.of(
+        load_cost_file(Path(request.costs)), load_utility_table(Path(request.utilities))
     )
-    return Valuation(costs, utilities, bands)
 
 
 def new_comparison(directory: Path, request: CompareRequest) -> CompareSpec:

@@ -11,14 +11,12 @@ Does not cover: what the fields mean (`engine.economics.costs`, `engine.economic
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
-from engine.errors import ProtocolError, TargetsError
-from engine.model.protocol_yaml import decode_protocol_yaml
+from engine.errors import TargetsError
 from engine.model.validation import segment, short_repr
 
-__all__ = ["FieldReader", "child", "read_yaml_mapping"]
+__all__ = ["FieldReader", "child"]
 
 
 def child(path: str, key: Any) -> str:
@@ -26,23 +24,6 @@ def child(path: str, key: Any) -> str:
     if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
     return path + segment(key)
-
-
-def read_yaml_mapping(path: Path, error: type[TargetsError], contents: str) -> dict[str, Any]:
-    """The YAML mapping in the file at `path`; `error` if it is missing, unreadable or not one.
-
-    Decoding is bounded in size, depth and alias expansion (`decode_protocol_yaml`).
-    """
-    source = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
-        raise error(source, None, f"cannot be read ({reason or type(exc).__name__})") from exc
-    try:
-        return decode_protocol_yaml(data, source, contents)
-    except ProtocolError as exc:
-        raise error(source, exc.path, exc.problem) from exc
 
 
 class FieldReader:

@@ -35,9 +35,10 @@ from engine.economics._cost_parts import (
     read_drug_costs,
     visit_type_cost,
 )
-from engine.economics._fields import FieldReader, child, read_yaml_mapping
+from engine.economics._fields import FieldReader, child
 from engine.economics._origin_costs import read_origin
 from engine.errors import CostFileError
+from engine.input_files import read_yaml_mapping
 
 __all__ = [
     "VISIT_TYPES",

@@ -30,8 +30,9 @@ from typing import Any
 
 import msgspec
 
-from engine.economics._fields import FieldReader, child, read_yaml_mapping
+from engine.economics._fields import FieldReader, child
 from engine.errors import UtilityFileError
+from engine.input_files import read_yaml_mapping
 
 __all__ = [
     "UTILITY_RANGE",

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import UncertaintyError
+from engine.input_files import read_input
 
 __all__ = [
     "BATCH",
@@ -180,11 +181,7 @@ def load_calibration_uncertainty(path: Path) -> CalibrationUncertainty:
     """
     path = Path(path)
     label = path.name
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UncertaintyError(str(path), None, f"cannot be read ({reason})") from exc
+    data = read_input(path, UncertaintyError)
     try:
         raw = msgspec.json.decode(data, type=_CalibrationFile)
     except msgspec.ValidationError as exc:

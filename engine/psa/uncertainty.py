@@ -36,6 +36,7 @@ import msgspec
 
 from engine.calibration.free_parameters import parse_free
 from engine.errors import ParameterError, ProtocolError, UncertaintyError
+from engine.input_files import read_input
 from engine.model.protocol_yaml import decode_protocol_yaml
 from engine.model.v2.schema import TimeBasedProtocol
 
@@ -142,11 +143,7 @@ def load_uncertainty(path: Path, protocol: TimeBasedProtocol) -> list[Uncertain]
     """
     path = Path(path)
     label = path.name
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UncertaintyError(str(path), None, f"cannot be read ({reason})") from exc
+    data = read_input(path, UncertaintyError)
     try:
         raw = decode_protocol_yaml(data, label, "uncertain parameters (uncertainty: [...])")
     except ProtocolError as exc:
