@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from rich.table import Table
@@ -36,6 +37,9 @@ from engine.model.parameters import Recruitment
 from engine.run_dir import write_atomically
 
 __all__ = ["register"]
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]  # (done, total)
 
 DEFAULT_PATIENTS = 10_000
 DEFAULT_YEARS = 5.0
@@ -205,23 +209,20 @@ def compare(args: argparse.Namespace) -> int:
         spec = new_comparison(directory, request)
     workers = args.workers or os.cpu_count() or 1
     cancel = threading.Event()
-    with progress_bar() as bar:
-        task = bar.add_task("comparing", total=spec.params.n_patients)
-
-        def on_block(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        try:
-            totals = run_blocks(directory, spec, workers, on_block, cancel)
-        except (KeyboardInterrupt, CompareCancelled):
-            write_status(directory, "interrupted")
-            raise KeyboardInterrupt from None
-        except BaseException:
-            write_status(directory, "failed")
-            raise
+    totals = _stage(
+        directory,
+        "comparing",
+        spec.params.n_patients,
+        lambda progress: run_blocks(directory, spec, workers, progress, cancel),
+    )
     document = write_outputs(directory, spec, request, totals)
-    if request.psa is not None:
-        document["psa"] = _run_psa(directory, spec, request, totals, workers, cancel)
+    if request.psa is not None:  # comparison.json without the PSA is kept while it runs
+        document["psa"] = _stage(
+            directory,
+            "PSA draws",
+            request.psa.draws,
+            lambda progress: run_psa(directory, spec, request, totals, workers, progress, cancel),
+        )
         write_atomically(
             directory / "comparison.json", msgspec.json.format(msgspec.json.encode(document))
         )
@@ -235,23 +236,16 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_psa(
-    directory: Path,
-    spec: Any,
-    request: CompareRequest,
-    totals: Any,
-    workers: int,
-    cancel: threading.Event,
-) -> dict[str, Any]:
-    assert request.psa is not None
+def _stage(directory: Path, label: str, total: int, work: Callable[[Progress], T]) -> T:
+    """Run `work` under a progress bar; an interruption or failure is the directory's status."""
     with progress_bar() as bar:
-        task = bar.add_task("PSA draws", total=request.psa.draws)
+        task = bar.add_task(label, total=total)
 
-        def on_draw(done: int, total: int) -> None:
+        def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         try:
-            return run_psa(directory, spec, request, totals, workers, on_draw, cancel)
+            return work(progress)
         except (KeyboardInterrupt, CompareCancelled):
             write_status(directory, "interrupted")
             raise KeyboardInterrupt from None
