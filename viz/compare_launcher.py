@@ -110,6 +110,16 @@ class ComparisonLauncher:
             self._processes[name] = process
         return name
 
+    def names(self) -> list[str]:
+        """The comparisons this server started that it has not yet seen exit."""
+        with self._lock:
+            return list(self._processes)
+
+    def process_id(self, name: str) -> int:
+        """The process id of `name`'s CLI, which leads its own session and process group."""
+        with self._lock:
+            return self._processes[name].pid
+
     def running(self, name: str) -> bool:
         """Whether this server started `name` and it has not exited (reaps it if it has)."""
         with self._lock:

@@ -34,8 +34,29 @@ def _wait(condition, seconds: float) -> bool:
     return False
 
 
-def _children() -> set[int]:
-    return {child.pid for child in psutil.Process(os.getpid()).children(recursive=True)}
+def _session_of(page: ComparePage, name: str) -> int:
+    """The comparison's session id: its CLI process leads a session of its own."""
+    return page.context.comparison_launcher.process_id(name)
+
+
+def _alive_in_session(session: int) -> set[int]:
+    """Live processes of `session`: the CLI and its workers, orphaned or not.
+
+    Only the processes this test started are looked at: the session-long browser of the
+    dashboard tests spawns renderers at any moment, and other amdsim runs may share the machine.
+    """
+    members = set()
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getsid(process.pid) == session:
+                members.add(process.pid)
+        except (OSError, psutil.Error):
+            continue  # exited while we looked
+    return members
+
+
+def _nothing_started(page: ComparePage) -> bool:
+    return not page.context.comparison_launcher.names()
 
 
 def test_the_form_offers_time_based_protocols_only(page) -> None:
@@ -46,34 +67,34 @@ def test_the_form_offers_time_based_protocols_only(page) -> None:
 
 
 def test_a_comparison_started_from_the_form_completes_and_opens(page, tmp_path) -> None:
-    before = _children()
     page.form.patients.value, page.form.years.value = 2000, 1.0
     page.form.name.value = "from-the-page"
     assert page.form.start() == "from-the-page"
     assert page.select.value == "from-the-page"
+    session = _session_of(page, "from-the-page")
     folder = tmp_path / "comparisons" / "from-the-page"
-    assert _wait(lambda: (folder / "comparison.json").is_file(), 120)
+    assert _wait((folder / "comparison.json").is_file, 120)
     assert _wait(lambda: not page.context.comparison_launcher.running("from-the-page"), 30)
     page.refresh()
     assert page.shown is not None and page.shown.complete
     assert "Paired differences" in page.pairs.object
     assert not page.cancel_button.visible
-    assert _children() <= before  # the CLI process and its workers are gone
+    assert _wait(lambda: not _alive_in_session(session), 5)  # the CLI and its workers are gone
 
 
 def test_cancel_interrupts_within_seconds_and_leaves_no_process(page, tmp_path) -> None:
-    before = _children()
     page.form.patients.value, page.form.years.value = 400_000, 10.0
     page.form.name.value = "big"
     assert page.form.start() == "big"
+    session = _session_of(page, "big")
     folder = tmp_path / "comparisons" / "big"
-    assert _wait(lambda: (folder / "spec.json").is_file(), 60)
+    assert _wait((folder / "spec.json").is_file, 60)
     page.refresh()
     assert page.cancel_button.visible
     started = time.monotonic()
     page.cancel()
     assert time.monotonic() - started < 6
-    assert _wait(lambda: _children() <= before, 5), "no process left behind"
+    assert _wait(lambda: not _alive_in_session(session), 5), "no process left behind"
     status = json.loads((folder / "status.json").read_text())["status"]
     assert status == "interrupted"
     assert not (folder / "comparison.json").exists()
@@ -91,13 +112,12 @@ def test_cancel_interrupts_within_seconds_and_leaves_no_process(page, tmp_path) 
 def test_bad_requests_are_one_line_and_start_nothing(
     page, tmp_path, protocols, patients, name, message
 ) -> None:
-    before = _children()
     page.form.protocols.value = protocols
     page.form.patients.value = patients
     page.form.name.value = name
     assert page.form.start() is None
     assert message in page.form.message.object
-    assert _children() <= before
+    assert _nothing_started(page)
     assert not (tmp_path / "comparisons").exists() or not any(
         Path(tmp_path / "comparisons").iterdir()
     )
