@@ -195,3 +195,13 @@ class FileSystemError(AmdsimError):
         where = " -> ".join(paths)
         message = f"{where}: {reason}" if where else reason
         return cls(f"{doing}: {message}" if doing else message)
+
+
+class ClusterError(AmdsimError):
+    """A run could not use its Dask cluster, or the cluster could not finish it.
+
+    Raised when the `cluster` extra is not installed (``pip install -e '.[cluster]'``), the
+    scheduler cannot be reached, its workers cannot hold one shard, or a task failed on every
+    attempt Dask allowed. A run that had started is marked failed (or shows ``interrupted``)
+    and resumes with ``amdsim resume RUN --cluster ...``.
+    """

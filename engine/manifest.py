@@ -141,6 +141,9 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every: int = 0  # patients between checkpoints (0: only when part files roll)
     resumes: int = 0  # how many times the run was resumed after an interruption
     reproducibility: Reproducibility | None = None  # DESIGN section 3; None before format 2
+    # A run on a Dask cluster (engine.cluster): its scheduler and the scheduler's dashboard.
+    cluster: str = ""
+    cluster_dashboard: str = ""
 
     @property
     def patients(self) -> int:

@@ -203,7 +203,7 @@ WriterToSupervisor = WriterReady | ShardWritten | SenderClosed | WriterFinished 
 class ProcessMemory(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Resident memory of one process of the run."""
 
-    role: Literal["supervisor", "worker", "writer"]
+    role: Literal["supervisor", "worker", "writer", "dask-worker"]
     pid: int
     rss_bytes: int
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
+from engine.cli.cluster_option import on_cluster_or_here
 from engine.cli.run_command import add_execution_arguments, stream_run
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
+from engine.manifest import Manifest
 from engine.pipeline import PipelineOptions
 from engine.pipeline.launch import resume_run
 from engine.resume import read_run_manifest
@@ -35,8 +38,16 @@ def resume(args: argparse.Namespace) -> int:
     run_dir = resolve_changeable_run(args.run, runs_root(args), "resume")
     manifest = read_run_manifest(RunPaths(run_dir))
     options = PipelineOptions(workers=args.workers, checkpoint_every=args.checkpoint_every)
+
+    def on_cluster(client: Any, on_started: Callable[[Any], None]) -> Manifest:
+        from engine.cluster.launch import resume_on_cluster  # noqa: PLC0415 - loads Dask
+
+        return resume_on_cluster(client, run_dir, options, on_started)
+
     return stream_run(
-        lambda on_started: resume_run(run_dir, options, on_started),
+        on_cluster_or_here(
+            args.cluster, lambda on_started: resume_run(run_dir, options, on_started), on_cluster
+        ),
         manifest.parameters.n_patients,
         run_dir,
         args.json,

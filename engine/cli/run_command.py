@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from engine.cli.cluster_option import add_cluster_argument, on_cluster_or_here, wants_cluster
 from engine.cli.console import call_with_warnings, out_console, safe_text
 from engine.cli.directories import check_directory_option
 from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
@@ -181,6 +182,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of a table"
     )
+    add_cluster_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     check_out_dir(args.out, args.overwrite)
-    if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
+    on_cluster = wants_cluster(args.cluster)  # a cluster run streams whatever its size
+    if params.n_patients <= MEMORY_THRESHOLD_PATIENTS and not on_cluster:
         return _run_in_memory(args, protocol, params)
     run_dir = args.out or runs_root(args) / new_run_id()
     options = msgspec.structs.replace(
@@ -218,13 +221,26 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
 
     def launch(on_started: Callable[[Supervisor], None]) -> Manifest:
-        if out is not None and needs_staging(out):  # --overwrite: see out_dir
-            return run_staged(
-                lambda staged: run_pipeline(protocol, params, staged, options, on_started), out
-            )
-        return run_pipeline(protocol, params, run_dir, options, on_started)
+        return _into(lambda where: run_pipeline(protocol, params, where, options, on_started))
 
-    return stream_run(launch, params.n_patients, run_dir, args.json)
+    def launch_on_cluster(client: Any, on_started: Callable[[Any], None]) -> Manifest:
+        from engine.cluster.launch import run_on_cluster  # noqa: PLC0415 - loads Dask
+
+        return _into(
+            lambda where: run_on_cluster(client, protocol, params, where, options, on_started)
+        )
+
+    def _into(run_in: Callable[[Path], Manifest]) -> Manifest:
+        if out is not None and needs_staging(out):  # --overwrite: see out_dir
+            return run_staged(run_in, out)
+        return run_in(run_dir)
+
+    return stream_run(
+        on_cluster_or_here(args.cluster, launch, launch_on_cluster),
+        params.n_patients,
+        run_dir,
+        args.json,
+    )
 
 
 def stream_run(
@@ -265,8 +281,16 @@ def _restart(args: argparse.Namespace) -> int:
     run_dir = resolve_changeable_run(args.restart, runs_root(args), "restart")
     manifest = read_run_manifest(RunPaths(run_dir))
     options = _options(args)
+
+    def on_cluster(client: Any, on_started: Callable[[Any], None]) -> Manifest:
+        from engine.cluster.launch import restart_on_cluster  # noqa: PLC0415 - loads Dask
+
+        return restart_on_cluster(client, run_dir, options, on_started)
+
     return stream_run(
-        lambda on_started: restart_run(run_dir, options, on_started),
+        on_cluster_or_here(
+            args.cluster, lambda on_started: restart_run(run_dir, options, on_started), on_cluster
+        ),
         manifest.parameters.n_patients,
         run_dir,
         args.json,

@@ -18,6 +18,7 @@ listed file that is incomplete.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -30,14 +31,23 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import zstandard
 
 from engine.columns import numpy_view
 from engine.durable import fsync_directory, fsync_path
-from engine.manifest import ROW_GROUP_PATIENTS, Compression, PartFile, ShardLocation
+from engine.manifest import ROW_GROUP_PATIENTS, Compression, Manifest, PartFile, ShardLocation
 from engine.pipeline.batches import DecodedBatch
 from engine.run_dir import RunPaths, temporary_name
+from engine.stats.shard_stats import Counts
 
-__all__ = ["PARQUET_OPTIONS", "DiskBudget", "FailingFile", "PartFiles"]
+__all__ = [
+    "PARQUET_OPTIONS",
+    "DiskBudget",
+    "FailingFile",
+    "PartFiles",
+    "encode_file_stats",
+    "part_file_metadata",
+]
 
 _COMPRESSION = {"zstd": "zstd", "snappy": "snappy", "gzip": "gzip", "none": "none"}
 PARQUET_OPTIONS: dict[str, dict[str, object]] = {
@@ -51,6 +61,23 @@ PARQUET_OPTIONS: dict[str, dict[str, object]] = {
         "write_statistics": ["patient_id"],
     },
 }
+
+
+def part_file_metadata(manifest: Manifest) -> dict[str, str]:
+    """Key-value metadata every part file of the run carries: its format, run, protocol and
+    parameters (so a file copied from another run is refused)."""
+    return {
+        "amdsim.format_version": str(manifest.format_version),
+        "amdsim.run_id": manifest.run_id,
+        "amdsim.protocol": msgspec.json.encode(manifest.protocol).decode(),
+        "amdsim.parameters": msgspec.json.encode(manifest.parameters).decode(),
+    }
+
+
+def encode_file_stats(counts: Counts) -> str:
+    """The counts of a part file's rows, for its metadata: msgpack, zstd, base64 (a few kB)."""
+    packed = zstandard.ZstdCompressor(level=3).compress(msgspec.msgpack.encode(counts.state()))
+    return base64.b64encode(packed).decode()
 
 
 class DiskBudget:

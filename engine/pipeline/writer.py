@@ -153,7 +153,12 @@ class _Writer:
     def __init__(self, config: WriterConfig, conn: Connection) -> None:
         # Imported here, after the channel listens: see the module docstring.
         from engine.manifest import decode_manifest  # noqa: PLC0415
-        from engine.pipeline.parts import DiskBudget, PartFiles  # noqa: PLC0415
+        from engine.pipeline.parts import (  # noqa: PLC0415
+            DiskBudget,
+            PartFiles,
+            encode_file_stats,
+            part_file_metadata,
+        )
         from engine.run_dir import RunPaths  # noqa: PLC0415
         from engine.stats.run_stats import StatsAccumulator  # noqa: PLC0415
         from engine.stats.shard_stats import Counts, ShardStats  # noqa: PLC0415
@@ -165,12 +170,8 @@ class _Writer:
         self.conn = conn
         self.paths = RunPaths(Path(config.run_dir))
         self.manifest = decode_manifest(config.manifest_json)
-        metadata = {
-            "amdsim.format_version": str(self.manifest.format_version),
-            "amdsim.run_id": self.manifest.run_id,
-            "amdsim.protocol": msgspec.json.encode(self.manifest.protocol).decode(),
-            "amdsim.parameters": msgspec.json.encode(self.manifest.parameters).decode(),
-        }
+        metadata = part_file_metadata(self.manifest)
+        self.encode_file_stats = encode_file_stats
         disk = None if config.fail_after_bytes is None else DiskBudget(config.fail_after_bytes)
         params = self.manifest.parameters
         checkpoint = self._resumed_checkpoint() if config.resume else None
@@ -350,7 +351,7 @@ class _Writer:
         match its files exactly and a resumed run adds every shard once.
         """
         part = lane.parts.roll(
-            {"patients": {"amdsim.stats": _encode_file_stats(lane.pending_counts)}}
+            {"patients": {"amdsim.stats": self.encode_file_stats(lane.pending_counts)}}
         )
         if part is None:
             return
@@ -415,16 +416,6 @@ class _Writer:
         for lane in self.lanes:
             lane.join(timeout=5.0)
             lane.parts.abort()
-
-
-def _encode_file_stats(counts: Any) -> str:
-    """The counts of a part file's rows, for its metadata: msgpack, zstd, base64 (a few kB)."""
-    import base64  # noqa: PLC0415 - small, only needed when a file closes
-
-    import zstandard  # noqa: PLC0415
-
-    packed = zstandard.ZstdCompressor(level=3).compress(msgspec.msgpack.encode(counts.state()))
-    return base64.b64encode(packed).decode()
 
 
 def _current_lane() -> threading.Thread:
