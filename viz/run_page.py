@@ -40,6 +40,7 @@ from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample
 from viz.charts import VisionProgressionChart
+from viz.cluster_note import cluster_note
 from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
@@ -84,6 +85,7 @@ class RunPage:
         self._uploaded: tuple[str, Protocol, Path] | None = None
         self._reported_end = False
         self._last_live_stats = 0.0
+        self._cluster_known = False
 
         self.protocol = pn.widgets.Select(
             label="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
@@ -106,6 +108,7 @@ class RunPage:
         self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", disabled=True)
         self.message = pn.pane.Alert("", alert_type="info", visible=False, disable_math=True)
         self.status = pn.pane.Markdown("No run yet.", css_classes=["run-status"], disable_math=True)
+        self.cluster = pn.pane.HTML("", css_classes=["run-cluster"], visible=False)
         self.progress = pn.indicators.Progress(
             label="Progress",
             value=0,
@@ -142,6 +145,7 @@ class RunPage:
         live = pn.Column(
             self.message,
             self.status,
+            self.cluster,
             self.progress,
             self.counts,
             pn.Row(pn.pane.Markdown("**Channel**"), self.channel, self.channel_label),
@@ -245,6 +249,8 @@ class RunPage:
         self.watch = self.context.live.watch(run_dir)
         self._reported_end = False
         self.progress.value = 0
+        self.cluster.object, self.cluster.visible = "", False
+        self._cluster_known = False
         self.status.object = f"**{plain(run_id)}**: starting"
         self.cancel_button.disabled = False
 
@@ -313,6 +319,12 @@ class RunPage:
             return
         if watch.latest is not None:
             self.show_sample(watch.latest)
+        if not self._cluster_known:
+            manifest = watch.manifest()  # read until it exists: a cluster run says where
+            if manifest is not None:
+                self._cluster_known = True
+                self.cluster.object = cluster_note(manifest)
+                self.cluster.visible = bool(self.cluster.object)
         now = time.monotonic()
         if now - self._last_live_stats >= 1.0:
             self._last_live_stats = now
@@ -344,6 +356,8 @@ class RunPage:
         self.channel.value = round(100 * sample.channel_in_use / slots)
         self.channel_label.object = (
             f"{sample.channel_in_use} of {sample.channel_slots} slots (peak {sample.channel_peak})"
+            if sample.channel_slots
+            else "not used: on a cluster, each task writes its own part files"
         )
         limit = sample.memory_limit_bytes or self.context.monitor.limit.bytes
         rows = [(f"{p.role} {p.pid}", p.rss_bytes) for p in sample.processes]
