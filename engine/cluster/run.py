@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -35,12 +34,12 @@ from typing import Any
 import msgspec
 
 from engine.cluster.commit import ClusterCommit
+from engine.cluster.metrics import ClusterSampler, scheduler_address, scheduler_info
 from engine.cluster.sizing import TaskPlan, plan_tasks, worker_limits
 from engine.cluster.task import TOKEN_FILE, BlockResult, BlockTask, read_token, simulate_block
-from engine.errors import ClusterError, DiskSpaceError
+from engine.errors import AmdsimError, ClusterError, DiskSpaceError
 from engine.manifest import Manifest, read_manifest, write_manifest
 from engine.memory.estimate import DISK_MARGIN, estimate_run
-from engine.memory.monitor import MemoryMonitor
 from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import RunParameters, validate_parameters
 from engine.pipeline.assignment import ShardProgress
@@ -51,7 +50,7 @@ from engine.pipeline.sampling import SampleRecorder
 from engine.pipeline.signals import cancel_on_signals
 from engine.pipeline.takeover import Mode, checkpoint_every, claim_directory, take_over
 from engine.run_dir import RunLock, RunPaths, write_atomically
-from ipc.messages import MetricsSample, ProcessMemory
+from ipc.messages import MetricsSample
 from ipc.metrics import MetricsPublisher, metrics_socket_path
 
 __all__ = ["ClusterFaults", "ClusterRun"]
@@ -94,8 +93,7 @@ class ClusterRun:
         self.paths = RunPaths(Path(run_dir).resolve())  # workers elsewhere need the full path
         self.run_id = self.paths.root.name
         self.progress = ShardProgress()
-        self._samples = SampleRecorder(self.run_id, params)
-        self.monitor = MemoryMonitor(root_pid=os.getpid())
+        self._samples = ClusterSampler(client, SampleRecorder(self.run_id, params))
         self.discarded: list[str] = []
         self.cancelled_by: signal.Signals | None = None
         self.plan: TaskPlan | None = None
@@ -103,8 +101,6 @@ class ClusterRun:
         self._lock: RunLock | None = None
         self._restore_signals: Callable[[], None] = lambda: None
         self._futures: dict[Any, list[int]] = {}
-        self._workers: list[ProcessMemory] = []
-        self._next_worker_info = 0.0
         self._token = secrets.token_hex(16)
         self._publisher: MetricsPublisher | None = None
         self._commit: ClusterCommit | None = None
@@ -119,17 +115,17 @@ class ClusterRun:
     @property
     def resumed_patients(self) -> int:
         """Patients already on disk when this (resumed) run started."""
-        return self._samples.resumed_patients
+        return self._samples.recorder.resumed_patients
 
     @property
     def resumed_visits(self) -> int:
         """Visits already on disk when this (resumed) run started."""
-        return self._samples.resumed_visits
+        return self._samples.recorder.resumed_visits
 
     @property
     def latest_sample(self) -> MetricsSample | None:
         """The last metrics sample published, None before the first."""
-        return self._samples.latest
+        return self._samples.recorder.latest
 
     @property
     def task_seconds(self) -> dict[str, float]:
@@ -153,7 +149,11 @@ class ClusterRun:
         self._restore_signals = cancel_on_signals(self._cancel_by_signal)
         try:
             self._start(estimate.visits_per_patient)
-        except BaseException:
+        except BaseException as exc:
+            self._stop_tasks(wait=True)
+            self._record_failure(_describe(exc))
+            with contextlib.suppress(Exception):
+                record_in_registry(self.paths, read_manifest(self.paths.manifest), quiet=True)
             self._restore_signals()
             self._close_publisher()
             self._lock.release()
@@ -183,8 +183,8 @@ class ClusterRun:
                     f"run {self.run_id} holds shards written in part by a local run "
                     f"({len(self.progress.parts)}); resume it without --cluster"
                 )
-            self._samples.resumed_patients = self.progress.patients
-            self._samples.resumed_visits = self.progress.visits
+            self._samples.recorder.resumed_patients = self.progress.patients
+            self._samples.recorder.resumed_visits = self.progress.visits
         manifest = running_manifest(
             self.paths,
             self.protocol,
@@ -195,14 +195,14 @@ class ClusterRun:
             taken.previous if self.mode == "resume" else None,
             restarted=taken.previous if self.mode == "restart" else None,
         )
-        info = _scheduler_info(self.client)
+        info = scheduler_info(self.client)
         threads, limit = worker_limits(info)
         if threads == 0:
             raise ClusterError("the Dask cluster has no workers; start some with `dask worker`")
         manifest = msgspec.structs.replace(
             manifest,
             workers=len(info.get("workers", {})),
-            cluster=_scheduler_address(self.client),
+            cluster=scheduler_address(self.client),
             cluster_dashboard=str(getattr(self.client, "dashboard_link", "") or ""),
         )
         write_manifest(self.paths.manifest, manifest)
@@ -271,7 +271,7 @@ class ClusterRun:
             final = self._commit.finish(status, error)
         except BaseException as exc:
             self._stop_tasks(wait=True)
-            final = self._record_failure(f"{type(exc).__name__}: {exc}")
+            final = self._record_failure(_describe(exc))
             raise
         finally:
             self._restore_signals()
@@ -348,61 +348,17 @@ class ClusterRun:
             self.cancelled_by = sig
         self.cancel(f"interrupted by {sig.name}")
 
+    def _publish_sample(self, status: str) -> None:
+        if self._publisher is not None:
+            batch = self.plan.batch_shards if self.plan else 0
+            self._publisher.publish(self._samples.sample(status, self.progress, batch))
+
     def _close_publisher(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
             self._publisher = None
 
-    # -- metrics --------------------------------------------------------------------------
 
-    def _publish_sample(self, status: str) -> None:
-        if self._publisher is None:
-            return
-        memory = self.monitor.snapshot()
-        if time.monotonic() >= self._next_worker_info:
-            self._workers = _worker_memory(self.client)
-            self._next_worker_info = time.monotonic() + WORKER_INFO_INTERVAL_S
-        client = ProcessMemory(
-            role="supervisor", pid=os.getpid(), rss_bytes=memory.by_pid.get(os.getpid(), 0)
-        )
-        sample = self._samples.sample(
-            status=status,
-            progress=self.progress,
-            channel_slots=0,
-            channel=None,
-            memory=memory,
-            processes=[client, *self._workers],
-            paused=False,
-            batch_shards=self.plan.batch_shards if self.plan else 0,
-        )
-        self._publisher.publish(sample)
-
-
-def _scheduler_address(client: Any) -> str:
-    """The address of the client's scheduler ("" if it does not say)."""
-    with contextlib.suppress(Exception):
-        return str(client.scheduler.address)
-    return ""
-
-
-def _scheduler_info(client: Any) -> dict[str, Any]:
-    """The scheduler's view of every worker (newer Dask lists only five unless asked)."""
-    try:
-        return dict(client.scheduler_info(n_workers=-1))
-    except TypeError:  # an older Dask without the argument lists them all
-        return dict(client.scheduler_info())
-
-
-def _worker_memory(client: Any) -> list[ProcessMemory]:
-    """Each Dask worker's resident memory as its last heartbeat reported it."""
-    with contextlib.suppress(Exception):
-        workers = _scheduler_info(client).get("workers", {})
-        return [
-            ProcessMemory(
-                role="dask-worker",
-                pid=int(worker.get("pid", 0)),
-                rss_bytes=int(worker.get("metrics", {}).get("memory", 0)),
-            )
-            for worker in workers.values()
-        ]
-    return []
+def _describe(exc: BaseException) -> str:
+    """A run's error for its manifest: our own errors as they read, others with their type."""
+    return str(exc) if isinstance(exc, AmdsimError) else f"{type(exc).__name__}: {exc}"
