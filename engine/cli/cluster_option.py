@@ -1,19 +1,23 @@
-"""``--cluster``: run (or resume, or restart) a streaming run on a Dask cluster.
+"""``--cluster``: run (or resume, or restart) a run, or a comparison, on a Dask cluster.
 
-Shared by `amdsim run` and `amdsim resume`. Without the option (and without
-``$AMDSIM_CLUSTER``) runs stay local and Dask is never imported.
+Shared by `amdsim run`, `amdsim resume` and `amdsim compare`. Without the option (and
+without ``$AMDSIM_CLUSTER``) runs stay local and Dask is never imported.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.console import err_console, safe_text
 from engine.manifest import Manifest
 
-__all__ = ["add_cluster_argument", "on_cluster_or_here", "wants_cluster"]
+if TYPE_CHECKING:
+    from engine.cluster.connect import ClusterSpec
+
+__all__ = ["add_cluster_argument", "cluster_client", "on_cluster_or_here", "wants_cluster"]
 
 Launch = Callable[[Callable[[Any], None]], Manifest]
 
@@ -42,17 +46,31 @@ def on_cluster_or_here(
         return here
 
     def launch(on_started: Callable[[Any], None]) -> Manifest:
-        from engine.cluster.connect import open_client  # noqa: PLC0415 - loads Dask
-
-        with open_client(spec) as client:
-            link = getattr(client, "dashboard_link", "")
-            err_console.print(
-                f"on {safe_text(spec.describe())}"
-                + (f"; Dask's dashboard: {safe_text(link)}" if link else "")
-            )
+        with cluster_client(spec) as client:
             return on_cluster(client, on_started)
 
     return launch
+
+
+@contextlib.contextmanager
+def cluster_client(spec: ClusterSpec | None) -> Iterator[Any | None]:
+    """A `distributed.Client` for `spec` (saying where on stderr), or None to stay here.
+
+    The client, and a ``local:N`` cluster with it, closes when the block ends; a missing
+    `cluster` extra or an unreachable scheduler is a one-line `ClusterError`.
+    """
+    if spec is None:
+        yield None
+        return
+    from engine.cluster.connect import open_client  # noqa: PLC0415 - loads Dask
+
+    with open_client(spec) as client:
+        link = getattr(client, "dashboard_link", "")
+        err_console.print(
+            f"on {safe_text(spec.describe())}"
+            + (f"; Dask's dashboard: {safe_text(link)}" if link else "")
+        )
+        yield client
 
 
 def wants_cluster(text: str | None) -> bool:

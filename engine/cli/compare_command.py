@@ -18,12 +18,19 @@ from typing import Any, TypeVar
 import msgspec
 from rich.table import Table
 
+from engine.cli.cluster_option import add_cluster_argument, cluster_client
 from engine.cli.console import out_console
 from engine.cli.directories import check_directory_option
 from engine.cli.psa_display import amount, print_psa
 from engine.cli.run_display import progress_bar
 from engine.compare.psa_flow import run_psa
-from engine.compare.runner import CompareCancelled, load_spec, run_blocks, write_status
+from engine.compare.runner import (
+    CompareCancelled,
+    CompareSpec,
+    load_spec,
+    run_blocks,
+    write_status,
+)
 from engine.compare.setup import (
     DEFAULT_THRESHOLDS,
     CompareRequest,
@@ -148,7 +155,8 @@ def register(commands: Any) -> None:
         "--workers",
         type=int,
         default=0,
-        help="worker processes (default: one per CPU, at most the blocks)",
+        help="worker processes (default: one per CPU, at most the blocks; with --cluster the "
+        "cluster's workers run the blocks instead)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="comparison directory (default: ./comparisons/<id>)"
@@ -189,11 +197,15 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print comparison.json instead of tables"
     )
+    add_cluster_argument(parser)
     parser.set_defaults(handler=compare)
 
 
 def compare(args: argparse.Namespace) -> int:
     """Handler of `amdsim compare`."""
+    from engine.cluster.connect import cluster_spec  # noqa: PLC0415 - parses only, no Dask
+
+    cluster = cluster_spec(args.cluster)  # bad text is refused before anything is written
     if args.resume is not None:
         if args.protocols:
             raise ParameterError("--resume takes the comparison directory only, no protocols")
@@ -206,26 +218,12 @@ def compare(args: argparse.Namespace) -> int:
         request = _request(args)
         directory = args.out or Path("comparisons") / request.run_id
         check_directory_option(directory, "--out")
-        spec = new_comparison(directory, request)
-    workers = args.workers or os.cpu_count() or 1
-    cancel = threading.Event()
-    totals = _stage(
-        directory,
-        "comparing",
-        spec.params.n_patients,
-        lambda progress: run_blocks(directory, spec, workers, progress, cancel),
-    )
-    document = write_outputs(directory, spec, request, totals)
-    if request.psa is not None:  # comparison.json without the PSA is kept while it runs
-        document["psa"] = _stage(
-            directory,
-            "PSA draws",
-            request.psa.draws,
-            lambda progress: run_psa(directory, spec, request, totals, workers, progress, cancel),
-        )
-        write_atomically(
-            directory / "comparison.json", msgspec.json.format(msgspec.json.encode(document))
-        )
+    # The cluster opens before the directory is written: a missing extra or an unreachable
+    # scheduler leaves nothing behind. One cluster serves the base run and the PSA.
+    with cluster_client(cluster) as client:
+        if args.resume is None:
+            spec = new_comparison(directory, request)
+        document = _simulate(directory, spec, request, args.workers, client)
     write_status(directory, "completed")
     if args.json:
         out_console.print_json(msgspec.json.encode(document).decode())
@@ -234,6 +232,41 @@ def compare(args: argparse.Namespace) -> int:
         if "psa" in document:
             print_psa(document["psa"], document["valuation"].get("currency_symbol", ""))
     return 0
+
+
+def _simulate(
+    directory: Path,
+    spec: CompareSpec,
+    request: CompareRequest,
+    workers: int,
+    client: Any | None,
+) -> dict[str, Any]:
+    """The base comparison, then its PSA if asked for; returns comparison.json's document.
+
+    `workers` local processes (0: one per CPU) or, given `client`, its Dask cluster.
+    """
+    workers = workers or os.cpu_count() or 1
+    cancel = threading.Event()
+    totals = _stage(
+        directory,
+        "comparing",
+        spec.params.n_patients,
+        lambda progress: run_blocks(directory, spec, workers, progress, cancel, client),
+    )
+    document = write_outputs(directory, spec, request, totals)
+    if request.psa is not None:  # comparison.json without the PSA is kept while it runs
+        document["psa"] = _stage(
+            directory,
+            "PSA draws",
+            request.psa.draws,
+            lambda progress: run_psa(
+                directory, spec, request, totals, workers, progress, cancel, client
+            ),
+        )
+        write_atomically(
+            directory / "comparison.json", msgspec.json.format(msgspec.json.encode(document))
+        )
+    return document
 
 
 def _stage(directory: Path, label: str, total: int, work: Callable[[Progress], T]) -> T:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from engine.cluster import worker_setup
 from engine.errors import ClusterError, ParameterError
 
 __all__ = ["CLUSTER_ENV", "ClusterSpec", "cluster_spec", "open_client"]
@@ -73,6 +74,14 @@ def _distributed() -> Any:
     return distributed
 
 
+def _configured_preloads() -> list[str]:
+    """Worker preloads the user's Dask configuration already asks for (kept, ours appended)."""
+    import dask.config  # noqa: PLC0415 - loaded with distributed, never by local runs
+
+    configured = dask.config.get("distributed.worker.preload", default=[]) or []
+    return [configured] if isinstance(configured, str) else list(configured)
+
+
 @contextlib.contextmanager
 def open_client(spec: ClusterSpec) -> Iterator[Any]:
     """A `distributed.Client` for `spec`, closed (with its local cluster) on exit."""
@@ -86,6 +95,8 @@ def open_client(spec: ClusterSpec) -> Iterator[Any]:
             processes=True,
             dashboard_address=":0",  # a free port: several runs may share the machine
             silence_logs=logging.ERROR,
+            # Workers ignore the terminal's Ctrl-C: the client cancels and closes them.
+            preload=[*_configured_preloads(), worker_setup.MODULE],
         )
         try:
             client = distributed.Client(cluster)

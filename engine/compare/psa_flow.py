@@ -90,11 +90,16 @@ def run_psa(
     workers: int,
     on_draw: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    client: Any | None = None,
 ) -> dict[str, Any]:
-    """Run (or finish) the PSA and write its outputs; returns the summary document."""
+    """Run (or finish) the PSA and write its outputs; returns the summary document.
+
+    Draws that simulate run in `workers` local processes, or on the Dask cluster of
+    `client` (a `distributed.Client` the caller owns).
+    """
     valuation = load_valuation(request, resumed=True)  # files checked and read once
     plans, refused, truncation = plan_draws(spec, request, valuation)
-    rows = run_psa_draws(directory, base, plans, workers, on_draw, cancel)
+    rows = run_psa_draws(directory, base, plans, workers, on_draw, cancel, client)
     arm_names = [arm.name for arm in spec.arms]
     pairs = [(p.first, p.second) for p in base.pairs]
     pair_names = [f"{arm_names[b]} minus {arm_names[a]}" for a, b in pairs]

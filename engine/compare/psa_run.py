@@ -7,7 +7,8 @@ patients (common random numbers) and draws differ only by their parameters. A dr
 changes only prices or utilities is served from the base simulation's moments without
 simulating (costs and QALYs are linear in the per-patient vector, engine.compare.valuation).
 
-Blocks of all draws share one pool of worker processes, a bounded number in flight. A draw's
+Blocks of all draws share one pool of worker processes (or one Dask cluster, given a
+`distributed.Client`: engine.compare.executors), a bounded number in flight. A draw's
 row is written to ``psa/draw-NNNNNN.json`` (temporary name, then rename) once its blocks are
 merged; resume skips the rows on disk, so a killed PSA resumes to the identical result.
 """
@@ -25,14 +26,8 @@ import msgspec
 import numpy as np
 
 from engine.compare.block import BlockSummary
-from engine.compare.runner import (
-    CompareCancelled,
-    CompareSpec,
-    block_plan,
-    run_block_task,
-    start_pool,
-    stop_pool,
-)
+from engine.compare.executors import open_blocks
+from engine.compare.runner import CompareCancelled, CompareSpec, block_plan, run_block_task
 from engine.compare.totals import CompareTotals, merge_blocks
 from engine.compare.valuation import ArmWeights
 from engine.run_dir import write_atomically
@@ -127,8 +122,13 @@ def run_psa_draws(
     workers: int,
     on_draw: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    client: Any | None = None,
 ) -> list[DrawRow]:
-    """Every draw's row, simulating the draws that need it; rows on disk are kept."""
+    """Every draw's row, simulating the draws that need it; rows on disk are kept.
+
+    Draws simulate in `workers` local processes or, given `client` (a `distributed.Client`
+    the caller owns), as tasks on its Dask cluster; the rows are the same.
+    """
     (directory / PSA_DIR).mkdir(parents=True, exist_ok=True)
     rows = finished_rows(directory)
     total = len(plans)
@@ -143,7 +143,9 @@ def run_psa_draws(
             on_draw(len(rows), total)
     simulated = [plan for plan in todo if plan.spec is not None]
     if simulated:
-        for row in _simulate_draws(directory, simulated, workers, on_draw, cancel, rows, total):
+        for row in _simulate_draws(
+            directory, simulated, workers, on_draw, cancel, rows, total, client
+        ):
             rows[row.draw] = row
     return [rows[plan.draw] for plan in plans]
 
@@ -156,6 +158,7 @@ def _simulate_draws(
     cancel: threading.Event | None,
     rows: dict[int, DrawRow],
     total: int,
+    client: Any | None,
 ) -> list[DrawRow]:
     decoder = msgspec.msgpack.Decoder(BlockSummary)
     tasks: list[tuple[int, bytes, int, list[int]]] = []
@@ -167,20 +170,20 @@ def _simulate_draws(
         blocks = block_plan(plan.spec)
         expected[plan.draw] = len(blocks)
         tasks.extend((plan.draw, spec_json, b, shards) for b, shards in enumerate(blocks))
-    pool = start_pool(workers)
     done: list[DrawRow] = []
     collected: dict[int, list[BlockSummary]] = {}
     queue = iter(tasks)
     pending: dict[concurrent.futures.Future[bytes], int] = {}
-    limit = max(1, workers) * _IN_FLIGHT_PER_WORKER
-    try:
+    with open_blocks(workers, client) as blocks:
+        limit = blocks.slots * _IN_FLIGHT_PER_WORKER
         while True:
             while len(pending) < limit:
                 task = next(queue, None)
                 if task is None:
                     break
                 draw, spec_json, block, shards = task
-                pending[pool.submit(run_block_task, spec_json, block, shards)] = draw
+                label = f"psa-draw-{draw}-block-{block}"
+                pending[blocks.submit(label, run_block_task, spec_json, block, shards)] = draw
             if not pending:
                 break
             finished, _ = concurrent.futures.wait(
@@ -190,7 +193,7 @@ def _simulate_draws(
                 raise CompareCancelled
             for future in finished:
                 draw = pending.pop(future)
-                collected.setdefault(draw, []).append(decoder.decode(future.result()))
+                collected.setdefault(draw, []).append(decoder.decode(blocks.result(future)))
                 if len(collected[draw]) == expected[draw]:
                     plan = by_draw[draw]
                     totals = merge_blocks(collected.pop(draw))
@@ -201,10 +204,6 @@ def _simulate_draws(
                     rows[draw] = row
                     if on_draw:
                         on_draw(len(rows), total)
-    except BaseException:
-        stop_pool(pool)
-        raise
-    pool.shutdown(wait=True)
     return done
 
 

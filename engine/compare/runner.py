@@ -8,8 +8,9 @@ in flight. Resume reads the spec back, skips the blocks on disk and simulates th
 Blocks have a fixed number of shards recorded in the spec, and totals merge in block order,
 so the result is the same whatever the number of workers or interruptions.
 
-Workers are spawned processes that ignore Ctrl-C (the parent cancels them) and exit when
-the parent dies (engine.pipeline.processes.prepare_child); on any exit the parent
+Blocks run in spawned worker processes that ignore Ctrl-C (the parent cancels them) and
+exit when the parent dies, or, given a `distributed.Client`, as tasks on its Dask cluster
+(engine.compare.executors); on any exit the parent cancels what is left and, locally,
 terminates and joins every worker it started.
 """
 
@@ -22,6 +23,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -31,13 +33,13 @@ from engine.compare.block import (
     compile_arms,
     simulate_compare_block,
 )
+from engine.compare.executors import open_blocks
 from engine.compare.features import EyeSettings
 from engine.compare.totals import CompareTotals, merge_blocks
 from engine.errors import ParameterError
 from engine.model.any_protocol import StoredProtocol, dec_hook
 from engine.model.parameters import RunParameters
 from engine.model.v2.schema import TimeBasedProtocol
-from engine.pipeline.processes import CONTEXT, prepare_child
 from engine.run_dir import write_atomically
 
 __all__ = [
@@ -144,34 +146,29 @@ def finished_blocks(directory: Path) -> dict[int, BlockSummary]:
 
 _CACHE: dict[bytes, tuple[CompareModel, CompareSpec]] = {}
 _CACHE_SIZE = 2  # a PSA interleaves at most a couple of draws per worker
-
-
-def _start_worker() -> None:
-    prepare_child("compare-worker")
+_CACHE_LOCK = threading.Lock()  # a Dask worker may run several blocks in threads
 
 
 def run_block_task(spec_json: bytes, block: int, shards: list[int]) -> bytes:
     """Simulate one block of the comparison `spec_json`; its summary, msgpack-encoded.
 
-    Runs in a worker; the compiled arms of the last few specs are kept, so the blocks of
-    one comparison (or one PSA draw) compile their protocols once per process.
+    Runs in a worker process or a Dask task; the compiled arms of the last few specs are
+    kept, so the blocks of one comparison (or one PSA draw) compile their protocols once
+    per process.
     """
     key = hashlib.sha256(spec_json).digest()
-    if key not in _CACHE:
+    with _CACHE_LOCK:
+        entry = _CACHE.get(key)
+    if entry is None:
         spec = msgspec.json.decode(spec_json, type=CompareSpec, dec_hook=dec_hook)
-        while len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (compile_arms(_protocols(spec)), spec)
-    model, spec = _CACHE[key]
+        entry = (compile_arms(_protocols(spec)), spec)
+        with _CACHE_LOCK:
+            while len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = entry
+    model, spec = entry
     summary = simulate_compare_block(model, spec.params, spec.eye, block, shards)
     return msgspec.msgpack.encode(summary)
-
-
-def start_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    """Worker processes for comparison blocks (stop them with `stop_pool`)."""
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=max(1, workers), mp_context=CONTEXT, initializer=_start_worker
-    )
 
 
 def _protocols(spec: CompareSpec) -> list[TimeBasedProtocol]:
@@ -189,11 +186,14 @@ def run_blocks(
     workers: int,
     on_block: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    client: Any | None = None,
 ) -> CompareTotals:
     """Simulate every block not on disk yet, then merge all of them in block order.
 
     `on_block(patients_done, patients_total)` is called after each block (and once at the
     start); setting `cancel` stops the run (`CompareCancelled`) with finished blocks kept.
+    Blocks run in `workers` local processes or, given `client` (a `distributed.Client` the
+    caller owns and closes), as tasks on its Dask cluster; the totals are the same.
     """
     plan = block_plan(spec)
     done = finished_blocks(directory)
@@ -205,7 +205,7 @@ def run_blocks(
     if missing:
         write_status(directory, "running")
         for summary in _simulate(
-            directory, spec, plan, missing, workers, on_block, cancel, patients_done, total
+            directory, spec, plan, missing, workers, on_block, cancel, patients_done, total, client
         ):
             done[summary.block] = summary
     totals = merge_blocks(list(done.values()))
@@ -222,18 +222,22 @@ def _simulate(
     cancel: threading.Event | None,
     patients_done: int,
     total: int,
+    client: Any | None,
 ) -> list[BlockSummary]:
     spec_json = msgspec.json.encode(spec)
     workers = max(1, min(workers, len(missing)))
-    if workers == 1 and os.environ.get("AMDSIM_COMPARE_IN_PROCESS") == "1":
+    in_process = os.environ.get("AMDSIM_COMPARE_IN_PROCESS") == "1"
+    if client is None and workers == 1 and in_process:
         return _simulate_here(
             directory, spec, plan, missing, on_block, cancel, patients_done, total
         )
     decoder = msgspec.msgpack.Decoder(BlockSummary)
     results: list[BlockSummary] = []
-    pool = start_pool(workers)
-    try:
-        pending = {pool.submit(run_block_task, spec_json, b, plan[b]): b for b in missing}
+    with open_blocks(workers, client) as blocks:
+        pending = {
+            blocks.submit(f"compare-block-{b}", run_block_task, spec_json, b, plan[b]): b
+            for b in missing
+        }
         while pending:
             finished, _ = concurrent.futures.wait(
                 pending, timeout=0.2, return_when=concurrent.futures.FIRST_COMPLETED
@@ -242,17 +246,13 @@ def _simulate(
                 raise CompareCancelled
             for future in finished:
                 pending.pop(future)
-                data = future.result()
+                data = blocks.result(future)
                 summary = decoder.decode(data)
                 _save_block(directory, summary.block, data)
                 results.append(summary)
                 patients_done += summary.patients
                 if on_block:
                     on_block(patients_done, total)
-    except BaseException:
-        stop_pool(pool)
-        raise
-    pool.shutdown(wait=True)
     return results
 
 
@@ -283,17 +283,3 @@ def _simulate_here(
 
 def _save_block(directory: Path, block: int, data: bytes) -> None:
     write_atomically(directory / BLOCKS_DIR / f"block-{block:06d}.msgpack", data)
-
-
-def stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Cancel queued blocks, terminate the workers and wait for them: none outlives us."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=5)
