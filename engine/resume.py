@@ -115,6 +115,8 @@ def discard_unlisted_files(paths: RunPaths, checkpoint: Checkpoint) -> list[str]
         doomed += [path for path in paths.part_files(table) if path.name not in listed]
     if paths.stats.is_file():
         doomed.append(paths.stats)
+    if paths.cluster_token.is_file():  # tasks of a dead cluster client stop writing here
+        doomed.append(paths.cluster_token)
     removed = []
     for path in doomed:
         with contextlib.suppress(FileNotFoundError):

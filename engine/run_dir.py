@@ -92,6 +92,11 @@ class RunPaths:
         return self.root / "stats.json"
 
     @property
+    def cluster_token(self) -> Path:
+        """Which client owns a cluster run now; its tasks stop when it changes or goes."""
+        return self.root / "cluster-token"
+
+    @property
     def live_stats(self) -> Path:
         """Counts of the rows written so far, rewritten every second while the run goes."""
         return self.root / "live-stats.msgpack"

@@ -75,6 +75,11 @@ class ClusterCommit:
         if any(shard in self.progress.complete for shard in result.shards):
             return self._remove_files(result)
         for written in result.files:
+            bytes_written = (
+                self.progress.bytes_written
+                + written.part.patients_bytes
+                + written.part.visits_bytes
+            )
             self.parts.append(written.part)
             self.locations.extend(written.locations)
             self.stats.add_counts(Counts.from_state(written.counts))
@@ -93,9 +98,7 @@ class ClusterCommit:
                         part_count=location.part_count,
                         patients=location.patients,
                         visits=location.visits,
-                        bytes_written=self.progress.bytes_written
-                        + written.part.patients_bytes
-                        + written.part.visits_bytes,
+                        bytes_written=bytes_written,
                     )
                 )
         self.uncompressed_bytes += result.uncompressed_bytes

@@ -36,7 +36,7 @@ import msgspec
 from engine.cluster.commit import ClusterCommit
 from engine.cluster.metrics import ClusterSampler, scheduler_address, scheduler_info
 from engine.cluster.sizing import TaskPlan, plan_tasks, worker_limits
-from engine.cluster.task import TOKEN_FILE, BlockResult, BlockTask, read_token, simulate_block
+from engine.cluster.task import BlockResult, BlockTask, read_token, simulate_block
 from engine.errors import AmdsimError, ClusterError, DiskSpaceError
 from engine.manifest import Manifest, read_manifest, write_manifest
 from engine.memory.estimate import DISK_MARGIN, estimate_run
@@ -213,7 +213,7 @@ class ClusterRun:
             on_request=lambda _: self.cancel("cancel requested"),
         )
         self._commit = ClusterCommit(self.paths, manifest, self.progress, taken.checkpoint)
-        write_atomically(self.paths.root / TOKEN_FILE, self._token.encode())
+        write_atomically(self.paths.cluster_token, self._token.encode())
         self._check_workers_see_run()
         missing = [s for s in range(self.params.shard_count) if s not in self.progress.complete]
         self.plan = plan_tasks(self.params, missing, threads, limit, visits_per_patient)
@@ -325,7 +325,7 @@ class ClusterRun:
     def _stop_tasks(self, wait: bool) -> None:
         """Cancel what is left, tell running tasks to stop, give them a moment to clean up."""
         with contextlib.suppress(OSError):  # no token: every task of this client stops
-            (self.paths.root / TOKEN_FILE).unlink()
+            self.paths.cluster_token.unlink()
         if self._futures:
             with contextlib.suppress(Exception):
                 self.client.cancel(list(self._futures), force=True)

@@ -49,10 +49,15 @@ def task_memory_bytes(params: RunParameters, batch_shards: int, visits_per_patie
 
 
 def worker_limits(scheduler_info: Mapping[str, Any]) -> tuple[int, int | None]:
-    """Worker threads in all, and the smallest memory limit a worker advertises (None: none)."""
+    """Worker threads in all, and the smallest memory limit per thread a worker advertises
+    (None: none advertises one)."""
     workers = scheduler_info.get("workers", {})
     threads = sum(int(w.get("nthreads", 1) or 1) for w in workers.values())
-    limits = [int(w["memory_limit"]) for w in workers.values() if w.get("memory_limit")]
+    limits = [  # a worker's limit is shared by the tasks its threads run at once
+        int(w["memory_limit"]) // max(1, int(w.get("nthreads", 1) or 1))
+        for w in workers.values()
+        if w.get("memory_limit")
+    ]
     return threads, (min(limits) if limits else None)
 
 
@@ -74,9 +79,9 @@ def plan_tasks(
         if needed > MEMORY_SHARE * limit_bytes:
             raise ClusterError(
                 f"one shard of {params.shard_size:,} patients needs about {needed / MiB:,.0f} "
-                f"MiB, more than half of the smallest worker's memory limit "
-                f"({limit_bytes / MiB:,.0f} MiB); use a smaller --shard-size or workers "
-                "with more memory"
+                f"MiB, more than half of a worker thread's share of its memory limit "
+                f"({limit_bytes / MiB:,.0f} MiB); use a smaller --shard-size, fewer threads "
+                "per worker or workers with more memory"
             )
     per_task = max(batch, math.ceil(len(shards) / max(1, threads * TASKS_PER_THREAD)))
     blocks: list[list[int]] = []

@@ -21,6 +21,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -33,9 +34,8 @@ from engine.model.parameters import RunParameters
 from engine.run_dir import RunPaths
 from engine.stats.shard_stats import Counts, CountsState, ShardStats, SketchesState
 
-__all__ = ["TOKEN_FILE", "BlockResult", "BlockTask", "read_token", "simulate_block"]
+__all__ = ["BlockResult", "BlockTask", "read_token", "simulate_block"]
 
-TOKEN_FILE = "cluster-token"  # in the run directory: the client that owns the run now
 _PART_NUMBER_BITS = 40  # random part numbers: a clash between two attempts is ~1e-12
 
 
@@ -96,13 +96,14 @@ class _Abandoned(Exception):
 
 
 _MODELS: dict[bytes, tuple[BlockTask, CompiledModel]] = {}
+_MODELS_LOCK = threading.Lock()  # a worker with several threads may run two runs at once
 _RESULT_ENCODER = msgspec.msgpack.Encoder()
 
 
 def read_token(run_dir: Path) -> str:
     """The token of the client that owns the run now ("" if none)."""
     try:
-        return (Path(run_dir) / TOKEN_FILE).read_text().strip()
+        return RunPaths(Path(run_dir)).cluster_token.read_text().strip()
     except OSError:
         return ""
 
@@ -219,16 +220,25 @@ class _BlockWriter:
 def _compiled(task_bytes: bytes) -> tuple[BlockTask, CompiledModel]:
     """The task and its compiled model, compiled once per worker process and run."""
     key = hashlib.sha256(task_bytes).digest()
-    if key not in _MODELS:
-        task = msgspec.msgpack.decode(task_bytes, type=BlockTask, dec_hook=dec_hook)
-        _MODELS.clear()  # one run at a time per worker is the common case; keep memory flat
-        _MODELS[key] = (task, compile_model(task.protocol))
-    return _MODELS[key]
+    with _MODELS_LOCK:
+        found = _MODELS.get(key)
+        if found is None:
+            task = msgspec.msgpack.decode(task_bytes, type=BlockTask, dec_hook=dec_hook)
+            while len(_MODELS) >= 2:  # keep memory flat: a run or two per worker at a time
+                _MODELS.pop(next(iter(_MODELS)))
+            found = _MODELS[key] = (task, compile_model(task.protocol))
+    return found
 
 
 def _check_token(task: BlockTask) -> None:
-    if read_token(Path(task.run_dir)) != task.token:
-        raise _Abandoned(f"run {Path(task.run_dir).name} no longer wants this task")
+    if read_token(Path(task.run_dir)) == task.token:
+        return
+    if not Path(task.run_dir).is_dir():  # a worker that joined without the shared mount
+        raise FileNotFoundError(
+            f"Dask worker on {socket.gethostname()} cannot see the run directory "
+            f"{task.run_dir}: it must be on storage every worker mounts at the same path"
+        )
+    raise _Abandoned(f"run {Path(task.run_dir).name} no longer wants this task")
 
 
 def _maybe_kill(task: BlockTask) -> None:

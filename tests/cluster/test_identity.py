@@ -48,8 +48,10 @@ def test_two_and_three_dask_workers_write_the_local_runs_rows_and_statistics(
     reference = on_disk(_local(protocol, params, tmp_path / "local"), params.n_patients)
     for name, client in (("two", two_workers), ("three", three_workers)):
         run_dir = tmp_path / name
-        manifest = run_on_cluster(client, protocol, params, run_dir)
+        runs = []
+        manifest = run_on_cluster(client, protocol, params, run_dir, on_started=runs.append)
         assert manifest.status == "completed"
+        assert runs[0].progress.bytes_written == manifest.bytes_on_disk  # each file once
         assert manifest.cluster.startswith("tcp://") and manifest.cluster_dashboard
         assert_same(on_disk(run_dir, params.n_patients), reference)
         assert (run_dir / "stats.json").read_bytes() == (tmp_path / "local/stats.json").read_bytes()

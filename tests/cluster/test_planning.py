@@ -75,12 +75,12 @@ def test_workers_too_small_for_one_shard_are_refused_with_the_figures() -> None:
 def test_worker_limits_read_the_scheduler_info() -> None:
     info = {
         "workers": {
-            "tcp://a:1": {"nthreads": 2, "memory_limit": 8 << 30},
+            "tcp://a:1": {"nthreads": 4, "memory_limit": 8 << 30},  # 2 GiB per thread
             "tcp://b:1": {"nthreads": 1, "memory_limit": 4 << 30},
             "tcp://c:1": {"nthreads": 1, "memory_limit": 0},  # no limit advertised
         }
     }
-    assert worker_limits(info) == (4, 4 << 30)
+    assert worker_limits(info) == (6, 2 << 30)
     assert worker_limits({"workers": {}}) == (0, None)
 
 
@@ -123,3 +123,15 @@ def test_a_bad_cluster_option_is_one_line_with_exit_2(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert "--cluster 'local:zero'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_any_resume_removes_the_token_so_a_dead_clients_tasks_stop(tmp_path) -> None:
+    from engine.manifest import Checkpoint
+    from engine.resume import discard_unlisted_files
+    from engine.run_dir import RunPaths
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    paths.cluster_token.write_text("a dead client's token")
+    removed = discard_unlisted_files(paths, Checkpoint(run_id="run"))
+    assert "cluster-token" in removed and not paths.cluster_token.exists()
