@@ -34,7 +34,7 @@ class DashboardSession:
         self.state = StateManager(monitor=context.monitor)
         self.run_page = RunPage(context, self.state, on_finished=self._run_finished)
         self.runs_page = RunsPage(context, on_open=self.show_results, on_follow=self.follow)
-        self.results_page = ResultsPage(context, self.state)
+        self.results_page = ResultsPage(context, self.state, on_follow=self.follow)
         self.compare_page = ComparePage(context)
         self.system_page = SystemPage(context, self.state)
         self.tabs = pn.Tabs(
