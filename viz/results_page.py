@@ -133,7 +133,12 @@ class ResultsPage:
         self.outcomes = pn.pane.HTML("", css_classes=["outcome-table-pane"])
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, disable_math=True)
         self.partial = pn.pane.Alert(
-            "", alert_type="warning", visible=False, disable_math=True, css_classes=["partial-run"]
+            "",
+            alert_type="warning",
+            visible=False,
+            disable_math=True,
+            css_classes=["partial-run"],
+            sizing_mode="stretch_width",
         )
         self.resume_button = pn.widgets.Button(label="Resume", color="primary", visible=False)
         # No `start`/`end`: the browser would clamp an id out of range without a word.
@@ -155,7 +160,7 @@ class ResultsPage:
         self.layout = pn.Column(
             pn.Row(self.run_select, self.open_button, self.badge),
             self.message,
-            pn.Row(self.partial, self.resume_button),
+            pn.Row(self.partial, self.resume_button, sizing_mode="stretch_width"),
             self.summary,
             self.outcomes,
             pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
