@@ -172,6 +172,31 @@ def test_an_invalid_uploaded_protocol_shows_its_message(open_page, screenshots):
     clean(watched)
 
 
+def test_numbers_out_of_range_are_refused_with_a_message_not_clamped(
+    open_page, dashboard, finished_run, screenshots
+):
+    """Years below the form's minimum start nothing; a patient id past the run reads nothing.
+    The browser must send what was typed (no widget bounds) for the page to say so."""
+    watched = open_page()
+    page = watched.page
+    before = sorted(dashboard.runs_root.glob("*/manifest.json"))
+    start_run(page, 10_000, 0.05)
+    page.get_by_text("years must be at least 0.1, got 0.05").first.wait_for()
+    page.screenshot(path=screenshots / "run-page-years-refused.png", full_page=True)
+    assert sorted(dashboard.runs_root.glob("*/manifest.json")) == before
+    assert not dashboard.running_runs()
+
+    open_results(page, finished_run)
+    set_number(page, "patient-input", "20000")
+    retry_until(
+        page,
+        lambda: page.get_by_role("button", name="Show patient").click(),
+        page.get_by_text("no such patient; ids run from 0 to 19,999").first,
+    )
+    page.screenshot(path=screenshots / "results-page-patient-refused.png", full_page=True)
+    clean(watched)
+
+
 @pytest.mark.slow
 def test_two_pages_watch_one_run(open_page, dashboard, screenshots):
     first, second = open_page(), open_page()
