@@ -340,7 +340,8 @@ class RunPage:
         """Widget values from one metrics sample."""
         thresholds = self.context.monitor.thresholds
         self.progress.value = round(100 * sample.fraction_done)
-        eta = "-" if sample.eta_s is None else f"{sample.eta_s:,.0f} s"
+        stopped = sample.status != "running"  # a final sample may still carry an ETA
+        eta = "-" if sample.eta_s is None or stopped else f"{sample.eta_s:,.0f} s"
         paused = " (paused: memory is high)" if sample.paused else ""
         self.status.object = (
             f"**{plain(sample.run_id)}**: {plain(sample.status)}{paused}; elapsed {sample.elapsed_s:,.1f} s, "

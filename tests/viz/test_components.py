@@ -621,3 +621,28 @@ def test_the_dashboard_server_cleans_up_marked_runs_while_it_serves(tmp_path, mo
     assert not registry.run_dir(marked).exists()
     assert Registry(root).list() == []
     assert "amdsim-cleaner" not in {t.name for t in threading.enumerate()} - threads_before
+
+
+# -- the ETA: at the recent rate, none once stopped (issue case 7) ---------------------
+
+
+@pytest.mark.parametrize("status", ["cancelled", "failed", "completed"])
+def test_a_stopped_run_shows_no_eta(context, status):
+    page = RunPage(context, StateManager())
+    page.show_sample(sample(status=status, eta_s=37.5))
+    assert "ETA -" in page.status.object
+
+
+def test_the_eta_shown_after_start_up_is_within_ten_percent_of_the_time_left(context):
+    """Issue case 7: recorded samples of 5 s start-up, then 10,000 patients/s."""
+    from tests.engine.test_sampling import STARTUP_S, recorded_run
+
+    page = RunPage(context, StateManager())
+    checked = 0
+    for true_left, recorded in recorded_run():
+        page.show_sample(recorded)
+        if recorded.elapsed_s >= STARTUP_S + 15:
+            shown_s = float(re.search(r"ETA ([\d,]+) s", page.status.object)[1].replace(",", ""))
+            assert shown_s == pytest.approx(true_left, rel=0.10, abs=0.5)
+            checked += 1
+    assert checked > 100
