@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime
 import html
 import logging
+import os
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -646,3 +648,156 @@ def test_the_eta_shown_after_start_up_is_within_ten_percent_of_the_time_left(con
             assert shown_s == pytest.approx(true_left, rel=0.10, abs=0.5)
             checked += 1
     assert checked > 100
+
+
+# -- a resumed or restarted run: the Run page follows the new process (case 1) ---------
+
+
+class FakeRunProcess:
+    """A run process started by the launcher that does nothing until the test ends it."""
+
+    def __init__(self, arguments: list[str], **_options) -> None:
+        self.arguments = arguments
+        self.pid = 0
+        self.returncode: int | None = None
+        self._ended = threading.Event()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._ended.wait(timeout)
+        return self.returncode
+
+    def end(self, code: int) -> None:
+        self.returncode = code
+        self._ended.set()
+
+
+@pytest.fixture
+def fake_processes(monkeypatch):
+    """The processes the launcher starts, as `FakeRunProcess`es; all ended after the test."""
+    import viz.launcher
+
+    started: list[FakeRunProcess] = []
+
+    def popen(arguments, **options):
+        started.append(FakeRunProcess(arguments, **options))
+        return started[-1]
+
+    monkeypatch.setattr(viz.launcher.subprocess, "Popen", popen)
+    yield started
+    for process in started:
+        process.end(0 if process.returncode is None else process.returncode)
+
+
+@pytest.fixture
+def stopped_run(streamed_run, tmp_path):
+    """A copy of the streamed run under a fresh runs root: (root, run dir, its manifest)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    run_dir = root / streamed_run[1].name
+    shutil.copytree(streamed_run[1], run_dir)
+    return root, run_dir, read_manifest(run_dir / "manifest.json")
+
+
+def rewrite_manifest(run_dir: Path, manifest, **changes):
+    """Write the run's manifest and registry entry as its process would."""
+    import msgspec
+
+    from engine.manifest import write_manifest
+
+    manifest = msgspec.structs.replace(manifest, **changes)
+    write_manifest(run_dir / "manifest.json", manifest)
+    Registry(run_dir.parent).update(manifest)
+    return manifest
+
+
+def refresh_until(refresh, condition, timeout_s: float = 10.0) -> None:
+    """Call `refresh` (a page's periodic callback) until `condition()` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        refresh()
+        if condition():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        threading.Event().wait(0.05)
+
+
+@pytest.mark.parametrize(
+    ("old_status", "old_error", "button", "verb"),
+    [
+        ("cancelled", "cancel requested", "Resume", "resume"),
+        ("completed", "", "Restart", "--restart"),
+    ],
+)
+def test_a_resumed_or_restarted_run_shows_its_new_process_not_the_old_end(
+    stopped_run, fake_processes, old_status, old_error, button, verb
+):
+    """Issue case 1: the Run page follows the new process from the start to its own end."""
+    import psutil
+
+    from ipc.metrics import MetricsPublisher
+
+    root, run_dir, finished = stopped_run
+    run_id = run_dir.name
+    old = rewrite_manifest(run_dir, finished, status=old_status, error=old_error)
+    context = ServerContext(runs_root=root)
+    session = DashboardSession(context)
+    page = session.run_page
+    try:
+        session.follow(run_id)  # the page saw the earlier process end
+        refresh_until(page.refresh, lambda: old_status in page.status.object)
+
+        session.runs_page.refresh()
+        session.runs_page.select(run_id)
+        session.runs_page.buttons[button].clicks += 1
+        assert verb in fake_processes[-1].arguments, shown(session.runs_page.message.object)
+        for _ in range(5):  # the new process has not rewritten the manifest yet
+            page.refresh()
+            assert old_status not in page.status.object and "starting" in page.status.object
+            assert not page.message.visible and not page.cancel_button.disabled
+
+        with tempfile.TemporaryDirectory(prefix="amdsim-test-") as folder:
+            socket_path = Path(folder) / "metrics.sock"
+            with MetricsPublisher(socket_path) as publisher:
+                rewrite_manifest(
+                    run_dir,
+                    old,
+                    status="running",
+                    error="",
+                    metrics_address=str(socket_path),
+                    supervisor_pid=os.getpid(),
+                    supervisor_started=psutil.Process().create_time(),
+                )
+                publisher.publish(sample(run_id=run_id, patients_done=2_000, patients_total=5_000))
+                refresh_until(page.refresh, lambda: "2,000 / 5,000" in page.counts.object)
+                assert "running" in page.status.object and "ETA" in page.status.object
+                assert page.progress.value == 40
+                rewrite_manifest(run_dir, finished)
+            fake_processes[-1].end(0)
+        refresh_until(page.refresh, lambda: page.cancel_button.disabled)
+        assert "completed" in page.status.object and page.progress.value == 100
+        assert f"run {run_id} completed" in shown(page.message.object)
+    finally:
+        session.close()
+        context.live.stop_all()
+
+
+def test_a_resume_that_exits_before_it_starts_says_so_not_the_old_end(stopped_run, fake_processes):
+    root, run_dir, finished = stopped_run
+    rewrite_manifest(run_dir, finished, status="cancelled", error="cancel requested")
+    context = ServerContext(runs_root=root)
+    page = RunPage(context, StateManager())
+    try:
+        context.launcher.resume(run_dir.name)
+        page.follow_existing(run_dir)
+        page.refresh()
+        assert "starting" in page.status.object
+        fake_processes[-1].end(2)
+        refresh_until(page.refresh, lambda: "exited with code 2" in page.status.object)
+        assert "cancelled" not in page.status.object
+        assert f".logs/{run_dir.name}.log" in shown(page.message.object)
+    finally:
+        context.live.stop_all()
