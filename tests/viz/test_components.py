@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from markdown_it import MarkdownIt
+from msgspec.structs import replace as msgspec_replace
 
 from engine import run_simulation
 from engine.manifest import read_manifest
@@ -45,7 +46,7 @@ from viz.context import ServerContext
 from viz.report import write_report
 from viz.results_page import ResultsPage
 from viz.run_page import RunPage, gauge_colour
-from viz.runs_page import RunsPage
+from viz.runs_page import RunsPage, entries_frame
 from viz.safe_text import plain
 from viz.system_page import SystemPage
 
@@ -799,5 +800,75 @@ def test_a_resume_that_exits_before_it_starts_says_so_not_the_old_end(stopped_ru
         refresh_until(page.refresh, lambda: "exited with code 2" in page.status.object)
         assert "cancelled" not in page.status.object
         assert f".logs/{run_dir.name}.log" in shown(page.message.object)
+    finally:
+        context.live.stop_all()
+
+
+# -- running runs' live progress in the Runs table (case 9) ----------------------------
+
+
+def test_runs_table_shows_a_running_runs_live_progress(streamed_run, tmp_path):
+    """Issue case 9: a running run's row shows patients done, visits and bytes written so far."""
+    root, run_dir = streamed_run
+    entry = Registry(root).get(run_dir.name)
+    running = msgspec_replace(entry, status="running", visits=0, bytes_on_disk=0)
+    live = {
+        entry.run_id: sample(
+            run_id=entry.run_id,
+            patients_done=1_000,
+            patients_total=4_000,
+            visits_written=23_456,
+            bytes_written=3 * MiB,
+        )
+    }
+    row = entries_frame([running], live).iloc[0]
+    assert row["progress"] == "1,000 / 4,000 (25 %)"
+    assert row["visits"] == 23_456 and row["MiB"] == 3.0
+    finished = entries_frame([entry], live).iloc[0]  # a finished run shows its own totals
+    assert finished["progress"] == "" and finished["visits"] == entry.visits
+
+
+def test_runs_page_refresh_follows_a_running_runs_samples(stopped_run):
+    """The page's periodic refresh reads each running run's latest sample from its watch."""
+    import psutil
+
+    from ipc.metrics import MetricsPublisher
+
+    root, run_dir, finished = stopped_run
+    context = ServerContext(runs_root=root)
+    page = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="amdsim-test-") as folder:
+            socket_path = Path(folder) / "metrics.sock"
+            with MetricsPublisher(socket_path) as publisher:
+                rewrite_manifest(
+                    run_dir,
+                    finished,
+                    status="running",
+                    totals=type(finished.totals)(),
+                    bytes_on_disk=0,
+                    metrics_address=str(socket_path),
+                    supervisor_pid=os.getpid(),
+                    supervisor_started=psutil.Process().create_time(),
+                )
+                for done, visits in [(1_000, 20_000), (3_000, 61_000)]:
+                    publisher.publish(
+                        sample(
+                            run_id=run_dir.name,
+                            patients_done=done,
+                            patients_total=5_000,
+                            visits_written=visits,
+                            bytes_written=done * 1024,
+                        )
+                    )
+                    refresh_until(
+                        page.refresh, lambda v=visits: page.table.value.iloc[0]["visits"] == v
+                    )
+                row = page.table.value.iloc[0]
+                assert row["status"] == "running" and row["progress"] == "3,000 / 5,000 (60 %)"
+                assert row["MiB"] == round(3_000 * 1024 / MiB, 1)
+                rewrite_manifest(run_dir, finished)
+        refresh_until(page.refresh, lambda: page.table.value.iloc[0]["status"] == "completed")
+        assert page.table.value.iloc[0]["visits"] == finished.visits
     finally:
         context.live.stop_all()
