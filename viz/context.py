@@ -75,7 +75,7 @@ class ServerContext:
         if self.comparisons_root is None:  # where `amdsim compare` writes, run from there
             self.comparisons_root = self.runs_root.parent / "comparisons"
         self.comparisons_root = Path(self.comparisons_root)
-        self.launcher = Launcher(self.runs_root)
+        self.launcher = Launcher(self.runs_root, self.live)
         self.comparison_launcher = ComparisonLauncher(self.comparisons_root)
 
     def registry(self) -> Registry:

@@ -272,6 +272,7 @@ class RunPage:
         self.run_id = run_id
         self.watch = self.context.live.watch(run_dir)
         self._reported_end = False
+        self.show_message("", "info")  # what was said about an earlier process of the run
         self.progress.value = 0
         self.cluster.object, self.cluster.visible = "", False
         self._cluster_known = False
@@ -341,7 +342,11 @@ class RunPage:
         watch = self.watch
         if watch is None:
             return
-        if watch.latest is not None:
+        current = self.context.live.get(watch.run_id)
+        if current is not None and current is not watch:  # a new process: resumed, restarted
+            self._follow(watch.run_id, watch.paths.root)
+            watch = self.watch
+        if watch.latest is not None and not self._reported_end:  # after the end it is stale
             self.show_sample(watch.latest)
         if not self._cluster_known:
             manifest = watch.manifest()  # read until it exists: a cluster run says where
@@ -364,7 +369,8 @@ class RunPage:
         """Widget values from one metrics sample."""
         thresholds = self.context.monitor.thresholds
         self.progress.value = round(100 * sample.fraction_done)
-        eta = "-" if sample.eta_s is None else f"{sample.eta_s:,.0f} s"
+        stopped = sample.status != "running"  # a final sample may still carry an ETA
+        eta = "-" if sample.eta_s is None or stopped else f"{sample.eta_s:,.0f} s"
         paused = " (paused: memory is high)" if sample.paused else ""
         self.status.object = (
             f"**{plain(sample.run_id)}**: {plain(sample.status)}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
@@ -409,11 +415,13 @@ class RunPage:
         return [(row[0].object, row[1].value, row[1].bar_color) for row in self.gauges]
 
     def _show_end(self, watch: RunWatch) -> None:
+        if watch.error:  # no stream from this process: say why, never an earlier process's end
+            self._reported_end = True
+            self.status.object = f"**{plain(watch.run_id)}**: {plain(watch.error)}"
+            self.show_message(watch.error, "danger")
+            return
         manifest = watch.manifest()
         if manifest is None or manifest.status == "running":
-            if watch.error:
-                self.show_message(watch.error, "danger")
-                self._reported_end = True
             return
         self._reported_end = True
         self.cancel_button.disabled = True

@@ -1,16 +1,21 @@
 """The Runs page: the registry as a searchable, sortable table that refreshes by itself,
 with Open, Resume, Restart, Delete and Mark for cleanup on the selected run, and the
-registry's cap on runs ("keep at most N") with a button that removes the marked runs now."""
+registry's cap on runs ("keep at most N") with a button that removes the marked runs now.
+
+A running run's manifest holds its totals only once it ends, so its row shows the latest
+metrics sample of its live watch instead: patients done of the total, visits and bytes
+written so far."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 import panel as pn
 
 from engine.errors import AmdsimError, RunStateError
 from engine.registry import RegistryEntry
+from ipc.messages import MetricsSample
 from viz.context import ServerContext
 from viz.safe_text import plain
 
@@ -19,6 +24,7 @@ __all__ = ["RunsPage", "entries_frame"]
 COLUMNS = [
     "run_id",
     "status",
+    "progress",
     "storage",
     "protocol",
     "patients",
@@ -33,25 +39,39 @@ CAP_BUTTONS = ("Set cap", "Clean up marked")
 STATUSES = ["(any)", "running", "completed", "interrupted", "cancelled", "failed", "missing"]
 
 
-def entries_frame(entries: list[RegistryEntry]) -> pd.DataFrame:
-    """The table's rows, newest first."""
-    rows = [
-        {
-            "run_id": e.run_id,
-            "status": e.status,
-            "storage": _storage_text(e),
-            "protocol": e.protocol,
-            "patients": e.patients or e.n_patients,
-            "visits": e.visits,
-            "years": e.years,
-            "seed": e.seed,
-            "MiB": round(e.bytes_on_disk / 2**20, 1),
-            "created": e.created.strftime("%Y-%m-%d %H:%M:%S"),
-            "marked": "yes" if e.marked_for_cleanup else "",
-        }
-        for e in entries
-    ]
+def entries_frame(
+    entries: list[RegistryEntry], live: Mapping[str, MetricsSample] | None = None
+) -> pd.DataFrame:
+    """The table's rows, newest first; a running run with a sample in `live` (run id ->
+    latest sample) shows its progress, visits and bytes written from it."""
+    live = live or {}
+    rows = []
+    for e in entries:
+        sample = live.get(e.run_id) if e.status == "running" else None
+        rows.append(
+            {
+                "run_id": e.run_id,
+                "status": e.status,
+                "progress": _progress_text(sample),
+                "storage": _storage_text(e),
+                "protocol": e.protocol,
+                "patients": e.patients or e.n_patients,
+                "visits": sample.visits_written if sample else e.visits,
+                "years": e.years,
+                "seed": e.seed,
+                "MiB": round((sample.bytes_written if sample else e.bytes_on_disk) / 2**20, 1),
+                "created": e.created.strftime("%Y-%m-%d %H:%M:%S"),
+                "marked": "yes" if e.marked_for_cleanup else "",
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _progress_text(sample: MetricsSample | None) -> str:
+    if sample is None:
+        return ""
+    percent = 100 * sample.fraction_done
+    return f"{sample.patients_done:,} / {sample.patients_total:,} ({percent:.0f} %)"
 
 
 def _storage_text(entry: RegistryEntry) -> str:
@@ -126,12 +146,22 @@ class RunsPage:
         if not self._cap_shown:
             self.keep.value = registry.max_runs or 0
             self._cap_shown = True
-        frame = entries_frame(entries)
+        frame = entries_frame(entries, self._live_samples(entries))
         if not frame.equals(self.table.value):
             selected = self.selected_run()
             self.table.value = frame
             if selected in set(frame["run_id"]):
                 self.table.selection = [int(frame.index[frame["run_id"] == selected][0])]
+
+    def _live_samples(self, entries: list[RegistryEntry]) -> dict[str, MetricsSample]:
+        """The latest sample of each running run, watched (one watch per run per server)."""
+        samples = {}
+        for entry in entries:
+            if entry.status == "running" and entry.storage == "parquet":
+                latest = self.context.live.watch(self.context.runs_root / entry.run_id).latest
+                if latest is not None:
+                    samples[entry.run_id] = latest
+        return samples
 
     def selected_run(self) -> str | None:
         if not self.table.selection or self.table.value.empty:

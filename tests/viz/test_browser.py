@@ -132,6 +132,7 @@ def test_a_run_started_from_the_cli_appears_live(open_page, dashboard, screensho
         (run_id,) = new
         row = page.locator(".runs-table .tabulator-row", has_text=run_id)
         row.filter(has_text="running").wait_for(timeout=20_000)
+        row.filter(has_text="/ 1,500,000 (").wait_for(timeout=20_000)  # live progress
         page.screenshot(path=screenshots / "runs-page-cli-run-live.png", full_page=True)
         row.filter(has_text="completed").wait_for(timeout=120_000)
     finally:
