@@ -29,6 +29,7 @@ from engine.manifest import (
 )
 from engine.pipeline.assignment import ShardProgress
 from engine.run_dir import RunPaths, write_atomically
+from engine.stats.live import write_live_statistics
 from engine.stats.run_stats import StatsAccumulator
 from engine.stats.shard_stats import Counts, Sketches
 from ipc.messages import ShardWritten
@@ -126,6 +127,13 @@ class ClusterCommit:
         )
         self._dirty = False
         self._next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL_S
+        # The counts so far, for dashboards to chart while the run goes (as the writer does).
+        write_live_statistics(
+            self.paths,
+            self.stats.counts,
+            self.manifest.parameters.horizon_days,
+            len(self.progress.complete),
+        )
 
     def remove_unlisted(self) -> list[str]:
         """Remove temporaries and part files the accepted parts do not include."""
@@ -146,6 +154,7 @@ class ClusterCommit:
         self.checkpoint()
         statistics = self.stats.result()
         write_atomically(self.paths.stats, msgspec.json.encode(statistics.state()))
+        self.paths.live_stats.unlink(missing_ok=True)  # stats.json has it all now
         on_disk = self.paths.bytes_on_disk()
         manifest = msgspec.structs.replace(
             self.manifest,

@@ -103,6 +103,7 @@ class ClusterRun:
         self._futures: dict[Any, list[int]] = {}
         self._token = secrets.token_hex(16)
         self._publisher: MetricsPublisher | None = None
+        self._metrics_path: Path | None = None  # chosen once: a long path gets a temporary one
         self._commit: ClusterCommit | None = None
 
     # -- what the CLI and the dashboard read ----------------------------------------------
@@ -110,7 +111,7 @@ class ClusterRun:
     @property
     def metrics_address(self) -> str:
         """Where subscribers connect for this run's `MetricsSample`s."""
-        return str(metrics_socket_path(self.paths.root))
+        return str(self._metrics_path or "")
 
     @property
     def resumed_patients(self) -> int:
@@ -174,6 +175,7 @@ class ClusterRun:
             )
 
     def _start(self, visits_per_patient: float) -> None:
+        self._metrics_path = metrics_socket_path(self.paths.root)
         taken = take_over(self.paths, self.mode, self.options)
         self.discarded = taken.discarded
         if taken.checkpoint is not None:
@@ -209,7 +211,7 @@ class ClusterRun:
         record_in_registry(self.paths, manifest, register=self.mode != "resume")
         self.manifest = manifest
         self._publisher = MetricsPublisher(
-            metrics_socket_path(self.paths.root),
+            self._metrics_path,
             on_request=lambda _: self.cancel("cancel requested"),
         )
         self._commit = ClusterCommit(self.paths, manifest, self.progress, taken.checkpoint)

@@ -38,8 +38,10 @@ def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
     thread.start()
     assert followed.wait(60)
     deadline = time.monotonic() + 120
+    live_charts = set()
     while not page._reported_end and time.monotonic() < deadline:
         page.refresh()
+        live_charts.add(page.chart_source.object)
         if page.watch is not None and page.watch.latest is not None:
             samples.append(page.watch.latest)
         time.sleep(0.1)
@@ -47,6 +49,8 @@ def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
     assert page._reported_end, "the page never saw the run end"
     assert "completed" in page.status.object
     assert page.progress.value == 100
+    assert any(text.startswith("live statistics:") for text in live_charts), live_charts
+    assert not (run_dir / "live-stats.msgpack").exists()
     link = two_workers.dashboard_link
     assert page.cluster.visible and f'href="{link}"' in page.cluster.object
     assert "(2 workers)" in page.cluster.object
