@@ -37,12 +37,22 @@ MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 _SEND_TIMEOUT_S = 0.05
 
 
+_PRIVATE_PREFIX = "amdsim-"  # of the temporary directory a too-long socket path gets
+
+
 def metrics_socket_path(run_dir: Path) -> Path:
     """``<run_dir>/metrics.sock``, or a private temporary path if that would be too long."""
     path = run_dir / "metrics.sock"
     if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
         return path
-    return Path(tempfile.mkdtemp(prefix="amdsim-")) / "metrics.sock"
+    return Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)) / "metrics.sock"
+
+
+def _is_private_directory(directory: Path) -> bool:
+    """Whether `directory` is one `metrics_socket_path` made for a long run path."""
+    return directory.name.startswith(_PRIVATE_PREFIX) and directory.parent == Path(
+        tempfile.gettempdir()
+    )
 
 
 class MetricsPublisher:
@@ -101,6 +111,9 @@ class MetricsPublisher:
                 sock.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        if _is_private_directory(self.path.parent):  # metrics_socket_path's fallback
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
     def __enter__(self) -> MetricsPublisher:
         return self

@@ -133,3 +133,11 @@ def test_long_run_directories_fall_back_to_a_short_socket_path(tmp_path):
     fallback = metrics_socket_path(deep)
     assert len(str(fallback)) <= 100 and fallback.name == "metrics.sock"
     fallback.parent.rmdir()
+
+
+def test_the_private_directory_of_a_long_path_goes_with_its_publisher(tmp_path):
+    fallback = metrics_socket_path(tmp_path / ("d" * 120))
+    publisher = MetricsPublisher(fallback)
+    assert fallback.parent.is_dir()
+    publisher.close()
+    assert not fallback.parent.exists(), "the temporary directory was left behind"
