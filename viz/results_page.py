@@ -24,6 +24,7 @@ from viz.charts import (
 )
 from viz.context import ServerContext
 from viz.outcome_table import outcome_table_html
+from viz.run_gone import deleted_text, gone_reason, run_deleted
 from viz.safe_text import plain
 
 __all__ = ["ResultsCharts", "ResultsPage", "summary_markdown"]
@@ -95,6 +96,8 @@ class ResultsPage:
         self.context = context
         self.state = state
         self.key: str | None = None
+        self.patient: int | None = None  # the patient shown, for the page's URL
+        self.gone = ""  # why the run last open was let go (deleted, restarted), in Markdown
         self.charts = ResultsCharts()
         self.timeline = PatientTimelineChart()
         self.run_select = pn.widgets.Select(label="Run", options=[])
@@ -117,15 +120,19 @@ class ResultsPage:
         def pane(chart: object) -> pn.pane.Bokeh:
             return pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
 
+        self.chart_area = pn.Column(  # hidden when the run shown was deleted
+            pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
+            pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
+            pn.Row(pane(c.injections), pane(c.discontinuations), sizing_mode="stretch_width"),
+            pane(c.workload),
+            sizing_mode="stretch_width",
+        )
         self.layout = pn.Column(
             pn.Row(self.run_select, self.open_button, self.badge),
             self.message,
             self.summary,
             self.outcomes,
-            pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
-            pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
-            pn.Row(pane(c.injections), pane(c.discontinuations), sizing_mode="stretch_width"),
-            pane(c.workload),
+            self.chart_area,
             "### Patient lookup",
             pn.Row(self.patient_id, self.lookup_button),
             self.patient_summary,
@@ -146,6 +153,7 @@ class ResultsPage:
             current = self.run_select.value
             value = current if current in options else (options[0] if options else None)
             self.run_select.param.update(options=options, value=value)
+        self.check_gone()
 
     def open(self, key: str | None) -> bool:
         """Show the run `key` (a run id, or a session's in-memory results key)."""
@@ -162,7 +170,7 @@ class ResultsPage:
             with self.context.timings.measure("update charts"):
                 self.charts.update(stats)
         except (AmdsimError, OSError) as exc:
-            self.message.object = plain(f"cannot open {key}: {exc}")
+            self.message.object = plain(self._cannot_open(key, exc))
             self.message.visible = True
             return False
         self.message.visible = False
@@ -177,7 +185,37 @@ class ResultsPage:
         self.patient_id.end = max(0, results.patient_count - 1)
         self.timeline.clear()
         self.patient_summary.object = ""
+        self.patient = None
+        self.gone = ""
+        self.chart_area.visible = True
         return True
+
+    def check_gone(self) -> bool:
+        """If the open run was deleted or restarted elsewhere, say so and let its files go."""
+        results = self.state.get(self.key) if self.key else None
+        reason = gone_reason(self.key, results) if results is not None else None
+        if reason is None:
+            return False
+        self.state.release(self.key)
+        self.key = self.patient = None
+        self.message.object = self.gone = plain(reason)
+        self.message.visible = True
+        self.badge.object = self.summary.object = self.outcomes.object = ""
+        self.chart_area.visible = False  # its charts would pass for the run now selected
+        self.timeline.clear()
+        self.patient_summary.object = ""
+        return True
+
+    def _cannot_open(self, key: str, exc: Exception) -> str:
+        """Why `key` does not open; a run that is gone is said so without a path."""
+        try:
+            self.context.registry().get(key)
+        except RunNotFoundError:
+            if run_deleted(self.context.runs_root / key):
+                if key in self.context.deleted_runs:
+                    return deleted_text(key)
+                return f"cannot open {key}: no run of that id is here (deleted, or never run here)"
+        return f"cannot open {key}: {exc}"
 
     def _location(self, key: str) -> Path:
         """A run's results: its run directory, or the folder a small run was saved to."""
@@ -190,15 +228,20 @@ class ResultsPage:
 
     def lookup(self, patient_id: int) -> bool:
         """Show one patient's row and timeline."""
-        results = self.state.get(self.key) if self.key else None
+        self.check_gone()  # a deleted run is said so, never with the file system's words
+        key = self.key
+        results = self.state.get(key) if key else None
         if results is None:
-            self.patient_summary.object = "Open a run first."
+            self.patient_summary.object = (
+                f"**Patient {patient_id}**: {self.gone}" if self.gone else "Open a run first."
+            )
             return False
         try:
             with self.context.timings.measure("patient lookup"):
                 record = results.get_patient(patient_id)
-        except (AmdsimError, IndexError, KeyError, ValueError) as exc:
-            self.patient_summary.object = f"**Patient {patient_id}**: {plain(exc)}"
+        except (AmdsimError, OSError, IndexError, KeyError, ValueError) as exc:
+            reason = gone_reason(key, results)
+            self.patient_summary.object = f"**Patient {patient_id}**: {plain(reason or exc)}"
             return False
         visits = record.visits.to_pydict()
         patient = record.patient
@@ -210,4 +253,5 @@ class ResultsPage:
             f"state {plain(patient['final_state'])}, discontinued: "
             f"{'yes (' + plain(reason) + ')' if patient['discontinued'] else 'no'}"
         )
+        self.patient = patient_id
         return True
