@@ -68,6 +68,7 @@ class ServerContext:
     timings: Timings = field(default_factory=Timings)
     monitor: MemoryMonitor = field(default_factory=MemoryMonitor)
     sessions: int = 0
+    deleted_runs: set[str] = field(default_factory=set)  # by a session: the others say so
 
     def __post_init__(self) -> None:
         self.runs_root = Path(self.runs_root)

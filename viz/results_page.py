@@ -28,6 +28,7 @@ from viz.charts import (
 )
 from viz.context import ServerContext
 from viz.outcome_table import outcome_table_html
+from viz.run_gone import deleted_text, gone_reason, run_deleted
 from viz.safe_text import plain
 
 __all__ = ["ResultsCharts", "ResultsPage", "partial_note", "summary_markdown"]
@@ -124,6 +125,8 @@ class ResultsPage:
         self.state = state
         self.on_follow = on_follow  # called with a run id once Resume has started it
         self.key: str | None = None
+        self.patient: int | None = None  # the patient shown, for the page's URL
+        self.gone = ""  # why the run last open was let go (deleted, restarted), in Markdown
         self.charts = ResultsCharts()
         self.timeline = PatientTimelineChart()
         self.run_select = pn.widgets.Select(label="Run", options=[])
@@ -157,16 +160,20 @@ class ResultsPage:
         def pane(chart: object) -> pn.pane.Bokeh:
             return pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
 
+        self.chart_area = pn.Column(  # hidden when the run shown was deleted
+            pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
+            pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
+            pn.Row(pane(c.injections), pane(c.discontinuations), sizing_mode="stretch_width"),
+            pane(c.workload),
+            sizing_mode="stretch_width",
+        )
         self.layout = pn.Column(
             pn.Row(self.run_select, self.open_button, self.badge),
             self.message,
             pn.Row(self.partial, self.resume_button, sizing_mode="stretch_width"),
             self.summary,
             self.outcomes,
-            pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
-            pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
-            pn.Row(pane(c.injections), pane(c.discontinuations), sizing_mode="stretch_width"),
-            pane(c.workload),
+            self.chart_area,
             "### Patient lookup",
             pn.Row(self.patient_id, self.lookup_button),
             self.patient_summary,
@@ -187,6 +194,7 @@ class ResultsPage:
             current = self.run_select.value
             value = current if current in options else (options[0] if options else None)
             self.run_select.param.update(options=options, value=value)
+        self.check_gone()
 
     def open(self, key: str | None) -> bool:
         """Show the run `key` (a run id, or a session's in-memory results key)."""
@@ -210,7 +218,7 @@ class ResultsPage:
             with self.context.timings.measure("update charts"):
                 self.charts.update(stats)
         except (AmdsimError, OSError) as exc:
-            self.message.object = plain(f"cannot open {key}: {exc}")
+            self.message.object = plain(self._cannot_open(key, exc))
             self.message.visible = True
             return False
         self.message.visible = False
@@ -225,6 +233,9 @@ class ResultsPage:
         self._show_partial(results)
         self.timeline.clear()
         self.patient_summary.object = ""
+        self.patient = None
+        self.gone = ""
+        self.chart_area.visible = True
         return True
 
     def _show_partial(self, results: SimulationResults) -> None:
@@ -258,6 +269,33 @@ class ResultsPage:
             self.on_follow(key)
         return True
 
+    def check_gone(self) -> bool:
+        """If the open run was deleted or restarted elsewhere, say so and let its files go."""
+        results = self.state.get(self.key) if self.key else None
+        reason = gone_reason(self.key, results) if results is not None else None
+        if reason is None:
+            return False
+        self.state.release(self.key)
+        self.key = self.patient = None
+        self.message.object = self.gone = plain(reason)
+        self.message.visible = True
+        self.badge.object = self.summary.object = self.outcomes.object = ""
+        self.chart_area.visible = False  # its charts would pass for the run now selected
+        self.timeline.clear()
+        self.patient_summary.object = ""
+        return True
+
+    def _cannot_open(self, key: str, exc: Exception) -> str:
+        """Why `key` does not open; a run that is gone is said so without a path."""
+        try:
+            self.context.registry().get(key)
+        except RunNotFoundError:
+            if run_deleted(self.context.runs_root / key):
+                if key in self.context.deleted_runs:
+                    return deleted_text(key)
+                return f"cannot open {key}: no run of that id is here (deleted, or never run here)"
+        return f"cannot open {key}: {exc}"
+
     def _location(self, key: str) -> Path:
         """A run's results: its run directory, or the folder a small run was saved to."""
         registry = self.context.registry()
@@ -270,9 +308,13 @@ class ResultsPage:
     def lookup(self, patient_id: object) -> bool:
         """Show one patient's row and timeline; an id that is not in the run is refused
         with the run's range of ids, and nothing is read."""
-        results = self.state.get(self.key) if self.key else None
+        self.check_gone()  # a deleted run is said so, never with the file system's words
+        key = self.key
+        results = self.state.get(key) if key else None
         if results is None:
-            self.patient_summary.object = "Open a run first."
+            self.patient_summary.object = (
+                f"**Patient {patient_id}**: {self.gone}" if self.gone else "Open a run first."
+            )
             return False
         last = results.parameters.n_patients - 1
         if not isinstance(patient_id, numbers.Integral) or isinstance(patient_id, bool):
@@ -286,9 +328,10 @@ class ResultsPage:
         try:
             with self.context.timings.measure("patient lookup"):
                 record = results.get_patient(patient_id)
-        except (AmdsimError, IndexError, KeyError, ValueError) as exc:
+        except (AmdsimError, OSError, IndexError, KeyError, ValueError) as exc:
+            gone = gone_reason(key, results)
             reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # unquoted
-            self.patient_summary.object = f"**Patient {patient_id}**: {plain(reason)}"
+            self.patient_summary.object = f"**Patient {patient_id}**: {plain(gone or reason)}"
             return False
         visits = record.visits.to_pydict()
         patient = record.patient
@@ -300,4 +343,5 @@ class ResultsPage:
             f"state {plain(patient['final_state'])}, discontinued: "
             f"{'yes (' + plain(reason) + ')' if patient['discontinued'] else 'no'}"
         )
+        self.patient = patient_id
         return True

@@ -44,6 +44,7 @@ from viz.cluster_note import cluster_note
 from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
+from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
 
 __all__ = ["RunPage", "gauge_colour"]
@@ -268,6 +269,13 @@ class RunPage:
         """Watch a run started elsewhere (resumed from the Runs page, or from the CLI)."""
         self._follow(run_dir.name, run_dir)
 
+    def show_deleted(self, run_id: str) -> None:
+        """Say that `run_id` was deleted (elsewhere, or before a reload) and stop following it."""
+        self.watch = None
+        self.run_id = run_id
+        self.status.object = f"**{plain(run_id)}**: {plain(deleted_text(run_id))}"
+        self.cancel_button.disabled = True
+
     def _follow(self, run_id: str, run_dir: Path) -> None:
         self.run_id = run_id
         self.watch = self.context.live.watch(run_dir)
@@ -341,6 +349,9 @@ class RunPage:
         """Periodic: show the followed run's latest sample, live statistics and its end."""
         watch = self.watch
         if watch is None:
+            return
+        if watch.ended and self._cluster_known and run_deleted(watch.paths.root):
+            self.show_deleted(watch.run_id)  # its manifest was read before: it was deleted
             return
         current = self.context.live.get(watch.run_id)
         if current is not None and current is not watch:  # a new process: resumed, restarted
