@@ -96,8 +96,7 @@ class DashboardSession:
             results = self.results_page
             results.refresh_choices()
             if results.open(view.run) and view.patient is not None:
-                if view.patient <= (results.patient_id.end or 0):
-                    results.patient_id.value = view.patient
+                results.patient_id.value = view.patient  # the field has no bounds: lookup checks
                 results.lookup(view.patient)  # says so if there is no such patient
         if view.problems:
             self.run_page.show_message("; ".join(view.problems), "warning")

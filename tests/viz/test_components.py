@@ -754,6 +754,8 @@ def test_a_resumed_or_restarted_run_shows_its_new_process_not_the_old_end(
         session.runs_page.refresh()
         session.runs_page.select(run_id)
         session.runs_page.buttons[button].clicks += 1
+        if session.runs_page.confirmation.visible:  # Restart asks first
+            assert session.runs_page.confirm()
         assert verb in fake_processes[-1].arguments, shown(session.runs_page.message.object)
         for _ in range(5):  # the new process has not rewritten the manifest yet
             page.refresh()
