@@ -19,8 +19,8 @@ from engine.formats import Upgrades, decode_versioned, stored_version
 from engine.model.any_protocol import StoredProtocol, dec_hook
 from engine.model.parameters import RunParameters
 from engine.reproducibility import Reproducibility
-from engine.run_dir import write_atomically
-from engine.stats.run_stats import AccumulatorState
+from engine.run_dir import RunPaths, write_atomically
+from engine.stats.run_stats import AccumulatorState, RunStatistics
 from engine.totals import RunTotals
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "read_manifest",
     "write_checkpoint",
     "write_manifest",
+    "write_run_end",
 ]
 
 # The newest run-directory format. Format 2 added the time-based model's runs (its protocol,
@@ -192,3 +193,32 @@ def read_checkpoint(path: Path) -> Checkpoint:
     return decode_versioned(
         path.read_bytes(), Checkpoint, FORMAT_VERSION, CHECKPOINT_UPGRADES, str(path), "checkpoint"
     )
+
+
+def write_run_end(
+    paths: RunPaths,
+    manifest: Manifest,
+    statistics: RunStatistics,
+    status: str,
+    error: str,
+    uncompressed_bytes: int,
+) -> Manifest:
+    """End a run that closed its files: `stats.json`, no live statistics, the final manifest.
+
+    What the local writer and a cluster run's client both do last; returns the manifest.
+    """
+    write_atomically(paths.stats, msgspec.json.encode(statistics.state()))
+    paths.live_stats.unlink(missing_ok=True)  # stats.json has it all now
+    on_disk = paths.bytes_on_disk()
+    final = msgspec.structs.replace(
+        manifest,
+        status=status,
+        error=error,
+        finished=datetime.datetime.now(datetime.UTC),
+        totals=statistics.totals(),
+        bytes_on_disk=on_disk,
+        uncompressed_bytes=uncompressed_bytes,
+        compression_ratio=uncompressed_bytes / on_disk if on_disk else 0.0,
+    )
+    write_manifest(paths.manifest, final)
+    return final

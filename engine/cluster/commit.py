@@ -13,10 +13,7 @@ Does not cover: running tasks (`engine.cluster.run`), the task itself (`engine.c
 from __future__ import annotations
 
 import contextlib
-import datetime
 import time
-
-import msgspec
 
 from engine.cluster.task import BlockResult
 from engine.manifest import (
@@ -25,10 +22,10 @@ from engine.manifest import (
     PartFile,
     ShardLocation,
     write_checkpoint,
-    write_manifest,
+    write_run_end,
 )
 from engine.pipeline.assignment import ShardProgress
-from engine.run_dir import RunPaths, write_atomically
+from engine.run_dir import RunPaths
 from engine.stats.live import write_live_statistics
 from engine.stats.run_stats import StatsAccumulator
 from engine.stats.shard_stats import Counts, Sketches
@@ -152,21 +149,9 @@ class ClusterCommit:
         """Write the last checkpoint, `stats.json` and the final manifest (as the writer does)."""
         self._dirty = True
         self.checkpoint()
-        statistics = self.stats.result()
-        write_atomically(self.paths.stats, msgspec.json.encode(statistics.state()))
-        self.paths.live_stats.unlink(missing_ok=True)  # stats.json has it all now
-        on_disk = self.paths.bytes_on_disk()
-        manifest = msgspec.structs.replace(
-            self.manifest,
-            status=status,
-            error=error,
-            finished=datetime.datetime.now(datetime.UTC),
-            totals=statistics.totals(),
-            bytes_on_disk=on_disk,
-            uncompressed_bytes=self.uncompressed_bytes,
-            compression_ratio=self.uncompressed_bytes / on_disk if on_disk else 0.0,
+        manifest = write_run_end(
+            self.paths, self.manifest, self.stats.result(), status, error, self.uncompressed_bytes
         )
-        write_manifest(self.paths.manifest, manifest)
         self.manifest = manifest
         return manifest
 

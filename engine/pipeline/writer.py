@@ -22,7 +22,6 @@ channel at the top, and its configuration carries the manifest as JSON rather th
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import queue
 import sys
@@ -382,28 +381,22 @@ class _Writer:
         )
 
     def _close(self) -> None:
-        from engine.manifest import write_manifest  # noqa: PLC0415 - already loaded
-        from engine.run_dir import write_atomically  # noqa: PLC0415 - already loaded
+        from engine.manifest import write_run_end  # noqa: PLC0415 - already loaded
 
         self._write_checkpoint()
         statistics = self.stats.result()
-        write_atomically(self.paths.stats, msgspec.json.encode(statistics.state()))
-        self.paths.live_stats.unlink(missing_ok=True)  # stats.json has it all now
         finish = self.finish or FinishRun(
             status="failed", error="the supervisor stopped without finishing the run"
         )
-        on_disk = self.paths.bytes_on_disk()
-        manifest = msgspec.structs.replace(
+        manifest = write_run_end(
+            self.paths,
             self.manifest,
-            status=finish.status,
-            error=finish.error,
-            finished=datetime.datetime.now(datetime.UTC),
-            totals=statistics.totals(),
-            bytes_on_disk=on_disk,
-            uncompressed_bytes=self.uncompressed_bytes,
-            compression_ratio=self.uncompressed_bytes / on_disk if on_disk else 0.0,
+            statistics,
+            finish.status,
+            finish.error,
+            self.uncompressed_bytes,
         )
-        write_manifest(self.paths.manifest, manifest)
+        on_disk = manifest.bytes_on_disk
         self.timings["write"] = sum(lane.write_s for lane in self.lanes)
         _send(
             self.conn,
