@@ -69,10 +69,7 @@ class Scheduler:
                 str(self.file),
             ]
         )
-        deadline = time.monotonic() + 60
-        while not self.file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(self.file.read_text())["address"]
+        self.address = self._address_from_file(deadline=time.monotonic() + 60)
         for number in range(workers):
             self._spawn(
                 [
@@ -92,6 +89,24 @@ class Scheduler:
             )
         with distributed.Client(self.address, timeout=30) as client:
             client.wait_for_workers(workers, timeout=60)
+
+    def _address_from_file(self, deadline: float) -> str:
+        """The scheduler's address, once its scheduler file is complete.
+
+        The scheduler creates the file before it has written it, so an empty or partial file
+        means "not yet", not an error.
+        """
+        while True:
+            try:
+                return str(json.loads(self.file.read_text())["address"])
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                scheduler = self.processes[0]
+                assert scheduler.poll() is None, (
+                    f"dask scheduler exited with code {scheduler.returncode}; "
+                    f"see {self.directory / 'process-0.log'}"
+                )
+                assert time.monotonic() < deadline, "dask scheduler wrote no address in 60 s"
+                time.sleep(0.1)
 
     def _spawn(self, command: list[str]) -> None:
         log = open(self.directory / f"process-{len(self.processes)}.log", "wb")  # noqa: SIM115
