@@ -211,7 +211,10 @@ class ProcessMemory(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class MetricsSample(msgspec.Struct, frozen=True, kw_only=True):
     """One snapshot of a run, published at least twice a second while it runs.
 
-    Rates are over the whole run so far; `eta_s` is None until a rate is known.
+    `patients_per_s` and `visits_per_s` are averages over this process's whole run so far;
+    `recent_patients_per_s` is the rate over about the last 10 s
+    (`engine.pipeline.sampling.RecentRate`) and `eta_s` is the patients left at that rate:
+    None until a rate is known, and None once the run has stopped.
     """
 
     run_id: str
@@ -238,6 +241,7 @@ class MetricsSample(msgspec.Struct, frozen=True, kw_only=True):
     memory_level: Literal["green", "yellow", "red"] = "green"
     paused: bool = False  # no new shards handed out until memory drops (yellow or red)
     batch_shards: int = 0  # most shards handed to a worker at once (lowered at red)
+    recent_patients_per_s: float = 0.0  # over about the last 10 s; 0 from older senders
 
     @property
     def rss_total_bytes(self) -> int:

@@ -2,7 +2,8 @@
 
 Periodic callbacks are registered per session and stopped when the session closes, and the
 session's held results are released then, so a closed tab leaves nothing running and a long
-session reuses its figures instead of growing.
+session reuses its figures instead of growing. The open page and what it shows live in the
+URL (`viz.url_state`): a session starts from its request's query and writes its view back.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import logging
 
 import panel as pn
 
+from engine.errors import RunNotFoundError
 from engine.state_manager import StateManager
 from viz.compare_page import ComparePage
 from viz.context import ServerContext
 from viz.results_page import ResultsPage
+from viz.run_gone import run_deleted
 from viz.run_page import RunPage
 from viz.runs_page import RunsPage
 from viz.system_page import SystemPage
+from viz.url_state import PAGES, UrlWriter, View
 
 __all__ = ["DashboardSession"]
 
@@ -34,7 +38,7 @@ class DashboardSession:
         self.state = StateManager(monitor=context.monitor)
         self.run_page = RunPage(context, self.state, on_finished=self._run_finished)
         self.runs_page = RunsPage(context, on_open=self.show_results, on_follow=self.follow)
-        self.results_page = ResultsPage(context, self.state)
+        self.results_page = ResultsPage(context, self.state, on_follow=self.follow)
         self.compare_page = ComparePage(context)
         self.system_page = SystemPage(context, self.state)
         self.tabs = pn.Tabs(
@@ -52,6 +56,8 @@ class DashboardSession:
         self.layout = pn.Column(header, self.tabs, sizing_mode="stretch_width")
         self._callbacks: list = []
         self.closed = False
+        self.url = UrlWriter(None)
+        self.tabs.param.watch(lambda _: self.write_url(), "active")
 
     # -- navigation between pages ---------------------------------------------------------
 
@@ -67,12 +73,65 @@ class DashboardSession:
     def _run_finished(self, key: str) -> None:
         self.results_page.refresh_choices()
 
+    # -- the view in the URL ----------------------------------------------------------------
+
+    def view(self) -> View:
+        """What this session shows now: the open page, its run, the looked-up patient."""
+        page = PAGES[self.tabs.active]
+        if page == "run":
+            return View(page=page, run=self.run_page.run_id)
+        if page == "results":
+            return View(page=page, run=self.results_page.key, patient=self.results_page.patient)
+        return View(page=page)
+
+    def write_url(self) -> None:
+        """Put the view into the browser's URL if it changed (see `viz.url_state`)."""
+        self.url.write(self.view())
+
+    def restore(self, view: View) -> None:
+        """Show `view` (from a reloaded, bookmarked or shared URL); problems become messages."""
+        if view.run is not None and view.page == "run":
+            self._restore_followed(view.run)
+        elif view.run is not None and view.page == "results":
+            results = self.results_page
+            results.refresh_choices()
+            if results.open(view.run) and view.patient is not None:
+                results.patient_id.value = view.patient  # the field has no bounds: lookup checks
+                results.lookup(view.patient)  # says so if there is no such patient
+        if view.problems:
+            self.run_page.show_message("; ".join(view.problems), "warning")
+        self.tabs.active = PAGES.index(view.page)
+        self.url.last = view.search()  # the URL already says so
+
+    def _restore_followed(self, run_id: str) -> None:
+        registry = self.context.registry()
+        run_dir = self.context.runs_root / run_id
+        try:
+            entry = registry.get(run_id)
+        except RunNotFoundError:
+            entry = None
+        if entry is not None and entry.storage == "memory":
+            self.run_page.show_message(
+                f"run {run_id} ran in memory in another session; open it on the Results page "
+                "if it was saved",
+                "info",
+            )
+        elif entry is None and run_id in self.context.deleted_runs:
+            self.run_page.show_deleted(run_id)
+        elif entry is None and run_deleted(run_dir):
+            self.run_page.show_message(
+                f"run {run_id} is not here (deleted, or never run here)", "warning"
+            )
+        else:
+            self.follow(run_id)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     def refresh_fast(self) -> None:
         """Every `refresh_ms`: the live run and the registry table."""
         self._guarded(self.run_page.refresh)
         self._guarded(self.runs_page.refresh)
+        self._guarded(self.write_url)  # a run started, a run or patient opened
 
     def refresh_slow(self) -> None:
         """Every 2 s: choices of results and comparisons, the System page, memory pressure."""
@@ -84,6 +143,10 @@ class DashboardSession:
     def start(self) -> None:
         """Register the periodic callbacks of this session (call inside a served session)."""
         self.context.sessions += 1
+        location = pn.state.location
+        if location is not None:
+            self.url = UrlWriter(location)
+            self._guarded(lambda: self.restore(View.from_search(location.search or "")))
         self.refresh_fast()
         self.refresh_slow()
         self._callbacks = [

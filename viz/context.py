@@ -68,6 +68,7 @@ class ServerContext:
     timings: Timings = field(default_factory=Timings)
     monitor: MemoryMonitor = field(default_factory=MemoryMonitor)
     sessions: int = 0
+    deleted_runs: set[str] = field(default_factory=set)  # by a session: the others say so
 
     def __post_init__(self) -> None:
         self.runs_root = Path(self.runs_root)
@@ -75,7 +76,7 @@ class ServerContext:
         if self.comparisons_root is None:  # where `amdsim compare` writes, run from there
             self.comparisons_root = self.runs_root.parent / "comparisons"
         self.comparisons_root = Path(self.comparisons_root)
-        self.launcher = Launcher(self.runs_root)
+        self.launcher = Launcher(self.runs_root, self.live)
         self.comparison_launcher = ComparisonLauncher(self.comparisons_root)
 
     def registry(self) -> Registry:

@@ -3,7 +3,8 @@
 A run is its own `amdsim` process in its own session (`start_new_session`): closing the
 browser, reloading, or stopping the dashboard with Ctrl-C never reaches it. Its output goes
 to ``<runs root>/.logs/<run id>.log``. A reaper thread waits for each process so none is
-left a zombie.
+left a zombie. Each process started gets a new watch in the server's `LiveRuns`, so pages
+follow the new process of a resumed or restarted run, not the end of the previous one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from engine.manifest import read_manifest
 from engine.run_dir import RunPaths, new_run_id
 from ipc.metrics import MetricsSubscriber
+from viz.live import LiveRuns
 
 __all__ = ["Launched", "Launcher", "request_cancel"]
 
@@ -32,10 +34,12 @@ class Launched:
 
 
 class Launcher:
-    """Starts `amdsim` processes for runs under `runs_root` and remembers them."""
+    """Starts `amdsim` processes for runs under `runs_root`, remembers them and, given
+    `live`, starts a fresh watch of each."""
 
-    def __init__(self, runs_root: Path) -> None:
+    def __init__(self, runs_root: Path, live: LiveRuns | None = None) -> None:
         self.runs_root = Path(runs_root)
+        self.live = live
         self.launched: dict[str, Launched] = {}
         self._lock = threading.Lock()
 
@@ -87,6 +91,8 @@ class Launcher:
         launched = Launched(run_id, run_dir, process, log)
         with self._lock:
             self.launched[run_id] = launched
+        if self.live is not None:  # a new process is a new watch, whatever the old one saw
+            self.live.follow_process(run_dir, process)
         # Reap the process when it ends, so it is never left a zombie.
         threading.Thread(target=process.wait, daemon=True, name=f"reap-{run_id}").start()
         return launched

@@ -4,11 +4,19 @@ in this server process, however many sessions watch it.
 A `RunWatch` subscribes to a run's metrics stream in a thread and keeps the latest sample;
 sessions read it from their periodic callbacks. A watch ends when the run ends (the stream
 closes); the final state is then read from the manifest. Subscribing never affects the run.
+
+One watch follows one process. When this dashboard starts a process for a run that already
+has a watch (resume, restart), the launcher tells `LiveRuns.follow_process`, which replaces
+the finished watch with a new one bound to the new process. That watch ignores the manifest
+the old process left ("cancelled", "completed") until the new process rewrites it, and ends
+when the stream closes or, failing that, when the process exits. Guessing from the manifest
+alone raced with the new process, which takes a moment to rewrite it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,11 +32,16 @@ CONNECT_WAIT_S = 30.0  # a run just launched takes a moment to open its metrics 
 
 
 class RunWatch:
-    """The latest metrics of one run, kept up to date by a background thread."""
+    """The latest metrics of one run, kept up to date by a background thread.
 
-    def __init__(self, run_dir: Path) -> None:
+    With `process` (a run process this server started), the watch belongs to that process:
+    it waits for it to publish, whatever an earlier process of the run left in the manifest.
+    """
+
+    def __init__(self, run_dir: Path, process: subprocess.Popen[bytes] | None = None) -> None:
         self.paths = RunPaths(Path(run_dir))
         self.run_id = self.paths.root.name
+        self.process = process
         self.latest: MetricsSample | None = None
         self.ended = False
         self.error = ""
@@ -55,10 +68,18 @@ class RunWatch:
     def _follow(self) -> None:
         deadline = time.monotonic() + CONNECT_WAIT_S
         while not self._stop.is_set():
+            exit_code = None if self.process is None else self.process.poll()
             manifest = self.manifest()
-            if manifest is not None and manifest.status != "running":
+            if manifest is not None and manifest.status != "running" and self.process is None:
                 break  # already over
-            if manifest is not None and manifest.metrics_address:
+            if exit_code is not None:  # ended before it published: its manifest tells the end
+                if exit_code != 0:
+                    self.error = (
+                        f"the run process exited with code {exit_code} before it started; "
+                        f"see .logs/{self.run_id}.log in the runs folder"
+                    )
+                break
+            if manifest is not None and manifest.status == "running" and manifest.metrics_address:
                 try:
                     self._subscriber = MetricsSubscriber(manifest.metrics_address)
                 except OSError:
@@ -70,7 +91,7 @@ class RunWatch:
                             if self._stop.is_set():
                                 break
                     break
-            if time.monotonic() > deadline:
+            if self.process is None and time.monotonic() > deadline:  # a process says by exiting
                 self.error = "the run did not start its metrics stream"
                 break
             self._stop.wait(0.1)
@@ -83,6 +104,22 @@ class LiveRuns:
     def __init__(self) -> None:
         self._watches: dict[str, RunWatch] = {}
         self._lock = threading.Lock()
+
+    def follow_process(self, run_dir: Path, process: subprocess.Popen[bytes]) -> RunWatch:
+        """A new watch of the run in `run_dir` for `process`, just started; replaces any other."""
+        run_id = Path(run_dir).name
+        with self._lock:
+            old = self._watches.get(run_id)
+            if old is not None:
+                old.stop()
+            watch = RunWatch(run_dir, process)
+            self._watches[run_id] = watch
+            return watch
+
+    def get(self, run_id: str) -> RunWatch | None:
+        """The current watch of `run_id`, if any (it may have ended)."""
+        with self._lock:
+            return self._watches.get(run_id)
 
     def watch(self, run_dir: Path) -> RunWatch:
         """The watch of the run in `run_dir`, started if there is none running."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import panel as pn
 
-from engine.errors import AmdsimError, ProtocolError
+from engine.errors import AmdsimError, ParameterError, ProtocolError
 from engine.memory import MemoryLevel, Thresholds
 from engine.memory.estimate import check_run_fits, estimate_run
 from engine.model.parameters import RunParameters, validate_parameters
@@ -44,6 +44,7 @@ from viz.cluster_note import cluster_note
 from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
+from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
 
 __all__ = ["RunPage", "gauge_colour"]
@@ -56,11 +57,26 @@ _BAR_COLOURS = {
     MemoryLevel.RED: "danger",
 }
 UPLOADED = "(uploaded file)"
+# The form's floor for years: the engine takes any horizon of a day or more, but a run this
+# short has too few visits to chart. Checked here, in Python: widget bounds (`start`) would
+# make the browser replace a value below them without a word.
+MIN_YEARS = 0.1
 
 
 def gauge_colour(fraction: float, thresholds: Thresholds | None = None) -> str:
     """The Bootstrap colour of a memory gauge at `fraction` of the limit."""
     return _BAR_COLOURS[(thresholds or Thresholds()).level(fraction)]
+
+
+def form_number(label: str, value: object, minimum: float, *, whole: bool) -> int | float:
+    """A number field's value, or `ParameterError` saying what is wrong with it."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParameterError(f"{label}: enter a number")
+    if whole and value != int(value):
+        raise ParameterError(f"{label} must be a whole number, got {value:g}")
+    if value < minimum:
+        raise ParameterError(f"{label} must be at least {minimum:g}, got {value:g}")
+    return int(value) if whole else float(value)
 
 
 def _file_stem(name: str) -> str:
@@ -91,16 +107,15 @@ class RunPage:
             label="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
         )
         self.upload = pn.widgets.FileInput(label="Upload protocol", accept=".yaml,.yml", width=340)
+        # No `start`/`end` on number fields: `RunPage.start` checks them, with a message.
         self.patients = pn.widgets.IntInput(
-            label="Patients", value=10_000, start=1, width=165, css_classes=["patients-input"]
+            label="Patients", value=10_000, width=165, css_classes=["patients-input"]
         )
         self.years = pn.widgets.FloatInput(
-            label="Years", value=5.0, start=0.1, step=0.5, width=165, css_classes=["years-input"]
+            label="Years", value=5.0, step=0.5, width=165, css_classes=["years-input"]
         )
-        self.seed = pn.widgets.IntInput(label="Seed", value=0, start=0, width=165)
-        self.workers = pn.widgets.IntInput(
-            label="Workers", value=default_workers(), start=1, width=165
-        )
+        self.seed = pn.widgets.IntInput(label="Seed", value=0, width=165)
+        self.workers = pn.widgets.IntInput(label="Workers", value=default_workers(), width=165)
         self.compression = pn.widgets.Select(
             label="Compression", options=["zstd", "snappy", "gzip", "none"], value="zstd", width=340
         )
@@ -172,17 +187,14 @@ class RunPage:
             return False
         name = filename or "uploaded.yaml"
         if len(data) > self.context.max_upload_bytes:
-            self.show_message(
+            return self._refuse_upload(
                 f"{name}: {len(data) / 1024:,.0f} KiB is larger than the "
-                f"{self.context.max_upload_bytes / 1024:,.0f} KiB allowed for a protocol file",
-                "danger",
+                f"{self.context.max_upload_bytes / 1024:,.0f} KiB allowed for a protocol file"
             )
-            return False
         try:
             protocol = load_protocol_text(data, source=name)
         except ProtocolError as exc:
-            self.show_message(str(exc), "danger")
-            return False
+            return self._refuse_upload(str(exc))
         uploads = self.context.runs_root / ".uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()[:12]
@@ -194,6 +206,19 @@ class RunPage:
         self.protocol.value = UPLOADED
         self.show_message(f"{name}: valid protocol '{protocol.name}'", "success")
         return True
+
+    def _refuse_upload(self, text: str) -> bool:
+        """Say why an upload was refused, and set aside any earlier upload: Start must not run
+        a file other than the one the user just chose. False, for `receive_upload`."""
+        if self._uploaded is not None or UPLOADED in self.protocol.options:
+            earlier = f" {self._uploaded[0]}" if self._uploaded is not None else ""
+            self._uploaded = None
+            options = [o for o in self.protocol.options if o != UPLOADED]
+            value = self.protocol.value if self.protocol.value in options else DEFAULT_PROTOCOL
+            self.protocol.param.update(options=options, value=value)
+            text += f" (the earlier upload{earlier} is set aside; protocol: {value})"
+        self.show_message(text, "danger")
+        return False
 
     def _selected_protocol(self) -> tuple[Protocol, Path]:
         if self.protocol.value == UPLOADED and self._uploaded is not None:
@@ -212,18 +237,18 @@ class RunPage:
             protocol, path = self._selected_protocol()
             params = validate_parameters(
                 RunParameters(
-                    n_patients=int(self.patients.value),
-                    years=float(self.years.value),
-                    seed=int(self.seed.value),
+                    n_patients=form_number("patients", self.patients.value, 1, whole=True),
+                    years=form_number("years", self.years.value, MIN_YEARS, whole=False),
+                    seed=form_number("seed", self.seed.value, 0, whole=True),
                 )
             )
+            workers = form_number("workers", self.workers.value, 1, whole=True)
         except AmdsimError as exc:
             self.show_message(str(exc), "danger")
             return None
         self.state.before_run()
         if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
             return self._run_in_memory(protocol, params)
-        workers = max(1, int(self.workers.value))
         options = resolve_options(
             PipelineOptions(workers=workers, compression=self.compression.value), params
         )
@@ -244,10 +269,18 @@ class RunPage:
         """Watch a run started elsewhere (resumed from the Runs page, or from the CLI)."""
         self._follow(run_dir.name, run_dir)
 
+    def show_deleted(self, run_id: str) -> None:
+        """Say that `run_id` was deleted (elsewhere, or before a reload) and stop following it."""
+        self.watch = None
+        self.run_id = run_id
+        self.status.object = f"**{plain(run_id)}**: {plain(deleted_text(run_id))}"
+        self.cancel_button.disabled = True
+
     def _follow(self, run_id: str, run_dir: Path) -> None:
         self.run_id = run_id
         self.watch = self.context.live.watch(run_dir)
         self._reported_end = False
+        self.show_message("", "info")  # what was said about an earlier process of the run
         self.progress.value = 0
         self.cluster.object, self.cluster.visible = "", False
         self._cluster_known = False
@@ -317,7 +350,14 @@ class RunPage:
         watch = self.watch
         if watch is None:
             return
-        if watch.latest is not None:
+        if watch.ended and self._cluster_known and run_deleted(watch.paths.root):
+            self.show_deleted(watch.run_id)  # its manifest was read before: it was deleted
+            return
+        current = self.context.live.get(watch.run_id)
+        if current is not None and current is not watch:  # a new process: resumed, restarted
+            self._follow(watch.run_id, watch.paths.root)
+            watch = self.watch
+        if watch.latest is not None and not self._reported_end:  # after the end it is stale
             self.show_sample(watch.latest)
         if not self._cluster_known:
             manifest = watch.manifest()  # read until it exists: a cluster run says where
@@ -340,7 +380,8 @@ class RunPage:
         """Widget values from one metrics sample."""
         thresholds = self.context.monitor.thresholds
         self.progress.value = round(100 * sample.fraction_done)
-        eta = "-" if sample.eta_s is None else f"{sample.eta_s:,.0f} s"
+        stopped = sample.status != "running"  # a final sample may still carry an ETA
+        eta = "-" if sample.eta_s is None or stopped else f"{sample.eta_s:,.0f} s"
         paused = " (paused: memory is high)" if sample.paused else ""
         self.status.object = (
             f"**{plain(sample.run_id)}**: {plain(sample.status)}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
@@ -385,11 +426,13 @@ class RunPage:
         return [(row[0].object, row[1].value, row[1].bar_color) for row in self.gauges]
 
     def _show_end(self, watch: RunWatch) -> None:
+        if watch.error:  # no stream from this process: say why, never an earlier process's end
+            self._reported_end = True
+            self.status.object = f"**{plain(watch.run_id)}**: {plain(watch.error)}"
+            self.show_message(watch.error, "danger")
+            return
         manifest = watch.manifest()
         if manifest is None or manifest.status == "running":
-            if watch.error:
-                self.show_message(watch.error, "danger")
-                self._reported_end = True
             return
         self._reported_end = True
         self.cancel_button.disabled = True

@@ -1,24 +1,33 @@
 """The Runs page: the registry as a searchable, sortable table that refreshes by itself,
 with Open, Resume, Restart, Delete and Mark for cleanup on the selected run, and the
-registry's cap on runs ("keep at most N") with a button that removes the marked runs now."""
+registry's cap on runs ("keep at most N") with a button that removes the marked runs now.
+
+A running run's manifest holds its totals only once it ends, so its row shows the latest
+metrics sample of its live watch instead: patients done of the total, visits and bytes
+written so far.
+
+Delete and Restart destroy results, so each first asks: the question names the run and
+what is lost (patients, bytes on disk), and nothing happens until Confirm."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 import panel as pn
 
 from engine.errors import AmdsimError, RunStateError
 from engine.registry import RegistryEntry
+from ipc.messages import MetricsSample
 from viz.context import ServerContext
 from viz.safe_text import plain
 
-__all__ = ["RunsPage", "entries_frame"]
+__all__ = ["RunsPage", "delete_question", "entries_frame", "restart_question"]
 
 COLUMNS = [
     "run_id",
     "status",
+    "progress",
     "storage",
     "protocol",
     "patients",
@@ -33,25 +42,72 @@ CAP_BUTTONS = ("Set cap", "Clean up marked")
 STATUSES = ["(any)", "running", "completed", "interrupted", "cancelled", "failed", "missing"]
 
 
-def entries_frame(entries: list[RegistryEntry]) -> pd.DataFrame:
-    """The table's rows, newest first."""
-    rows = [
-        {
-            "run_id": e.run_id,
-            "status": e.status,
-            "storage": _storage_text(e),
-            "protocol": e.protocol,
-            "patients": e.patients or e.n_patients,
-            "visits": e.visits,
-            "years": e.years,
-            "seed": e.seed,
-            "MiB": round(e.bytes_on_disk / 2**20, 1),
-            "created": e.created.strftime("%Y-%m-%d %H:%M:%S"),
-            "marked": "yes" if e.marked_for_cleanup else "",
-        }
-        for e in entries
-    ]
+def entries_frame(
+    entries: list[RegistryEntry], live: Mapping[str, MetricsSample] | None = None
+) -> pd.DataFrame:
+    """The table's rows, newest first; a running run with a sample in `live` (run id ->
+    latest sample) shows its progress, visits and bytes written from it."""
+    live = live or {}
+    rows = []
+    for e in entries:
+        sample = live.get(e.run_id) if e.status == "running" else None
+        rows.append(
+            {
+                "run_id": e.run_id,
+                "status": e.status,
+                "progress": _progress_text(sample),
+                "storage": _storage_text(e),
+                "protocol": e.protocol,
+                "patients": e.patients or e.n_patients,
+                "visits": sample.visits_written if sample else e.visits,
+                "years": e.years,
+                "seed": e.seed,
+                "MiB": round((sample.bytes_written if sample else e.bytes_on_disk) / 2**20, 1),
+                "created": e.created.strftime("%Y-%m-%d %H:%M:%S"),
+                "marked": "yes" if e.marked_for_cleanup else "",
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _progress_text(sample: MetricsSample | None) -> str:
+    if sample is None:
+        return ""
+    percent = 100 * sample.fraction_done
+    return f"{sample.patients_done:,} / {sample.patients_total:,} ({percent:.0f} %)"
+
+
+def _size_text(size_bytes: int) -> str:
+    if size_bytes >= 2**30:
+        return f"{size_bytes / 2**30:,.1f} GiB"
+    return f"{size_bytes / 2**20:,.1f} MiB"
+
+
+def _what_is_lost(entry: RegistryEntry) -> str:
+    patients = entry.patients or 0
+    return f"its {patients:,} patients and {_size_text(entry.bytes_on_disk)} of results"
+
+
+def delete_question(entry: RegistryEntry) -> str:
+    """The question Delete asks (Markdown): the run and what deleting it loses."""
+    run = f"**Delete run {plain(entry.run_id)}**"
+    if entry.storage == "memory":
+        kept = (
+            f"the folder it was saved to ({plain(entry.location)}) is kept"
+            if entry.location
+            else "it ran in memory and was not saved, so nothing on disk is removed"
+        )
+        return f"{run}: it leaves the list of runs; {kept}. This cannot be undone."
+    return f"{run}: {_what_is_lost(entry)} are removed; this cannot be undone."
+
+
+def restart_question(entry: RegistryEntry) -> str:
+    """The question Restart asks (Markdown): the run and what restarting it discards."""
+    return (
+        f"**Restart run {plain(entry.run_id)}**: {_what_is_lost(entry)} are discarded and "
+        f"it runs again from the start ({entry.n_patients:,} patients, same protocol, "
+        "parameters and seed); this cannot be undone."
+    )
 
 
 def _storage_text(entry: RegistryEntry) -> str:
@@ -103,6 +159,19 @@ class RunsPage:
             button = pn.widgets.Button(label=label, color="default")
             button.on_click(lambda _, act=action: act())
             self.buttons[label] = button
+        self.question = pn.pane.Markdown("", css_classes=["confirm-question"], disable_math=True)
+        self.confirm_button = pn.widgets.Button(label="Confirm", color="danger")
+        self.dismiss_button = pn.widgets.Button(label="Cancel")
+        self.confirm_button.on_click(lambda _: self.confirm())
+        self.dismiss_button.on_click(lambda _: self.dismiss())
+        self.confirmation = pn.Column(
+            self.question,
+            pn.Row(self.confirm_button, self.dismiss_button),
+            visible=False,
+            css_classes=["confirm-box"],
+            styles={"border": "2px solid #c62828", "border-radius": "6px", "padding": "4px 12px"},
+        )
+        self._pending: tuple[str, str, Callable[[str], object]] | None = None
         self._cap_shown = False  # the input shows the stored cap once, then what is typed
         self.search.param.watch(lambda _: self.refresh(), "value_input")
         self.status_filter.param.watch(lambda _: self.refresh(), "value")
@@ -111,6 +180,7 @@ class RunsPage:
             pn.Row(self.search, self.status_filter),
             self.table,
             pn.Row(*actions),
+            self.confirmation,
             pn.Row(self.keep, *(self.buttons[label] for label in CAP_BUTTONS)),
             self.message,
             sizing_mode="stretch_width",
@@ -126,12 +196,22 @@ class RunsPage:
         if not self._cap_shown:
             self.keep.value = registry.max_runs or 0
             self._cap_shown = True
-        frame = entries_frame(entries)
+        frame = entries_frame(entries, self._live_samples(entries))
         if not frame.equals(self.table.value):
             selected = self.selected_run()
             self.table.value = frame
             if selected in set(frame["run_id"]):
                 self.table.selection = [int(frame.index[frame["run_id"] == selected][0])]
+
+    def _live_samples(self, entries: list[RegistryEntry]) -> dict[str, MetricsSample]:
+        """The latest sample of each running run, watched (one watch per run per server)."""
+        samples = {}
+        for entry in entries:
+            if entry.status == "running" and entry.storage == "parquet":
+                latest = self.context.live.watch(self.context.runs_root / entry.run_id).latest
+                if latest is not None:
+                    samples[entry.run_id] = latest
+        return samples
 
     def selected_run(self) -> str | None:
         if not self.table.selection or self.table.value.empty:
@@ -187,17 +267,29 @@ class RunsPage:
         self._act("resuming", resume)
 
     def restart_selected(self) -> None:
-        def restart(run_id: str) -> None:
+        """Ask before restarting the selected run (its results are discarded)."""
+
+        def ask(run_id: str) -> None:
             entry = self.context.registry().get(run_id)
             if entry.storage == "memory":
                 raise RunStateError(f"{run_id} ran in memory: start it again on the Run page")
             self._require_status(
                 entry, {"interrupted", "cancelled", "failed", "completed"}, "restart"
             )
-            self.context.launcher.restart(run_id)
-            self.on_follow(run_id)
+            self._ask(
+                "restarting",
+                run_id,
+                restart_question(entry),
+                self._restart,
+            )
 
-        self._act("restarting", restart)
+        self._act_or_ask(ask)
+
+    def _restart(self, run_id: str) -> None:
+        entry = self.context.registry().get(run_id)  # as it is now, not when asked
+        self._require_status(entry, {"interrupted", "cancelled", "failed", "completed"}, "restart")
+        self.context.launcher.restart(run_id)
+        self.on_follow(run_id)
 
     def mark_selected(self) -> None:
         def mark(run_id: str) -> None:
@@ -229,7 +321,67 @@ class RunsPage:
         self.refresh()
 
     def delete_selected(self) -> None:
-        self._act("deleted", lambda run_id: self.context.registry().delete(run_id))
+        """Ask before deleting the selected run: it cannot be undone."""
+
+        def ask(run_id: str) -> None:
+            entry = self.context.registry().get(run_id)
+            if entry.status == "running":
+                raise RunStateError(f"run {run_id} is still running; cancel it first")
+            self._ask(
+                "deleted",
+                run_id,
+                delete_question(entry),
+                self._delete,
+            )
+
+        self._act_or_ask(ask)
+
+    def _delete(self, run_id: str) -> None:
+        self.context.registry().delete(run_id)
+        self.context.deleted_runs.add(run_id)  # other sessions showing it say it was deleted
+
+    # -- confirming destructive actions -----------------------------------------------------
+
+    def _act_or_ask(self, ask: Callable[[str], None]) -> None:
+        """Check the selected run with `ask`, which shows the question or raises why not."""
+        run_id = self.selected_run()
+        if run_id is None:
+            self._say("select a run first", "warning")
+            return
+        try:
+            ask(run_id)
+        except AmdsimError as exc:
+            self.dismiss(quietly=True)
+            self._say(str(exc), "danger")
+
+    def _ask(self, verb: str, run_id: str, question: str, action: Callable[[str], object]) -> None:
+        self._pending = (verb, run_id, action)
+        self.question.object = question
+        self.confirmation.visible = True
+        self.message.visible = False
+
+    def confirm(self) -> bool:
+        """Do the action asked about, on the run it named (whatever is selected now)."""
+        pending, self._pending = self._pending, None
+        self.confirmation.visible = False
+        if pending is None:
+            return False
+        verb, run_id, action = pending
+        try:
+            action(run_id)
+        except AmdsimError as exc:
+            self._say(str(exc), "danger")
+            return False
+        self._say(f"{verb} {run_id}", "success")
+        self.refresh()
+        return True
+
+    def dismiss(self, quietly: bool = False) -> None:
+        """Forget the question; nothing was done."""
+        pending, self._pending = self._pending, None
+        self.confirmation.visible = False
+        if pending is not None and not quietly:
+            self._say(f"nothing was done to {pending[1]}", "info")
 
     @staticmethod
     def _require_status(entry: RegistryEntry, allowed: set[str], verb: str) -> None:

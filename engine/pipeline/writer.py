@@ -313,6 +313,8 @@ class _Writer:
             for lane in self.lanes:
                 counts.add(lane.pending_counts)
             shards = len(self.written)
+        if not counts.arrays:
+            return  # no rows yet (waiting for the first batch): nothing to chart
         write_live_statistics(self.paths, counts, self.manifest.parameters.horizon_days, shards)
 
     def _raise_lane_failure(self) -> None:

@@ -2,7 +2,9 @@
 
 The writer rewrites ``live-stats.msgpack`` (a `RunStatisticsState` without sketches, msgpack)
 about once a second and removes it when stats.json is written. Readers get None when there
-is none (the run has not written anything yet, or has finished: read stats.json then).
+is none (the run has not written anything yet, or has finished: read stats.json then), and
+when it holds no counts: a writer waiting for its first rows publishes an empty `Counts`,
+which has none of the tables the charts read (``va_by_month``, ``totals``, ...).
 """
 
 from __future__ import annotations
@@ -36,4 +38,6 @@ def read_live_statistics(paths: RunPaths) -> RunStatistics | None:
         state = msgspec.msgpack.decode(data, type=RunStatisticsState)
     except msgspec.DecodeError:
         return None  # a file from an incompatible version: nothing live to show
+    if not state.counts.arrays:
+        return None  # published before the first rows arrived: no counts to chart yet
     return RunStatistics.from_state(state)

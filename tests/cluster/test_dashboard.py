@@ -29,8 +29,7 @@ def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
         page.follow_existing(run_dir)
         followed.set()
 
-    # Enough tasks (8) that the live statistics the client writes between tasks are seen.
-    params = RunParameters(n_patients=300_000, years=5.0, seed=3)
+    params = RunParameters(n_patients=80_000, years=5.0, seed=3, shard_size=2000)
     thread = threading.Thread(
         target=run_on_cluster,
         args=(two_workers, load_protocol(DEFAULT_PROTOCOL), params, run_dir, None, on_started),
@@ -66,4 +65,4 @@ def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
     assert sum("worker" in label and "dask" in label for label, _, _ in page.gauge_values()) == 2
     results = ResultsPage(context, StateManager())
     assert results.open(run_dir.name)
-    assert results.lookup(299_999)
+    assert results.lookup(79_999)

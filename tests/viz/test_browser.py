@@ -106,7 +106,7 @@ def test_cancel_a_run_and_see_cancelled(open_page, dashboard, screenshots):
 
 @pytest.mark.timeout(600)
 def test_a_run_started_from_the_cli_appears_live(open_page, dashboard, screenshots):
-    """A CLI run shows in the Runs table while it runs, then ends.
+    """A CLI run shows in the Runs table while it runs (with its live progress), then ends.
 
     600,000 patients x 5 years: long enough (tens of seconds) for a 2-second refresh to see it
     running on a fast machine, with generous waits for a machine shared with other jobs (a
@@ -131,6 +131,7 @@ def test_a_run_started_from_the_cli_appears_live(open_page, dashboard, screensho
         (run_id,) = new
         row = page.locator(".runs-table .tabulator-row", has_text=run_id)
         row.filter(has_text="running").wait_for(timeout=30_000)
+        row.filter(has_text="/ 600,000 (").wait_for(timeout=30_000)  # live progress
         page.screenshot(path=screenshots / "runs-page-cli-run-live.png", full_page=True)
         row.filter(has_text="completed").wait_for(timeout=300_000)
     finally:
@@ -172,6 +173,31 @@ def test_an_invalid_uploaded_protocol_shows_its_message(open_page, screenshots):
     message.first.wait_for()
     assert "bad_protocol.yaml" in message.first.inner_text()
     page.screenshot(path=screenshots / "run-page-invalid-upload.png", full_page=True)
+    clean(watched)
+
+
+def test_numbers_out_of_range_are_refused_with_a_message_not_clamped(
+    open_page, dashboard, finished_run, screenshots
+):
+    """Years below the form's minimum start nothing; a patient id past the run reads nothing.
+    The browser must send what was typed (no widget bounds) for the page to say so."""
+    watched = open_page()
+    page = watched.page
+    before = sorted(dashboard.runs_root.glob("*/manifest.json"))
+    start_run(page, 10_000, 0.05)
+    page.get_by_text("years must be at least 0.1, got 0.05").first.wait_for()
+    page.screenshot(path=screenshots / "run-page-years-refused.png", full_page=True)
+    assert sorted(dashboard.runs_root.glob("*/manifest.json")) == before
+    assert not dashboard.running_runs()
+
+    open_results(page, finished_run)
+    set_number(page, "patient-input", "20000")
+    retry_until(
+        page,
+        lambda: page.get_by_role("button", name="Show patient").click(),
+        page.get_by_text("no such patient; ids run from 0 to 19,999").first,
+    )
+    page.screenshot(path=screenshots / "results-page-patient-refused.png", full_page=True)
     clean(watched)
 
 

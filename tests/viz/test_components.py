@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime
 import html
 import logging
+import os
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from markdown_it import MarkdownIt
+from msgspec.structs import replace as msgspec_replace
 
 from engine import run_simulation
 from engine.manifest import read_manifest
@@ -43,7 +46,7 @@ from viz.context import ServerContext
 from viz.report import write_report
 from viz.results_page import ResultsPage
 from viz.run_page import RunPage, gauge_colour
-from viz.runs_page import RunsPage
+from viz.runs_page import RunsPage, entries_frame
 from viz.safe_text import plain
 from viz.system_page import SystemPage
 
@@ -621,3 +624,253 @@ def test_the_dashboard_server_cleans_up_marked_runs_while_it_serves(tmp_path, mo
     assert not registry.run_dir(marked).exists()
     assert Registry(root).list() == []
     assert "amdsim-cleaner" not in {t.name for t in threading.enumerate()} - threads_before
+
+
+# -- the ETA: at the recent rate, none once stopped (issue case 7) ---------------------
+
+
+@pytest.mark.parametrize("status", ["cancelled", "failed", "completed"])
+def test_a_stopped_run_shows_no_eta(context, status):
+    page = RunPage(context, StateManager())
+    page.show_sample(sample(status=status, eta_s=37.5))
+    assert "ETA -" in page.status.object
+
+
+def test_the_eta_shown_after_start_up_is_within_ten_percent_of_the_time_left(context):
+    """Issue case 7: recorded samples of 5 s start-up, then 10,000 patients/s."""
+    from tests.engine.test_sampling import STARTUP_S, recorded_run
+
+    page = RunPage(context, StateManager())
+    checked = 0
+    for true_left, recorded in recorded_run():
+        page.show_sample(recorded)
+        if recorded.elapsed_s >= STARTUP_S + 15:
+            shown_s = float(re.search(r"ETA ([\d,]+) s", page.status.object)[1].replace(",", ""))
+            assert shown_s == pytest.approx(true_left, rel=0.10, abs=0.5)
+            checked += 1
+    assert checked > 100
+
+
+# -- a resumed or restarted run: the Run page follows the new process (case 1) ---------
+
+
+class FakeRunProcess:
+    """A run process started by the launcher that does nothing until the test ends it."""
+
+    def __init__(self, arguments: list[str], **_options) -> None:
+        self.arguments = arguments
+        self.pid = 0
+        self.returncode: int | None = None
+        self._ended = threading.Event()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._ended.wait(timeout)
+        return self.returncode
+
+    def end(self, code: int) -> None:
+        self.returncode = code
+        self._ended.set()
+
+
+@pytest.fixture
+def fake_processes(monkeypatch):
+    """The processes the launcher starts, as `FakeRunProcess`es; all ended after the test."""
+    import viz.launcher
+
+    started: list[FakeRunProcess] = []
+
+    def popen(arguments, **options):
+        started.append(FakeRunProcess(arguments, **options))
+        return started[-1]
+
+    monkeypatch.setattr(viz.launcher.subprocess, "Popen", popen)
+    yield started
+    for process in started:
+        process.end(0 if process.returncode is None else process.returncode)
+
+
+@pytest.fixture
+def stopped_run(streamed_run, tmp_path):
+    """A copy of the streamed run under a fresh runs root: (root, run dir, its manifest)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    run_dir = root / streamed_run[1].name
+    shutil.copytree(streamed_run[1], run_dir)
+    return root, run_dir, read_manifest(run_dir / "manifest.json")
+
+
+def rewrite_manifest(run_dir: Path, manifest, **changes):
+    """Write the run's manifest and registry entry as its process would."""
+    import msgspec
+
+    from engine.manifest import write_manifest
+
+    manifest = msgspec.structs.replace(manifest, **changes)
+    write_manifest(run_dir / "manifest.json", manifest)
+    Registry(run_dir.parent).update(manifest)
+    return manifest
+
+
+def refresh_until(refresh, condition, timeout_s: float = 10.0) -> None:
+    """Call `refresh` (a page's periodic callback) until `condition()` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        refresh()
+        if condition():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        threading.Event().wait(0.05)
+
+
+@pytest.mark.parametrize(
+    ("old_status", "old_error", "button", "verb"),
+    [
+        ("cancelled", "cancel requested", "Resume", "resume"),
+        ("completed", "", "Restart", "--restart"),
+    ],
+)
+def test_a_resumed_or_restarted_run_shows_its_new_process_not_the_old_end(
+    stopped_run, fake_processes, old_status, old_error, button, verb
+):
+    """Issue case 1: the Run page follows the new process from the start to its own end."""
+    import psutil
+
+    from ipc.metrics import MetricsPublisher
+
+    root, run_dir, finished = stopped_run
+    run_id = run_dir.name
+    old = rewrite_manifest(run_dir, finished, status=old_status, error=old_error)
+    context = ServerContext(runs_root=root)
+    session = DashboardSession(context)
+    page = session.run_page
+    try:
+        session.follow(run_id)  # the page saw the earlier process end
+        refresh_until(page.refresh, lambda: old_status in page.status.object)
+
+        session.runs_page.refresh()
+        session.runs_page.select(run_id)
+        session.runs_page.buttons[button].clicks += 1
+        if session.runs_page.confirmation.visible:  # Restart asks first
+            assert session.runs_page.confirm()
+        assert verb in fake_processes[-1].arguments, shown(session.runs_page.message.object)
+        for _ in range(5):  # the new process has not rewritten the manifest yet
+            page.refresh()
+            assert old_status not in page.status.object and "starting" in page.status.object
+            assert not page.message.visible and not page.cancel_button.disabled
+
+        with tempfile.TemporaryDirectory(prefix="amdsim-test-") as folder:
+            socket_path = Path(folder) / "metrics.sock"
+            with MetricsPublisher(socket_path) as publisher:
+                rewrite_manifest(
+                    run_dir,
+                    old,
+                    status="running",
+                    error="",
+                    metrics_address=str(socket_path),
+                    supervisor_pid=os.getpid(),
+                    supervisor_started=psutil.Process().create_time(),
+                )
+                publisher.publish(sample(run_id=run_id, patients_done=2_000, patients_total=5_000))
+                refresh_until(page.refresh, lambda: "2,000 / 5,000" in page.counts.object)
+                assert "running" in page.status.object and "ETA" in page.status.object
+                assert page.progress.value == 40
+                rewrite_manifest(run_dir, finished)
+            fake_processes[-1].end(0)
+        refresh_until(page.refresh, lambda: page.cancel_button.disabled)
+        assert "completed" in page.status.object and page.progress.value == 100
+        assert f"run {run_id} completed" in shown(page.message.object)
+    finally:
+        session.close()
+        context.live.stop_all()
+
+
+def test_a_resume_that_exits_before_it_starts_says_so_not_the_old_end(stopped_run, fake_processes):
+    root, run_dir, finished = stopped_run
+    rewrite_manifest(run_dir, finished, status="cancelled", error="cancel requested")
+    context = ServerContext(runs_root=root)
+    page = RunPage(context, StateManager())
+    try:
+        context.launcher.resume(run_dir.name)
+        page.follow_existing(run_dir)
+        page.refresh()
+        assert "starting" in page.status.object
+        fake_processes[-1].end(2)
+        refresh_until(page.refresh, lambda: "exited with code 2" in page.status.object)
+        assert "cancelled" not in page.status.object
+        assert f".logs/{run_dir.name}.log" in shown(page.message.object)
+    finally:
+        context.live.stop_all()
+
+
+# -- running runs' live progress in the Runs table (case 9) ----------------------------
+
+
+def test_runs_table_shows_a_running_runs_live_progress(streamed_run, tmp_path):
+    """Issue case 9: a running run's row shows patients done, visits and bytes written so far."""
+    root, run_dir = streamed_run
+    entry = Registry(root).get(run_dir.name)
+    running = msgspec_replace(entry, status="running", visits=0, bytes_on_disk=0)
+    live = {
+        entry.run_id: sample(
+            run_id=entry.run_id,
+            patients_done=1_000,
+            patients_total=4_000,
+            visits_written=23_456,
+            bytes_written=3 * MiB,
+        )
+    }
+    row = entries_frame([running], live).iloc[0]
+    assert row["progress"] == "1,000 / 4,000 (25 %)"
+    assert row["visits"] == 23_456 and row["MiB"] == 3.0
+    finished = entries_frame([entry], live).iloc[0]  # a finished run shows its own totals
+    assert finished["progress"] == "" and finished["visits"] == entry.visits
+
+
+def test_runs_page_refresh_follows_a_running_runs_samples(stopped_run):
+    """The page's periodic refresh reads each running run's latest sample from its watch."""
+    import psutil
+
+    from ipc.metrics import MetricsPublisher
+
+    root, run_dir, finished = stopped_run
+    context = ServerContext(runs_root=root)
+    page = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="amdsim-test-") as folder:
+            socket_path = Path(folder) / "metrics.sock"
+            with MetricsPublisher(socket_path) as publisher:
+                rewrite_manifest(
+                    run_dir,
+                    finished,
+                    status="running",
+                    totals=type(finished.totals)(),
+                    bytes_on_disk=0,
+                    metrics_address=str(socket_path),
+                    supervisor_pid=os.getpid(),
+                    supervisor_started=psutil.Process().create_time(),
+                )
+                for done, visits in [(1_000, 20_000), (3_000, 61_000)]:
+                    publisher.publish(
+                        sample(
+                            run_id=run_dir.name,
+                            patients_done=done,
+                            patients_total=5_000,
+                            visits_written=visits,
+                            bytes_written=done * 1024,
+                        )
+                    )
+                    refresh_until(
+                        page.refresh, lambda v=visits: page.table.value.iloc[0]["visits"] == v
+                    )
+                row = page.table.value.iloc[0]
+                assert row["status"] == "running" and row["progress"] == "3,000 / 5,000 (60 %)"
+                assert row["MiB"] == round(3_000 * 1024 / MiB, 1)
+                rewrite_manifest(run_dir, finished)
+        refresh_until(page.refresh, lambda: page.table.value.iloc[0]["status"] == "completed")
+        assert page.table.value.iloc[0]["visits"] == finished.visits
+    finally:
+        context.live.stop_all()
