@@ -18,6 +18,7 @@ from bokeh.plotting import figure
 from engine.model.states import DISCONTINUATION_REASON_NAMES, STATE_NAMES
 from engine.stats.run_stats import RunStatistics
 from engine.totals import reason_names
+from viz.document_lock import dispatched
 
 __all__ = [
     "DiscontinuationChart",
@@ -92,6 +93,7 @@ class VisionProgressionChart:
             )
         )
 
+    @dispatched
     def update(self, stats: RunStatistics) -> None:
         monthly = stats.monthly_vision()
         self.source.data = {
@@ -112,6 +114,7 @@ class DistributionChart:
         self.figure = base_figure(title, x_label, "patients")
         self.figure.vbar("value", top="patients", width=0.9, source=self.source, color="#5e35b1")
 
+    @dispatched
     def update(self, stats: RunStatistics) -> None:
         counts = stats.distribution(self.name)
         present = np.flatnonzero(counts)
@@ -142,6 +145,7 @@ class InjectionsChart:
             "quantile", top="injections_per_year", width=0.7, source=self.source, color="#00897b"
         )
 
+    @dispatched
     def update(self, stats: RunStatistics) -> None:
         values = stats.sketch_quantiles("injections_per_year", self.LEVELS)
         values.append(stats.sketch_mean("injections_per_year"))
@@ -166,6 +170,7 @@ class StatesChart:
         )
         self.figure.legend.location = "bottom_left"
 
+    @dispatched
     def update(self, stats: RunStatistics) -> None:
         table = stats.states_by_month().astype(float)
         totals = table.sum(axis=1)
@@ -194,6 +199,7 @@ class DiscontinuationChart:
             "reason", right="patients", height=0.6, source=self.source, color="#f4511e"
         )
 
+    @dispatched
     def update(self, stats: RunStatistics) -> None:
         counts = stats.distribution("discontinuation_reason")
         try:  # the run's format's reasons (format 2 has more)
@@ -232,6 +238,7 @@ class WorkloadChart:
         )
         self.figure.legend.location = "top_right"
 
+    @dispatched
     def update(self, stats: RunStatistics) -> None:
         workload = stats.workload()
         months = len(workload["visits"])
@@ -274,6 +281,7 @@ class PatientTimelineChart:
         )
         self.figure.legend.location = "bottom_left"
 
+    @dispatched
     def update(self, visits: dict[str, list[Any]], enrollment_day: int) -> None:
         """`visits`: the patient's visit columns as lists (from a `PatientRecord`)."""
         days = [d - enrollment_day for d in visits["day"]]
@@ -290,6 +298,7 @@ class PatientTimelineChart:
             "vision": [visits["vision"][i] for i in injected],
         }
 
+    @dispatched
     def clear(self) -> None:
         self.visits.data = {"day": [], "vision": [], "interval_days": [], "state": []}
         self.injections.data = {"day": [], "vision": []}
