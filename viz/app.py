@@ -36,7 +36,9 @@ class DashboardSession:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
         self.state = StateManager(monitor=context.monitor)
-        self.run_page = RunPage(context, self.state, on_finished=self._run_finished)
+        self.run_page = RunPage(
+            context, self.state, on_finished=self._run_finished, on_open=self.show_results
+        )
         self.runs_page = RunsPage(context, on_open=self.show_results, on_follow=self.follow)
         self.results_page = ResultsPage(context, self.state, on_follow=self.follow)
         self.compare_page = ComparePage(context)
@@ -57,7 +59,8 @@ class DashboardSession:
         self._callbacks: list = []
         self.closed = False
         self.url = UrlWriter(None)
-        self.tabs.param.watch(lambda _: self.write_url(), "active")
+        self._restoring = False  # a link names what to show: do not open another run instead
+        self.tabs.param.watch(lambda _: self._tab_changed(), "active")
 
     # -- navigation between pages ---------------------------------------------------------
 
@@ -65,6 +68,11 @@ class DashboardSession:
         self.results_page.refresh_choices()
         if self.results_page.open(key):
             self.tabs.active = TAB_NAMES.index("Results")
+
+    def _tab_changed(self) -> None:
+        if TAB_NAMES[self.tabs.active] == "Results" and not self._restoring:
+            self._guarded(self.results_page.open_newest)  # never a page of empty charts
+        self.write_url()
 
     def follow(self, run_id: str) -> None:
         self.run_page.follow_existing(self.context.runs_root / run_id)
@@ -100,7 +108,11 @@ class DashboardSession:
                 results.lookup(view.patient)  # says so if there is no such patient
         if view.problems:
             self.run_page.show_message("; ".join(view.problems), "warning")
-        self.tabs.active = PAGES.index(view.page)
+        self._restoring = view.run is not None
+        try:
+            self.tabs.active = PAGES.index(view.page)
+        finally:
+            self._restoring = False
         self.url.last = view.search()  # the URL already says so
 
     def _restore_followed(self, run_id: str) -> None:

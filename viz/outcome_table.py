@@ -15,16 +15,19 @@ __all__ = ["outcome_table_html"]
 
 _HEADERS = (
     "Month",
-    "",
-    "n",
-    "Mean change",
+    "View",
+    "Patients",
+    "Mean change (letters)",
     "95 % CI",
     "SD",
-    "&ge; +15",
-    "&gt; &minus;15",
-    "&le; &minus;15",
-    "&ge; 70 letters",
+    "Gained &ge; 15 letters",
+    "Lost &lt; 15 letters",
+    "Lost &ge; 15 letters",
+    "&ge; 70 letters (driving vision)",
 )
+# How a clinician names the two ways of counting (DESIGN 4b): trials report every randomised
+# patient with the last observation carried forward; registries report those still seen.
+_VIEWS = {"locf": "Trial view (LOCF, all patients)", "observed": "Registry view (observed)"}
 
 
 def outcome_table_html(table: OutcomeTable | None) -> str:
@@ -35,7 +38,7 @@ def outcome_table_html(table: OutcomeTable | None) -> str:
     head = "".join(f"<th>{h}</th>" for h in _HEADERS)
     body = []
     for row in table.rows:
-        kind = "LOCF" if row.kind == "locf" else "observed"
+        kind = _VIEWS.get(row.kind, row.kind)
         ci = f"{_n(row.ci_low)} to {_n(row.ci_high)}" if row.patients > 1 else "-"
         cells = (
             str(row.month),
@@ -60,9 +63,10 @@ def outcome_table_html(table: OutcomeTable | None) -> str:
         for name, count in table.discontinuations.items()
     )
     return (
-        f"{title}<p>VA change from the measured baseline (letters) and shares of patients; "
-        "LOCF over every patient whose follow-up reaches the month, observed among those "
-        "alive and under treatment.</p>"
+        f"{title}<p>Change in vision (ETDRS letters) from the measured baseline, and shares of "
+        "patients. Trial view: every patient whose follow-up reaches the month, the last "
+        "observation carried forward (LOCF), as trials such as VIEW report. Registry view: "
+        "only patients alive and still seen at that month, as real-world cohorts report.</p>"
         f"<table class='outcome-table'><tr>{head}</tr>{''.join(body)}</table>"
         "<p>Per patient-year alive and under treatment:</p>"
         "<table class='outcome-years'><tr><th>Period</th><th>Injections</th><th>Visits</th>"

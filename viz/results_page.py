@@ -132,7 +132,9 @@ class ResultsPage:
         self.run_select = pn.widgets.Select(label="Run", options=[])
         self.open_button = pn.widgets.Button(label="Open", color="primary")
         self.badge = pn.pane.HTML("", css_classes=["badge-pane"])
-        self.summary = pn.pane.Markdown("Choose a run.")
+        self.summary = pn.pane.Markdown(
+            "No run is open: choose one above, or start one on the Run page."
+        )
         self.outcomes = pn.pane.HTML("", css_classes=["outcome-table-pane"])
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, disable_math=True)
         self.partial = pn.pane.Alert(
@@ -160,12 +162,13 @@ class ResultsPage:
         def pane(chart: object) -> pn.pane.Bokeh:
             return pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
 
-        self.chart_area = pn.Column(  # hidden when the run shown was deleted
+        self.chart_area = pn.Column(  # hidden until a run is open, and when it was deleted
             pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
             pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
             pn.Row(pane(c.injections), pane(c.discontinuations), sizing_mode="stretch_width"),
             pane(c.workload),
             sizing_mode="stretch_width",
+            visible=False,
         )
         self.layout = pn.Column(
             pn.Row(self.run_select, self.open_button, self.badge),
@@ -189,12 +192,21 @@ class ResultsPage:
             for e in self.context.registry().list()
             if e.status in ("completed", *RESUMABLE) and e.patients > 0 and e.saved
         ]
-        options = held + finished
+        options = sorted(
+            set(held + finished), reverse=True
+        )  # ids start with their time: newest first
         if options != self.run_select.options:
             current = self.run_select.value
             value = current if current in options else (options[0] if options else None)
             self.run_select.param.update(options=options, value=value)
         self.check_gone()
+
+    def open_newest(self) -> bool:
+        """Open the newest run there is if none is open (the page never shows empty charts)."""
+        self.refresh_choices()
+        if self.key is not None or not self.run_select.options:
+            return False
+        return self.open(self.run_select.options[0])
 
     def open(self, key: str | None) -> bool:
         """Show the run `key` (a run id, or a session's in-memory results key)."""

@@ -92,10 +92,12 @@ class RunPage:
         context: ServerContext,
         state: StateManager,
         on_finished: Callable[[str], None] | None = None,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         self.context = context
         self.state = state
         self.on_finished = on_finished
+        self.on_open = on_open  # opens a run's results (the session's Results page)
         self.watch: RunWatch | None = None
         self.run_id: str | None = None
         self._uploaded: tuple[str, Protocol, Path] | None = None
@@ -121,6 +123,9 @@ class RunPage:
         )
         self.start_button = pn.widgets.Button(label="Start", color="primary")
         self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", disabled=True)
+        self.open_results_button = pn.widgets.Button(
+            label="Open results", color="success", visible=False, css_classes=["open-results"]
+        )
         self.message = pn.pane.Alert("", alert_type="info", visible=False, disable_math=True)
         self.status = pn.pane.Markdown("No run yet.", css_classes=["run-status"], disable_math=True)
         self.cluster = pn.pane.HTML("", css_classes=["run-cluster"], visible=False)
@@ -143,6 +148,7 @@ class RunPage:
 
         self.start_button.on_click(lambda _: self.start())
         self.cancel_button.on_click(lambda _: self.cancel())
+        self.open_results_button.on_click(lambda _: self.open_results())
         self.upload.param.watch(
             lambda event: self.receive_upload(event.new, self.upload.filename), "value"
         )
@@ -159,6 +165,7 @@ class RunPage:
         )
         live = pn.Column(
             self.message,
+            self.open_results_button,
             self.status,
             self.cluster,
             self.progress,
@@ -274,7 +281,7 @@ class RunPage:
         self.watch = None
         self.run_id = run_id
         self.status.object = f"**{plain(run_id)}**: {plain(deleted_text(run_id))}"
-        self.cancel_button.disabled = True
+        self._set_running(False)
 
     def _follow(self, run_id: str, run_dir: Path) -> None:
         self.run_id = run_id
@@ -285,7 +292,7 @@ class RunPage:
         self.cluster.object, self.cluster.visible = "", False
         self._cluster_known = False
         self.status.object = f"**{plain(run_id)}**: starting"
-        self.cancel_button.disabled = False
+        self._set_running(True)
 
     def _run_in_memory(self, protocol: Protocol, params: RunParameters) -> str:
         created = datetime.datetime.now(datetime.UTC)
@@ -307,7 +314,7 @@ class RunPage:
         )
         self.counts.object = f"{stats.patients:,} patients, {stats.visits:,} visits"
         self.chart.update(results.statistics())
-        self.cancel_button.disabled = True
+        self._set_running(False, finished=True)
         if self.on_finished is not None:
             self.on_finished(key)
         return key
@@ -425,9 +432,24 @@ class RunPage:
         """(label, value, colour) of each memory gauge, for tests."""
         return [(row[0].object, row[1].value, row[1].bar_color) for row in self.gauges]
 
+    def _set_running(self, running: bool, finished: bool = False) -> None:
+        """Start is off while the run this page follows goes (one at a time from a page),
+        Cancel only then; Open results once it has completed."""
+        self.start_button.disabled = running
+        self.cancel_button.disabled = not running
+        self.open_results_button.visible = finished
+
+    def open_results(self) -> bool:
+        """Open the completed run this page shows on the Results page."""
+        if self.run_id is None or self.on_open is None:
+            return False
+        self.on_open(self.run_id)
+        return True
+
     def _show_end(self, watch: RunWatch) -> None:
         if watch.error:  # no stream from this process: say why, never an earlier process's end
             self._reported_end = True
+            self._set_running(False)
             self.status.object = f"**{plain(watch.run_id)}**: {plain(watch.error)}"
             self.show_message(watch.error, "danger")
             return
@@ -435,7 +457,7 @@ class RunPage:
         if manifest is None or manifest.status == "running":
             return
         self._reported_end = True
-        self.cancel_button.disabled = True
+        self._set_running(False, finished=manifest.status == "completed")
         if manifest.status == "completed":
             self.progress.value = 100
         error = f": {manifest.error}" if manifest.error else ""

@@ -22,7 +22,7 @@ from ipc.messages import MetricsSample
 from viz.context import ServerContext
 from viz.safe_text import plain
 
-__all__ = ["RunsPage", "delete_question", "entries_frame", "restart_question"]
+__all__ = ["RunsPage", "delete_question", "empty_text", "entries_frame", "restart_question"]
 
 COLUMNS = [
     "run_id",
@@ -68,6 +68,15 @@ def entries_frame(
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def empty_text(search: str, status: str | None) -> str:
+    """What the Runs page says instead of an empty table."""
+    if not search and status is None:
+        return "No runs yet: start one on the Run page."
+    asked = [f"“{search}”"] if search else []
+    asked += [f"status {status}"] if status else []
+    return plain(f"No runs match {' and '.join(asked)}.")
 
 
 def _progress_text(sample: MetricsSample | None) -> str:
@@ -141,6 +150,7 @@ class RunsPage:
             css_classes=["runs-table"],
         )
         self.message = pn.pane.Alert("", alert_type="info", visible=False, disable_math=True)
+        self.empty_note = pn.pane.Markdown("", css_classes=["runs-empty"], disable_math=True)
         buttons = {
             "Open results": self.open_selected,
             "Watch": self.watch_selected,
@@ -179,6 +189,7 @@ class RunsPage:
         self.layout = pn.Column(
             pn.Row(self.search, self.status_filter),
             self.table,
+            self.empty_note,
             pn.Row(*actions),
             self.confirmation,
             pn.Row(self.keep, *(self.buttons[label] for label in CAP_BUTTONS)),
@@ -197,6 +208,7 @@ class RunsPage:
             self.keep.value = registry.max_runs or 0
             self._cap_shown = True
         frame = entries_frame(entries, self._live_samples(entries))
+        self.empty_note.object = empty_text(text, status) if frame.empty else ""
         if not frame.equals(self.table.value):
             selected = self.selected_run()
             self.table.value = frame

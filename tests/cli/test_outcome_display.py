@@ -4,6 +4,7 @@ and "not available" for a format-1 run (the committed format-1 fixture)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def test_the_results_page_shows_the_outcome_table_and_the_v2_reasons(tmp_path):
     page = ResultsPage(ServerContext(runs_root=tmp_path / "runs"), StateManager())
     assert page.open(run_dir.name)
     assert "Outcome table" in page.outcomes.object and "LOCF" in page.outcomes.object
+    table = page.outcomes.object
+    months = [int(m) for m in re.findall(r"<tr><td>(\d+)</td><td>Trial view", table)]
+    assert {12, 24, 60} <= set(months), months  # every month a trial reports, in both views
+    assert len(re.findall(r"<td>Registry view \(observed\)</td>", table)) == len(months)
+    assert "Gained &ge; 15 letters" in table and "Lost &ge; 15 letters" in table
     assert page.charts.discontinuations.source.data["reason"][0] == "death"
     assert page.lookup(5) and "Patient 5" in page.patient_summary.object
     assert page.open("20200101-000000-aaaa")
