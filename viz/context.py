@@ -9,12 +9,16 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import RunNotFoundError
 from engine.memory import MemoryMonitor
 from engine.registry import Registry
+from engine.results.base import SimulationResults
+from engine.small_runs import entry_location
 from viz.compare_launcher import ComparisonLauncher
 from viz.launcher import Launcher
 from viz.live import LiveRuns
@@ -69,6 +73,10 @@ class ServerContext:
     monitor: MemoryMonitor = field(default_factory=MemoryMonitor)
     sessions: int = 0
     deleted_runs: set[str] = field(default_factory=set)  # by a session: the others say so
+    # In-memory results some session holds, by key, for downloads; gone when no session does.
+    memory_results: weakref.WeakValueDictionary[str, SimulationResults] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
 
     def __post_init__(self) -> None:
         self.runs_root = Path(self.runs_root)
@@ -81,3 +89,13 @@ class ServerContext:
 
     def registry(self) -> Registry:
         return Registry(self.runs_root)
+
+    def results_location(self, key: str) -> Path:
+        """Where a run's results are: its run directory, or the folder a small run was
+        saved to; `entry_location` says why an unsaved small run has none."""
+        registry = self.registry()
+        try:
+            entry = registry.get(key)
+        except RunNotFoundError:  # not listed (yet): its directory, if there is one
+            return self.runs_root / key
+        return entry_location(registry, entry)

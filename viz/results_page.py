@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from pathlib import Path
 
 import panel as pn
 
@@ -14,7 +13,6 @@ from engine.errors import AmdsimError, RunNotFoundError, RunStateError
 from engine.results import ResultsFactory
 from engine.results.base import SimulationResults
 from engine.run_liveness import live_status
-from engine.small_runs import entry_location
 from engine.state_manager import StateManager
 from engine.stats.run_stats import RunStatistics
 from viz.charts import (
@@ -27,6 +25,7 @@ from viz.charts import (
     WorkloadChart,
 )
 from viz.context import ServerContext
+from viz.download_links import download_links_html
 from viz.outcome_table import outcome_table_html
 from viz.run_gone import deleted_text, gone_reason, run_deleted
 from viz.safe_text import plain
@@ -136,6 +135,7 @@ class ResultsPage:
             "No run is open: choose one above, or start one on the Run page."
         )
         self.outcomes = pn.pane.HTML("", css_classes=["outcome-table-pane"])
+        self.downloads = pn.pane.HTML("", css_classes=["downloads"])
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, disable_math=True)
         self.partial = pn.pane.Alert(
             "",
@@ -175,6 +175,7 @@ class ResultsPage:
             self.message,
             pn.Row(self.partial, self.resume_button, sizing_mode="stretch_width"),
             self.summary,
+            self.downloads,
             self.outcomes,
             self.chart_area,
             "### Patient lookup",
@@ -219,7 +220,7 @@ class ResultsPage:
         try:
             if results is None:
                 with self.context.timings.measure("open results"):
-                    results = ResultsFactory.open(self._location(key))
+                    results = ResultsFactory.open(self.context.results_location(key))
                 self.state.put(key, results)
             if results.patient_count == 0:  # stopped before its first rows: nothing to chart
                 self.key = key  # what Resume acts on
@@ -242,6 +243,9 @@ class ResultsPage:
         self.badge.object = badge_html(results.storage)
         self.summary.object = summary_markdown(results)
         self.outcomes.object = outcome_table_html(stats.outcome_table())
+        if results.storage == "memory":  # the download route finds it while a session holds it
+            self.context.memory_results[key] = results
+        self.downloads.object = download_links_html(key)
         self._show_partial(results)
         self.timeline.clear()
         self.patient_summary.object = ""
@@ -292,6 +296,7 @@ class ResultsPage:
         self.message.object = self.gone = plain(reason)
         self.message.visible = True
         self.badge.object = self.summary.object = self.outcomes.object = ""
+        self.downloads.object = ""
         self.chart_area.visible = False  # its charts would pass for the run now selected
         self.timeline.clear()
         self.patient_summary.object = ""
@@ -307,15 +312,6 @@ class ResultsPage:
                     return deleted_text(key)
                 return f"cannot open {key}: no run of that id is here (deleted, or never run here)"
         return f"cannot open {key}: {exc}"
-
-    def _location(self, key: str) -> Path:
-        """A run's results: its run directory, or the folder a small run was saved to."""
-        registry = self.context.registry()
-        try:
-            entry = registry.get(key)
-        except RunNotFoundError:  # not listed (yet): its directory, if there is one
-            return self.context.runs_root / key
-        return entry_location(registry, entry)  # says why a small run has no results
 
     def lookup(self, patient_id: object) -> bool:
         """Show one patient's row and timeline; an id that is not in the run is refused

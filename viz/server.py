@@ -22,6 +22,7 @@ from viz.access import PASSWORD_VARIABLE, USER, Access, plan_access
 from viz.app import DashboardSession
 from viz.cleaner import DEFAULT_INTERVAL_S, BackgroundCleaner
 from viz.context import ServerContext
+from viz.downloads import download_route
 
 __all__ = ["make_server", "serve_dashboard"]
 
@@ -59,6 +60,7 @@ def make_server(context: ServerContext, access: Access, show: bool = False):
             start=False,
             title="amdsim dashboard",
             threaded=False,
+            extra_patterns=[download_route(context, access.password is not None)],
             **auth,
         )
     except OSError as exc:

@@ -153,6 +153,10 @@ def test_open_a_finished_run_and_find_every_chart_rendered(open_page, finished_r
         time.sleep(0.2)
     assert page.locator("canvas").count() >= 8, "fewer Bokeh canvases than charts"
     page.screenshot(path=screenshots / "results-page.png", full_page=True)
+    with page.expect_download() as download:  # served by the dashboard, streamed
+        page.get_by_role("link", name="outcomes.csv").click()
+    assert download.value.suggested_filename == f"amdsim-{finished_run}-outcomes.csv"
+    assert Path(download.value.path()).read_text().startswith("month,view,patients")
 
     set_number(page, "patient-input", "5")
     retry_until(
