@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,10 @@ class ServerContext:
     monitor: MemoryMonitor = field(default_factory=MemoryMonitor)
     sessions: int = 0
     deleted_runs: set[str] = field(default_factory=set)  # by a session: the others say so
+    # In-memory runs of the Run page, off the event loop (`viz.small_run`); two at a time.
+    small_runs: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="amdsim-small-run")
+    )
     # In-memory results some session holds, by key, for downloads; gone when no session does.
     memory_results: weakref.WeakValueDictionary[str, SimulationResults] = field(
         default_factory=weakref.WeakValueDictionary

@@ -8,7 +8,6 @@ their own process and followed through the metrics stream ("On disk").
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import logging
 import re
@@ -31,11 +30,7 @@ from engine.model.protocol_loader import (
 )
 from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions, default_workers, resolve_options
-from engine.results.base import SimulationResults
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
-from engine.run_dir import new_run_id
-from engine.runner import run_simulation
-from engine.small_runs import memory_entry
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample
@@ -46,6 +41,7 @@ from viz.launcher import request_cancel
 from viz.live import RunWatch
 from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
+from viz.small_run import SmallRun
 
 __all__ = ["RunPage", "gauge_colour"]
 
@@ -104,6 +100,7 @@ class RunPage:
         self._reported_end = False
         self._last_live_stats = 0.0
         self._cluster_known = False
+        self._small: SmallRun | None = None  # an in-memory run going in a server thread
 
         self.protocol = pn.widgets.Select(
             label="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
@@ -237,7 +234,7 @@ class RunPage:
 
     def start(self) -> str | None:
         """Validate the form, check the estimate, and start the run; its id, or None."""
-        if self.watch is not None and not self.watch.ended:
+        if self._small is not None or (self.watch is not None and not self.watch.ended):
             self.show_message("a run is already going; cancel it or wait for it", "warning")
             return None
         try:
@@ -295,46 +292,43 @@ class RunPage:
         self._set_running(True)
 
     def _run_in_memory(self, protocol: Protocol, params: RunParameters) -> str:
-        created = datetime.datetime.now(datetime.UTC)
-        started = time.perf_counter()
-        with self.context.timings.measure("in-memory run"):
-            results = run_simulation(
-                protocol, params.n_patients, params.years, params.seed, in_memory=True
-            )
-        key = new_run_id()  # listed in the registry under it, as "memory, not saved"
-        self._list_small_run(key, protocol, params, results, created)
+        """Start a small run in the server's small-run threads; `refresh` shows its end."""
+        self._small = SmallRun(self.context, protocol, params)
+        self.watch = None
+        self.run_id = self._small.key
+        self.progress.value = 0
+        self.counts.object = ""
+        self.status.object = f"**{plain(self._small.key)}**: running in memory"
+        self._set_running(True)
+        self.cancel_button.disabled = True  # it lasts about a second: nothing to cancel
+        return self._small.key
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for the small run this page started, and show it (for scripts and tests)."""
+        if self._small is not None:
+            self._small.future.exception(timeout_s)  # waits; raises only on a timeout
+            self._finish_in_memory()
+
+    def _finish_in_memory(self) -> None:
+        small, self._small = self._small, None
+        try:
+            results = small.results()
+        except Exception as exc:
+            self.status.object = f"**{plain(small.key)}**: failed"
+            self.show_message(f"the in-memory run failed: {exc}", "danger")
+            self._set_running(False)
+            return
+        key = small.key
         self.state.put(key, results)
         self.state.run_completed()
-        self.watch = None
-        self.run_id = key
         self.progress.value = 100
         stats = results.summary_stats()
-        self.status.object = (
-            f"**{plain(key)}**: completed in memory in {time.perf_counter() - started:.2f} s"
-        )
+        self.status.object = f"**{plain(key)}**: completed in memory in {small.seconds():.2f} s"
         self.counts.object = f"{stats.patients:,} patients, {stats.visits:,} visits"
         self.chart.update(results.statistics())
         self._set_running(False, finished=True)
         if self.on_finished is not None:
             self.on_finished(key)
-        return key
-
-    def _list_small_run(
-        self,
-        run_id: str,
-        protocol: Protocol,
-        params: RunParameters,
-        results: SimulationResults,
-        created: datetime.datetime,
-    ) -> None:
-        """List a finished small run on the Runs page; a registry problem only logs."""
-        counts = (results.patient_count, results.visit_count)
-        try:
-            self.context.registry().add(
-                memory_entry(run_id, protocol.name, params, counts, created)
-            )
-        except AmdsimError as exc:
-            log.warning("small run %s is not listed in the registry: %s", run_id, exc)
 
     def cancel(self) -> bool:
         """Ask the followed run to cancel; False if there is none running."""
@@ -354,6 +348,8 @@ class RunPage:
 
     def refresh(self) -> None:
         """Periodic: show the followed run's latest sample, live statistics and its end."""
+        if self._small is not None and self._small.done:
+            self._finish_in_memory()
         watch = self.watch
         if watch is None:
             return

@@ -336,9 +336,50 @@ def test_a_small_run_from_the_form_is_held_in_memory(context):
     page = RunPage(context, state, on_finished=finished.append)
     page.patients.value = 300
     key = page.start()
+    page.join(timeout_s=60)
     assert key is not None and key in state and finished == [key]
     assert page.progress.value == 100 and "completed in memory" in page.status.object
     assert state.get(key).storage == "memory"
+
+
+def test_a_small_run_goes_off_the_event_loop_and_the_refresh_shows_its_end(context, monkeypatch):
+    """The click returns at once (the server keeps answering other sessions); the page's
+    periodic refresh shows the results when the thread has them, or the run's error."""
+    import viz.small_run
+
+    release = threading.Event()
+    real = viz.small_run.run_simulation
+
+    def held(*args, **kwargs):
+        assert release.wait(30), "the test never released the run"
+        if kwargs.get("seed") == 99:
+            raise RuntimeError("injected failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(viz.small_run, "run_simulation", held)
+    state = StateManager()
+    page = RunPage(context, state)
+    page.patients.value = 300
+    key = page.start()
+    assert key is not None and key not in state  # still going: the click did not wait
+    assert "running in memory" in page.status.object and page.start_button.disabled
+    assert page.start() is None and "a run is already going" in page.message.object
+    page.refresh()
+    assert key not in state
+    release.set()
+    deadline = time.monotonic() + 60
+    while key not in state:
+        assert time.monotonic() < deadline, "the refresh never showed the finished run"
+        page.refresh()
+        time.sleep(0.02)
+    assert "completed in memory" in page.status.object and not page.start_button.disabled
+    page.seed.value = 99
+    failing = page.start()
+    page.join(timeout_s=60)
+    assert failing not in state and "failed" in page.status.object
+    assert shown(page.message.object) == "the in-memory run failed: injected failure"
+    assert not page.start_button.disabled
+    state.cleanup()
 
 
 def test_a_run_that_does_not_fit_is_not_started(context):
@@ -506,6 +547,7 @@ def test_a_small_run_from_the_form_is_listed_on_the_runs_page_as_not_saved(conte
     run_page = RunPage(context, state)
     run_page.patients.value = 300
     run_id = run_page.start()
+    run_page.join(timeout_s=60)
     assert run_id is not None and run_id in state
     runs_page = RunsPage(context, on_open=lambda _: None, on_follow=lambda _: None)
     runs_page.refresh()

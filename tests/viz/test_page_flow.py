@@ -64,6 +64,7 @@ def test_open_results_after_a_small_run_shows_it_on_the_results_page(context):
     session = DashboardSession(context)
     session.run_page.patients.value = 300
     key = session.run_page.start()
+    session.run_page.join(timeout_s=60)
     assert key is not None and session.run_page.open_results_button.visible
     session.run_page.open_results_button.clicks += 1  # as the browser's click does
     assert TAB_NAMES[session.tabs.active] == "Results"

@@ -49,6 +49,7 @@ def test_the_form_runs_the_time_based_protocol_in_memory_and_results_show_its_ta
     state = StateManager()
     page = _form(context, state, 400)
     key = page.start()
+    page.join(timeout_s=120)
     assert key is not None, page.message.object
     assert "completed in memory" in page.status.object
     results = state.get(key)
