@@ -30,9 +30,17 @@ _HEADERS = (
 _VIEWS = {"locf": "Trial view (LOCF, all patients)", "observed": "Registry view (observed)"}
 
 
+_STYLE = (
+    "<style>.outcome-table, .outcome-years {border-collapse: collapse}"
+    " .outcome-table th, .outcome-table td, .outcome-years th, .outcome-years td"
+    " {padding: 2px 10px; text-align: right; border-bottom: 1px solid #e0e0e0}"
+    " .outcome-table td:nth-child(2) {text-align: left}</style>"
+)
+
+
 def outcome_table_html(table: OutcomeTable | None) -> str:
     """The table as an HTML fragment (headings, one row per month and kind)."""
-    title = "<h3>Outcome table</h3>"
+    title = f"{_STYLE}<h3>Outcome table</h3>"
     if table is None:
         return f"{title}<p class='outcome-table-missing'>{html_text(NOT_AVAILABLE)}</p>"
     head = "".join(f"<th>{h}</th>" for h in _HEADERS)

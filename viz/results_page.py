@@ -19,7 +19,6 @@ from viz.charts import (
     DiscontinuationChart,
     DistributionChart,
     InjectionsChart,
-    PatientTimelineChart,
     StatesChart,
     VisionProgressionChart,
     WorkloadChart,
@@ -29,6 +28,7 @@ from viz.download_links import download_links_html
 from viz.outcome_table import outcome_table_html
 from viz.run_gone import deleted_text, gone_reason, run_deleted
 from viz.safe_text import plain
+from viz.timeline_chart import PatientTimelineChart
 
 __all__ = ["ResultsCharts", "ResultsPage", "partial_note", "summary_markdown"]
 
@@ -40,8 +40,12 @@ class ResultsCharts:
 
     def __init__(self) -> None:
         self.vision = VisionProgressionChart()
-        self.final_va = DistributionChart("Final VA", "VA (letters)", "final_va")
-        self.va_change = DistributionChart("VA change", "letters", "va_change", offset=-100)
+        self.final_va = DistributionChart(
+            "Vision at the end of follow-up", "visual acuity (ETDRS letters)", "final_va"
+        )
+        self.va_change = DistributionChart(
+            "Change in vision from baseline", "change (ETDRS letters)", "va_change", offset=-100
+        )
         self.injections = InjectionsChart()
         self.states = StatesChart()
         self.discontinuations = DiscontinuationChart()
@@ -162,6 +166,10 @@ class ResultsPage:
         def pane(chart: object) -> pn.pane.Bokeh:
             return pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
 
+        # Shown once a patient is: an empty timeline says nothing.
+        self.timeline_pane = pn.pane.Bokeh(
+            self.timeline.figure, sizing_mode="stretch_width", visible=False
+        )
         self.chart_area = pn.Column(  # hidden until a run is open, and when it was deleted
             pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
             pn.Row(pane(c.final_va), pane(c.va_change), sizing_mode="stretch_width"),
@@ -181,7 +189,7 @@ class ResultsPage:
             "### Patient lookup",
             pn.Row(self.patient_id, self.lookup_button),
             self.patient_summary,
-            pane(self.timeline),
+            self.timeline_pane,
             sizing_mode="stretch_width",
         )
 
@@ -248,6 +256,7 @@ class ResultsPage:
         self.downloads.object = download_links_html(key)
         self._show_partial(results)
         self.timeline.clear()
+        self.timeline_pane.visible = False
         self.patient_summary.object = ""
         self.patient = None
         self.gone = ""
@@ -299,6 +308,7 @@ class ResultsPage:
         self.downloads.object = ""
         self.chart_area.visible = False  # its charts would pass for the run now selected
         self.timeline.clear()
+        self.timeline_pane.visible = False
         self.patient_summary.object = ""
         return True
 
@@ -344,6 +354,7 @@ class ResultsPage:
         visits = record.visits.to_pydict()
         patient = record.patient
         self.timeline.update(visits, int(patient["enrollment_day"]))
+        self.timeline_pane.visible = True
         reason = patient.get("discontinuation_reason") or "-"
         self.patient_summary.object = (
             f"**Patient {patient_id}**: {patient['visits']} visits, {patient['injections']} "

@@ -36,7 +36,6 @@ from viz.charts import (
     DiscontinuationChart,
     DistributionChart,
     InjectionsChart,
-    PatientTimelineChart,
     StatesChart,
     VisionProgressionChart,
     WorkloadChart,
@@ -49,6 +48,7 @@ from viz.run_page import RunPage, gauge_colour
 from viz.runs_page import RunsPage, entries_frame
 from viz.safe_text import plain
 from viz.system_page import SystemPage
+from viz.timeline_chart import PatientTimelineChart
 
 MiB = 1 << 20
 _MARKDOWN = MarkdownIt("gfm-like")  # what Panel's Markdown and Alert panes render with
@@ -208,17 +208,43 @@ def test_distribution_state_workload_discontinuation_and_injection_charts(small_
         for v, c in zip(change.source.data["value"], change.source.data["patients"], strict=True)
         if c
     } == {int(v): int(c) for v, c in changes.items()}
-    shares = np.array(
+    assert sum(final.source.data["percent"]) == pytest.approx(100.0)
+    percent = np.array(
         [states.source.data[name] for name in ("NAIVE", "STABLE", "ACTIVE", "HIGHLY_ACTIVE")]
     )
-    np.testing.assert_allclose(shares.sum(axis=0), 1.0)
+    np.testing.assert_allclose(percent.sum(axis=0), 100.0)  # per cent of each month's visits
     assert sum(workload.source.data["visits"]) == summary.visits
     assert sum(workload.source.data["injections"]) == summary.injections
-    assert sum(reasons.source.data["patients"]) == summary.discontinued
-    values = injections.source.data["injections_per_year"]
-    assert values[:5] == sorted(values[:5]) and values[-1] == pytest.approx(
-        stats.sketch_mean("injections_per_year")
+    reason_data = reasons.source.data
+    assert sum(reason_data["patients"]) == summary.discontinued
+    np.testing.assert_allclose(  # per cent of the whole cohort, beside the counts
+        reason_data["percent"], [100 * n / summary.patients for n in reason_data["patients"]]
     )
+    assert "Poor vision" in reason_data["label"] and reasons.figure.y_range.factors == list(
+        reason_data["label"]
+    )
+    box = {k: v[0] for k, v in injections.source.data.items() if k != "row"}
+    assert box["p5"] <= box["p25"] <= box["p50"] <= box["p75"] <= box["p95"]
+    assert box["mean"] == pytest.approx(stats.sketch_mean("injections_per_year"))
+    assert box["p50"] == pytest.approx(stats.sketch_quantiles("injections_per_year", [0.5])[0])
+
+
+def test_every_chart_has_a_tooltip_titled_axes_and_plain_numbers(tmp_path):
+    """Clinical language: hover on every chart, units on the axes, no scientific notation,
+    the legend outside the data."""
+    from bokeh.models import HoverTool, LinearAxis, NumeralTickFormatter
+
+    page = ResultsPage(ServerContext(runs_root=tmp_path / "runs"), StateManager())
+    charts = [*page.charts.all, page.timeline]
+    for chart in charts:
+        plot = chart.figure
+        assert any(isinstance(t, HoverTool) for t in plot.tools), plot.title.text
+        assert plot.xaxis[0].axis_label, plot.title.text
+        for axis in (*plot.xaxis, *plot.yaxis):
+            if isinstance(axis, LinearAxis):
+                assert isinstance(axis.formatter, NumeralTickFormatter), plot.title.text
+        assert not plot.legend or plot.legend[0] in plot.above, plot.title.text
+    assert page.timeline.figure.xaxis[0].axis_label == "months since enrolment"
 
 
 def test_patient_timeline_marks_injections(small_results):
@@ -228,6 +254,7 @@ def test_patient_timeline_marks_injections(small_results):
     chart.update(visits, int(record.patient["enrollment_day"]))
     assert chart.visits.data["vision"] == visits["vision"]
     assert chart.visits.data["day"][0] == visits["day"][0] - record.patient["enrollment_day"]
+    assert chart.visits.data["month"][-1] == pytest.approx(chart.visits.data["day"][-1] / 30.4375)
     assert len(chart.injections.data["day"]) == sum(visits["injected"])
 
 
