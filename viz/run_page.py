@@ -18,7 +18,6 @@ from pathlib import Path
 import panel as pn
 
 from engine.errors import AmdsimError, ParameterError, ProtocolError
-from engine.memory import MemoryLevel, Thresholds
 from engine.memory.estimate import check_run_fits, estimate_run
 from engine.model.parameters import RunParameters, validate_parameters
 from engine.model.protocol_loader import (
@@ -39,29 +38,20 @@ from viz.cluster_note import cluster_note
 from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
+from viz.memory_bar import MemoryBar
 from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
 from viz.small_run import SmallRun
 
-__all__ = ["RunPage", "gauge_colour"]
+__all__ = ["RunPage"]
 
 log = logging.getLogger(__name__)
 
-_BAR_COLOURS = {
-    MemoryLevel.GREEN: "success",
-    MemoryLevel.YELLOW: "warning",
-    MemoryLevel.RED: "danger",
-}
 UPLOADED = "(uploaded file)"
 # The form's floor for years: the engine takes any horizon of a day or more, but a run this
 # short has too few visits to chart. Checked here, in Python: widget bounds (`start`) would
 # make the browser replace a value below them without a word.
 MIN_YEARS = 0.1
-
-
-def gauge_colour(fraction: float, thresholds: Thresholds | None = None) -> str:
-    """The Bootstrap colour of a memory gauge at `fraction` of the limit."""
-    return _BAR_COLOURS[(thresholds or Thresholds()).level(fraction)]
 
 
 def form_number(label: str, value: object, minimum: float, *, whole: bool) -> int | float:
@@ -135,11 +125,7 @@ class RunPage:
             css_classes=["run-progress"],
         )
         self.counts = pn.pane.Markdown("")
-        self.channel = pn.indicators.Progress(
-            label="Channel", value=0, max=100, width=200, bar_color="info"
-        )
-        self.channel_label = pn.pane.Markdown("")
-        self.gauges = pn.Column()
+        self.memory = MemoryBar()  # one total against the real limit; processes: System page
         self.chart = VisionProgressionChart()
         self.chart_source = pn.pane.Markdown("", css_classes=["chart-source"])
 
@@ -167,9 +153,7 @@ class RunPage:
             self.cluster,
             self.progress,
             self.counts,
-            pn.Row(pn.pane.Markdown("**Channel**"), self.channel, self.channel_label),
-            pn.pane.Markdown("**Memory** (share of the real limit)"),
-            self.gauges,
+            self.memory.layout,
             self.chart_source,
             pn.pane.Bokeh(self.chart.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
@@ -286,6 +270,7 @@ class RunPage:
         self._reported_end = False
         self.show_message("", "info")  # what was said about an earlier process of the run
         self.progress.value = 0
+        self.memory.reset()
         self.cluster.object, self.cluster.visible = "", False
         self._cluster_known = False
         self.status.object = f"**{plain(run_id)}**: starting"
@@ -391,42 +376,12 @@ class RunPage:
             f"ETA {eta}"
         )
         self.counts.object = (
-            f"shards {sample.shards_done:,} / {sample.shards_total:,} · patients "
-            f"{sample.patients_done:,} / {sample.patients_total:,} · "
+            f"patients {sample.patients_done:,} / {sample.patients_total:,} · "
             f"{sample.patients_per_s:,.0f} patients/s · {sample.visits_per_s:,.0f} visits/s · "
             f"{sample.visits_written:,} visits written"
         )
-        slots = max(sample.channel_slots, 1)
-        self.channel.value = round(100 * sample.channel_in_use / slots)
-        self.channel_label.object = (
-            f"{sample.channel_in_use} of {sample.channel_slots} slots (peak {sample.channel_peak})"
-            if sample.channel_slots
-            else "not used: on a cluster, each task writes its own part files"
-        )
         limit = sample.memory_limit_bytes or self.context.monitor.limit.bytes
-        rows = [(f"{p.role} {p.pid}", p.rss_bytes) for p in sample.processes]
-        rows.append(("total", sample.rss_total_bytes))
-        self._show_gauges(rows, limit, thresholds)
-
-    def _show_gauges(self, rows: list[tuple[str, int]], limit: int, thresholds: Thresholds) -> None:
-        while len(self.gauges) < len(rows):
-            self.gauges.append(
-                pn.Row(
-                    pn.pane.Markdown("", width=260),
-                    pn.indicators.Progress(value=0, max=100, width=220, bar_color="success"),
-                )
-            )
-        while len(self.gauges) > len(rows):
-            self.gauges.pop(-1)
-        for row, (label, rss) in zip(self.gauges, rows, strict=True):
-            fraction = rss / limit
-            row[0].object = f"{plain(label)}: {rss / 2**20:,.0f} MiB ({100 * fraction:.1f} %)"
-            row[1].value = min(100, round(100 * fraction))
-            row[1].bar_color = gauge_colour(fraction, thresholds)
-
-    def gauge_values(self) -> list[tuple[str, int, str]]:
-        """(label, value, colour) of each memory gauge, for tests."""
-        return [(row[0].object, row[1].value, row[1].bar_color) for row in self.gauges]
+        self.memory.show(sample.rss_total_bytes, limit, sample.elapsed_s, thresholds)
 
     def _set_running(self, running: bool, finished: bool = False) -> None:
         """Start is off while the run this page follows goes (one at a time from a page),

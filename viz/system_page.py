@@ -1,5 +1,6 @@
-"""The System page: memory of the dashboard and of live runs, operation timings, the results
-cache hit rate, and what the session's `StateManager` holds (with a button to release it)."""
+"""The System page: memory of the dashboard, each live run's internals (processes, pids,
+memory per process, channel slots, shards), operation timings, the results cache hit rate,
+and what the session's `StateManager` holds (with a button to release it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import psutil
 
 from engine.state_manager import StateManager
 from viz.context import ServerContext
-from viz.safe_text import plain
+from viz.run_internals import run_internals_markdown
 
 __all__ = ["SystemPage"]
 
@@ -24,6 +25,7 @@ class SystemPage:
         self.state = state
         self._process = psutil.Process(os.getpid())
         self.memory = pn.pane.Markdown("", css_classes=["system-memory"], disable_math=True)
+        self.runs = pn.pane.Markdown("", css_classes=["system-runs"], disable_math=True)
         self.timings = pn.widgets.Tabulator(
             pd.DataFrame(columns=["operation", "count", "mean_ms", "max_ms"]),
             show_index=False,
@@ -43,6 +45,8 @@ class SystemPage:
         self.layout = pn.Column(
             "### Memory",
             self.memory,
+            "### Live runs",
+            self.runs,
             "### Operation timings",
             self.timings,
             "### Results cache",
@@ -66,14 +70,13 @@ class SystemPage:
             f"**Dashboard process** {own / 2**20:,.0f} MiB ({level}) of a "
             f"{monitor.limit.describe()} limit · sessions: {self.context.sessions}"
         ]
-        for run_id, watch in sorted(self.context.live.items()):
-            sample = watch.latest
-            if sample is not None and not watch.ended:
-                lines.append(
-                    f"**Run {plain(run_id)}** {sample.rss_total_bytes / 2**20:,.0f} MiB over "
-                    f"{len(sample.processes)} processes ({plain(sample.memory_level)})"
-                )
         self.memory.object = "\n\n".join(lines)
+        runs = [
+            run_internals_markdown(watch.latest, monitor.limit.bytes, monitor.thresholds)
+            for _, watch in sorted(self.context.live.items())
+            if watch.latest is not None and not watch.ended
+        ]
+        self.runs.object = "\n\n".join(runs) or "No run is going."
         frame = pd.DataFrame(
             self.context.timings.rows(), columns=["operation", "count", "mean_ms", "max_ms"]
         ).round(2)

@@ -13,6 +13,7 @@ from engine.state_manager import StateManager
 from viz.context import ServerContext
 from viz.results_page import ResultsPage
 from viz.run_page import RunPage
+from viz.safe_text import plain
 
 
 def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
@@ -29,7 +30,8 @@ def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
         page.follow_existing(run_dir)
         followed.set()
 
-    params = RunParameters(n_patients=80_000, years=5.0, seed=3, shard_size=2000)
+    # Enough tasks (8) that the live statistics the client writes between tasks are seen.
+    params = RunParameters(n_patients=300_000, years=5.0, seed=3)
     thread = threading.Thread(
         target=run_on_cluster,
         args=(two_workers, load_protocol(DEFAULT_PROTOCOL), params, run_dir, None, on_started),
@@ -60,9 +62,11 @@ def test_the_run_page_follows_a_cluster_run_and_links_to_dasks_dashboard(
     roles = {p.role for s in running for p in s.processes}
     assert roles == {"supervisor", "dask-worker"}
     assert sum(p.role == "dask-worker" for p in running[-1].processes) == 2
-    page.show_sample(running[-1])
-    assert "each task writes its own part files" in page.channel_label.object
-    assert sum("worker" in label and "dask" in label for label, _, _ in page.gauge_values()) == 2
+    from viz.run_internals import run_internals_markdown
+
+    internals = run_internals_markdown(running[-1], 2**34, context.monitor.thresholds)
+    assert "each task writes its own part files" in internals
+    assert internals.count(f"| {plain('dask-worker')} | - |") == 2  # remote: no local pid
     results = ResultsPage(context, StateManager())
     assert results.open(run_dir.name)
-    assert results.lookup(79_999)
+    assert results.lookup(299_999)

@@ -42,9 +42,10 @@ from viz.charts import (
 )
 from viz.cleaner import BackgroundCleaner
 from viz.context import ServerContext
+from viz.memory_bar import gauge_colour
 from viz.report import write_report
 from viz.results_page import ResultsPage
-from viz.run_page import RunPage, gauge_colour
+from viz.run_page import RunPage
 from viz.runs_page import RunsPage, entries_frame
 from viz.safe_text import plain
 from viz.system_page import SystemPage
@@ -137,34 +138,64 @@ def test_gauge_colours_follow_the_levels(fraction, colour):
     assert gauge_colour(fraction) == colour
 
 
-def test_a_recorded_sample_sets_progress_counts_channel_and_gauges(context):
+def test_a_recorded_sample_sets_progress_counts_and_one_memory_bar_with_a_warning(context):
+    """The Run page speaks to the person waiting: progress, rate, ETA and memory as one total
+    against the real limit (here 1,750 MiB of 1,000 MiB: red), with a warning in words."""
     page = RunPage(context, StateManager())
     page.show_sample(sample())
     assert page.progress.value == 25
     assert "running" in page.status.object and "ETA 38 s" in page.status.object
-    assert "shards 10 / 40" in page.counts.object and "40,960 / 163,840" in page.counts.object
+    assert "patients 40,960 / 163,840" in page.counts.object
     assert "3,277 patients/s" in page.counts.object and "72,000 visits/s" in page.counts.object
-    assert page.channel.value == 40 and "4 of 10 slots (peak 7)" in page.channel_label.object
-    gauges = page.gauge_values()
-    assert [g[0].split(":")[0] for g in gauges] == ["supervisor 1", "worker 2", "writer 3", "total"]
-    assert [g[1] for g in gauges] == [10, 75, 90, 100]
-    assert [g[2] for g in gauges] == ["success", "warning", "danger", "danger"]
-
-
-def test_gauges_follow_a_changing_set_of_processes(context):
-    page = RunPage(context, StateManager())
-    page.show_sample(sample())
+    assert "shard" not in page.counts.object  # internals: the System page
+    memory = page.memory
+    assert (memory.bar.value, memory.bar.bar_color) == (100, "danger")
+    assert memory.label.object == "1.7 GiB of 1,000 MiB (175 %)"
+    assert memory.warning.visible and memory.warning.object.startswith("Memory is critical")
     page.show_sample(
         sample(
-            processes=[ProcessMemory(role="supervisor", pid=1, rss_bytes=50 * MiB)],
-            status="completed",
-            patients_done=163_840,
-            eta_s=None,
+            processes=[ProcessMemory(role="worker", pid=2, rss_bytes=LIMIT * 3 // 4)],
+            elapsed_s=20.0,
         )
     )
-    assert page.progress.value == 100 and "ETA -" in page.status.object
-    assert [g[2] for g in page.gauge_values()] == ["success", "success"]
-    assert len(page.gauges) == 2
+    assert (memory.bar.value, memory.bar.bar_color) == (75, "warning")
+    assert memory.warning.object.startswith("Memory is high: 75 %")
+    page.show_sample(
+        sample(
+            processes=[ProcessMemory(role="worker", pid=2, rss_bytes=LIMIT // 10)], elapsed_s=400.0
+        )
+    )
+    assert (memory.bar.value, memory.bar.bar_color) == (
+        10,
+        "success",
+    ) and not memory.warning.visible
+    # The sparkline keeps the last five minutes: the sample at 12.5 s is gone at 400 s.
+    assert memory.source.data["seconds_ago"] == [0.0]
+    page.follow_existing(context.runs_root / "20261130-000000-abcdef")
+    try:
+        assert memory.bar.value == 0 and memory.source.data["mib"] == []  # a new run
+    finally:
+        page.watch.stop()
+
+
+def test_the_system_page_shows_each_live_runs_processes_channel_and_shards(context):
+    from viz.run_internals import run_internals_markdown
+
+    markdown = run_internals_markdown(sample(), LIMIT, context.monitor.thresholds)
+    text = shown(markdown)
+    assert "shards 10 / 40" in text and "channel 4 of 10 slots in use (peak 7)" in text
+    assert "1,750 MiB over 3 processes" in text
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and "pid" not in line]
+    assert [row.split(" | ")[0:2] for row in rows] == [
+        ["| supervisor", "1"],
+        ["| worker", "2"],
+        ["| writer", "3"],
+    ]
+    assert [row.split(" | ")[-1] for row in rows] == ["green |", "yellow |", "red |"]
+    cluster = shown(
+        run_internals_markdown(sample(channel_slots=0), LIMIT, context.monitor.thresholds)
+    )
+    assert "each task writes its own part files" in cluster
 
 
 def test_a_paused_run_says_so(context):
