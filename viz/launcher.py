@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.manifest import read_manifest
+from engine.model.parameters import Recruitment
 from engine.run_dir import RunPaths, new_run_id
 from ipc.metrics import MetricsSubscriber
 from viz.live import LiveRuns
+from viz.recruitment_form import recruitment_arguments
 
 __all__ = ["Launched", "Launcher", "request_cancel"]
 
@@ -51,6 +53,7 @@ class Launcher:
         seed: int,
         workers: int,
         compression: str,
+        recruitment: Recruitment | None = None,
     ) -> Launched:
         """A new run of `protocol`; returns at once (the run starts in its own process)."""
         run_id = new_run_id()
@@ -58,6 +61,8 @@ class Launcher:
         command = ["run", "--protocol", str(protocol), "--patients", str(patients)]
         command += ["--years", repr(years), "--seed", str(seed), "--workers", str(workers)]
         command += ["--compression", compression, "--out", str(run_dir), "--json"]
+        if recruitment is not None:
+            command += recruitment_arguments(recruitment)
         return self._spawn(run_id, run_dir, command)
 
     def resume(self, run_id: str) -> Launched:

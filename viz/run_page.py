@@ -39,6 +39,7 @@ from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
 from viz.memory_bar import MemoryBar
+from viz.recruitment_form import RecruitmentFields
 from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
 from viz.small_run import SmallRun
@@ -105,6 +106,7 @@ class RunPage:
         )
         self.seed = pn.widgets.IntInput(label="Seed", value=0, width=165)
         self.workers = pn.widgets.IntInput(label="Workers", value=default_workers(), width=165)
+        self.recruitment = RecruitmentFields()
         self.compression = pn.widgets.Select(
             label="Compression", options=["zstd", "snappy", "gzip", "none"], value="zstd", width=340
         )
@@ -142,6 +144,7 @@ class RunPage:
             self.upload,
             pn.Row(self.patients, self.years),
             pn.Row(self.seed, self.workers),
+            self.recruitment.layout,
             self.compression,
             pn.Row(self.start_button, self.cancel_button),
             width=380,
@@ -228,6 +231,7 @@ class RunPage:
                     n_patients=form_number("patients", self.patients.value, 1, whole=True),
                     years=form_number("years", self.years.value, MIN_YEARS, whole=False),
                     seed=form_number("seed", self.seed.value, 0, whole=True),
+                    recruitment=self.recruitment.value(),
                 )
             )
             workers = form_number("workers", self.workers.value, 1, whole=True)
@@ -247,7 +251,13 @@ class RunPage:
             self.show_message(f"not started: {exc}", "warning")
             return None
         launched = self.context.launcher.start(
-            path, params.n_patients, params.years, params.seed, workers, self.compression.value
+            path,
+            params.n_patients,
+            params.years,
+            params.seed,
+            workers,
+            self.compression.value,
+            params.recruitment,
         )
         self._follow(launched.run_id, launched.run_dir)
         self.show_message(f"started run {launched.run_id} ({estimate.describe()})", "info")

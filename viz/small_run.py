@@ -50,6 +50,7 @@ class SmallRun:
                 n_patients=params.n_patients,
                 years=params.years,
                 seed=params.seed,
+                recruitment=params.recruitment,
                 in_memory=True,
             )
 
