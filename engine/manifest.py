@@ -145,6 +145,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     # A run on a Dask cluster (engine.cluster): its scheduler and the scheduler's dashboard.
     cluster: str = ""
     cluster_dashboard: str = ""
+    # What the user called the run and why they ran it (CLI --name/--notes, the dashboard's
+    # form); shown instead of the id. Metadata only: no row depends on them.
+    name: str = ""
+    notes: str = ""
 
     @property
     def patients(self) -> int:

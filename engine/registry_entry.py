@@ -44,6 +44,12 @@ class RegistryEntry(msgspec.Struct, frozen=True, kw_only=True):
     marked_for_cleanup: bool = False
     error: str = ""
     location: str = ""  # a small run's --out folder (absolute); "" for run dirs and unsaved runs
+    notes: str = ""  # why the run was made (its manifest's notes)
+
+    @property
+    def label(self) -> str:
+        """How pages name the run: its name if it has one, else its id."""
+        return self.name or self.run_id
 
     @property
     def saved(self) -> bool:
@@ -57,7 +63,8 @@ def entry_from_manifest(
     """The entry listing a run directory, from its manifest; `accessed` is a `time.time()`."""
     return RegistryEntry(
         run_id=manifest.run_id,
-        name=name,
+        name=name or manifest.name,
+        notes=manifest.notes,
         protocol=manifest.protocol.name,
         status=manifest.status,
         created=manifest.created,

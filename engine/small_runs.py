@@ -28,6 +28,8 @@ def memory_entry(
     counts: tuple[int, int],
     created: datetime.datetime,
     location: Path | None = None,
+    name: str = "",
+    notes: str = "",
 ) -> RegistryEntry:
     """The entry of a small run that stayed in memory: completed, saved to `location` or not.
 
@@ -40,6 +42,8 @@ def memory_entry(
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return RegistryEntry(
         run_id=validate_run_id(run_id),
+        name=name,
+        notes=notes,
         protocol=protocol,
         status="completed",
         storage="memory",

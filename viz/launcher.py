@@ -54,6 +54,8 @@ class Launcher:
         workers: int,
         compression: str,
         recruitment: Recruitment | None = None,
+        name: str = "",
+        notes: str = "",
     ) -> Launched:
         """A new run of `protocol`; returns at once (the run starts in its own process)."""
         run_id = new_run_id()
@@ -63,6 +65,10 @@ class Launcher:
         command += ["--compression", compression, "--out", str(run_dir), "--json"]
         if recruitment is not None:
             command += recruitment_arguments(recruitment)
+        if name:
+            command += ["--name", name]
+        if notes:
+            command += ["--notes", notes]
         return self._spawn(run_id, run_dir, command)
 
     def resume(self, run_id: str) -> Launched:

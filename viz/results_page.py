@@ -4,6 +4,7 @@ button. Also the body of `amdsim report` (see `viz.report`)."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 
@@ -132,7 +133,8 @@ class ResultsPage:
         self.gone = ""  # why the run last open was let go (deleted, restarted), in Markdown
         self.charts = ResultsCharts()
         self.timeline = PatientTimelineChart()
-        self.run_select = pn.widgets.Select(label="Run", options=[])
+        self.run_select = pn.widgets.Select(label="Run", options={}, width=420)
+        self._names: dict[str, str] = {}  # run id -> name, from the registry's last listing
         self.open_button = pn.widgets.Button(label="Open", color="primary")
         self.badge = pn.pane.HTML("", css_classes=["badge-pane"])
         self.summary = pn.pane.Markdown(
@@ -196,17 +198,22 @@ class ResultsPage:
     def refresh_choices(self) -> None:
         """Runs to choose from: the session's in-memory results and the registry's runs."""
         held = [h.key for h in self.state.held() if h.results.storage == "memory"]
+        entries = self.context.registry().list()
+        self._names = {e.run_id: e.name for e in entries if e.name}
         finished = [
             e.run_id
-            for e in self.context.registry().list()
+            for e in entries
             if e.status in ("completed", *RESUMABLE) and e.patients > 0 and e.saved
         ]
-        options = sorted(
-            set(held + finished), reverse=True
-        )  # ids start with their time: newest first
+        created = {e.run_id: e.created.timestamp() for e in entries}
+        # Newest first; results this session holds that no registry lists yet come first.
+        keys = sorted(
+            set(held + finished), key=lambda k: (created.get(k, math.inf), k), reverse=True
+        )
+        options = {self._label(key): key for key in keys}
         if options != self.run_select.options:
             current = self.run_select.value
-            value = current if current in options else (options[0] if options else None)
+            value = current if current in keys else (keys[0] if keys else None)
             self.run_select.param.update(options=options, value=value)
         self.check_gone()
 
@@ -215,7 +222,12 @@ class ResultsPage:
         self.refresh_choices()
         if self.key is not None or not self.run_select.options:
             return False
-        return self.open(self.run_select.options[0])
+        return self.open(self.run_select.values[0])
+
+    def _label(self, key: str) -> str:
+        """A run as the choice names it: "name (id)", or the id of a run with no name."""
+        name = self._names.get(key)
+        return f"{name} ({key})" if name else key
 
     def open(self, key: str | None) -> bool:
         """Show the run `key` (a run id, or a session's in-memory results key)."""
@@ -244,9 +256,9 @@ class ResultsPage:
             return False
         self.message.visible = False
         self.key = key
-        options = list(self.run_select.options)
-        if key not in options:
-            options.append(key)
+        options = dict(self.run_select.options)
+        if key not in options.values():
+            options[self._label(key)] = key
         self.run_select.param.update(options=options, value=key)  # one change: never blank
         self.badge.object = badge_html(results.storage)
         self.summary.object = summary_markdown(results)

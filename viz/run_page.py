@@ -30,6 +30,7 @@ from engine.model.protocol_loader import (
 from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions, default_workers, resolve_options
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
+from engine.run_labels import check_name, check_notes
 from engine.state_manager import StateManager
 from engine.stats.live import read_live_statistics
 from ipc.messages import MetricsSample
@@ -105,6 +106,20 @@ class RunPage:
             label="Years", value=5.0, step=0.5, width=165, css_classes=["years-input"]
         )
         self.seed = pn.widgets.IntInput(label="Seed", value=0, width=165)
+        self.run_name = pn.widgets.TextInput(
+            label="Name (optional)",
+            placeholder="e.g. ALTAIR, 2-week steps",
+            width=340,
+            css_classes=["run-name-input"],
+        )
+        self.run_notes = pn.widgets.TextAreaInput(
+            label="Notes (optional)",
+            placeholder="what the run is for",
+            height=70,
+            width=340,
+            css_classes=["run-notes-input"],
+        )
+        self.run_label = ""  # the followed run's name ("" if it has none)
         self.workers = pn.widgets.IntInput(label="Workers", value=default_workers(), width=165)
         self.recruitment = RecruitmentFields()
         self.compression = pn.widgets.Select(
@@ -143,6 +158,8 @@ class RunPage:
             self.protocol,
             self.upload,
             pn.Row(self.patients, self.years),
+            self.run_name,
+            self.run_notes,
             pn.Row(self.seed, self.workers),
             self.recruitment.layout,
             self.compression,
@@ -235,12 +252,14 @@ class RunPage:
                 )
             )
             workers = form_number("workers", self.workers.value, 1, whole=True)
+            name = check_name(self.run_name.value_input or self.run_name.value or "")
+            notes = check_notes(self.run_notes.value_input or self.run_notes.value or "")
         except AmdsimError as exc:
             self.show_message(str(exc), "danger")
             return None
         self.state.before_run()
         if params.n_patients <= MEMORY_THRESHOLD_PATIENTS:
-            return self._run_in_memory(protocol, params)
+            return self._run_in_memory(protocol, params, name, notes)
         options = resolve_options(
             PipelineOptions(workers=workers, compression=self.compression.value), params
         )
@@ -258,8 +277,10 @@ class RunPage:
             workers,
             self.compression.value,
             params.recruitment,
+            name=name,
+            notes=notes,
         )
-        self._follow(launched.run_id, launched.run_dir)
+        self._follow(launched.run_id, launched.run_dir, name)
         self.show_message(f"started run {launched.run_id} ({estimate.describe()})", "info")
         return launched.run_id
 
@@ -271,11 +292,24 @@ class RunPage:
         """Say that `run_id` was deleted (elsewhere, or before a reload) and stop following it."""
         self.watch = None
         self.run_id = run_id
-        self.status.object = f"**{plain(run_id)}**: {plain(deleted_text(run_id))}"
+        self.status.object = f"{self._title(run_id)}: {plain(deleted_text(run_id))}"
         self._set_running(False)
 
-    def _follow(self, run_id: str, run_dir: Path) -> None:
+    def _title(self, run_id: str) -> str:
+        """The followed run as the status line names it: its name, then its id."""
+        if self.run_label and run_id == self.run_id:
+            return f"**{plain(self.run_label)}** ({plain(run_id)})"
+        return f"**{plain(run_id)}**"
+
+    def _registry_name(self, run_id: str) -> str:
+        try:
+            return self.context.registry().get(run_id).name
+        except AmdsimError:  # not listed (yet): a run just launched elsewhere
+            return ""
+
+    def _follow(self, run_id: str, run_dir: Path, name: str | None = None) -> None:
         self.run_id = run_id
+        self.run_label = self._registry_name(run_id) if name is None else name
         self.watch = self.context.live.watch(run_dir)
         self._reported_end = False
         self.show_message("", "info")  # what was said about an earlier process of the run
@@ -283,17 +317,20 @@ class RunPage:
         self.memory.reset()
         self.cluster.object, self.cluster.visible = "", False
         self._cluster_known = False
-        self.status.object = f"**{plain(run_id)}**: starting"
+        self.status.object = f"{self._title(run_id)}: starting"
         self._set_running(True)
 
-    def _run_in_memory(self, protocol: Protocol, params: RunParameters) -> str:
+    def _run_in_memory(
+        self, protocol: Protocol, params: RunParameters, name: str, notes: str
+    ) -> str:
         """Start a small run in the server's small-run threads; `refresh` shows its end."""
-        self._small = SmallRun(self.context, protocol, params)
+        self._small = SmallRun(self.context, protocol, params, name, notes)
         self.watch = None
         self.run_id = self._small.key
+        self.run_label = name
         self.progress.value = 0
         self.counts.object = ""
-        self.status.object = f"**{plain(self._small.key)}**: running in memory"
+        self.status.object = f"{self._title(self._small.key)}: running in memory"
         self._set_running(True)
         self.cancel_button.disabled = True  # it lasts about a second: nothing to cancel
         return self._small.key
@@ -309,7 +346,7 @@ class RunPage:
         try:
             results = small.results()
         except Exception as exc:
-            self.status.object = f"**{plain(small.key)}**: failed"
+            self.status.object = f"{self._title(small.key)}: failed"
             self.show_message(f"the in-memory run failed: {exc}", "danger")
             self._set_running(False)
             return
@@ -318,7 +355,7 @@ class RunPage:
         self.state.run_completed()
         self.progress.value = 100
         stats = results.summary_stats()
-        self.status.object = f"**{plain(key)}**: completed in memory in {small.seconds():.2f} s"
+        self.status.object = f"{self._title(key)}: completed in memory in {small.seconds():.2f} s"
         self.counts.object = f"{stats.patients:,} patients, {stats.visits:,} visits"
         self.chart.update(results.statistics())
         self._set_running(False, finished=True)
@@ -353,7 +390,7 @@ class RunPage:
             return
         current = self.context.live.get(watch.run_id)
         if current is not None and current is not watch:  # a new process: resumed, restarted
-            self._follow(watch.run_id, watch.paths.root)
+            self._follow(watch.run_id, watch.paths.root, self.run_label)
             watch = self.watch
         if watch.latest is not None and not self._reported_end:  # after the end it is stale
             self.show_sample(watch.latest)
@@ -382,7 +419,7 @@ class RunPage:
         eta = "-" if sample.eta_s is None or stopped else f"{sample.eta_s:,.0f} s"
         paused = " (paused: memory is high)" if sample.paused else ""
         self.status.object = (
-            f"**{plain(sample.run_id)}**: {plain(sample.status)}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
+            f"{self._title(sample.run_id)}: {plain(sample.status)}{paused}; elapsed {sample.elapsed_s:,.1f} s, "
             f"ETA {eta}"
         )
         self.counts.object = (
@@ -411,7 +448,7 @@ class RunPage:
         if watch.error:  # no stream from this process: say why, never an earlier process's end
             self._reported_end = True
             self._set_running(False)
-            self.status.object = f"**{plain(watch.run_id)}**: {plain(watch.error)}"
+            self.status.object = f"{self._title(watch.run_id)}: {plain(watch.error)}"
             self.show_message(watch.error, "danger")
             return
         manifest = watch.manifest()
@@ -422,7 +459,7 @@ class RunPage:
         if manifest.status == "completed":
             self.progress.value = 100
         error = f": {manifest.error}" if manifest.error else ""
-        self.status.object = f"**{plain(manifest.run_id)}**: {plain(manifest.status + error)}"
+        self.status.object = f"{self._title(manifest.run_id)}: {plain(manifest.status + error)}"
         self.show_message(
             f"run {manifest.run_id} {manifest.status}{error}",
             "success" if manifest.status == "completed" else "warning",

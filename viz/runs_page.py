@@ -25,6 +25,7 @@ from viz.safe_text import plain
 __all__ = ["RunsPage", "delete_question", "empty_text", "entries_frame", "restart_question"]
 
 COLUMNS = [
+    "name",
     "run_id",
     "status",
     "progress",
@@ -37,7 +38,9 @@ COLUMNS = [
     "MiB",
     "created",
     "marked",
+    "notes",
 ]
+NOTES_SHOWN = 60  # characters of a run's notes shown in the table
 CAP_BUTTONS = ("Set cap", "Clean up marked")
 STATUSES = ["(any)", "running", "completed", "interrupted", "cancelled", "failed", "missing"]
 
@@ -53,6 +56,7 @@ def entries_frame(
         sample = live.get(e.run_id) if e.status == "running" else None
         rows.append(
             {
+                "name": e.name,
                 "run_id": e.run_id,
                 "status": e.status,
                 "progress": _progress_text(sample),
@@ -65,6 +69,7 @@ def entries_frame(
                 "MiB": round((sample.bytes_written if sample else e.bytes_on_disk) / 2**20, 1),
                 "created": e.created.strftime("%Y-%m-%d %H:%M:%S"),
                 "marked": "yes" if e.marked_for_cleanup else "",
+                "notes": _shortened(e.notes.replace("\n", " "), NOTES_SHOWN),
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -77,6 +82,10 @@ def empty_text(search: str, status: str | None) -> str:
     asked = [f"“{search}”"] if search else []
     asked += [f"status {status}"] if status else []
     return plain(f"No runs match {' and '.join(asked)}.")
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _progress_text(sample: MetricsSample | None) -> str:

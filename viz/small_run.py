@@ -33,8 +33,16 @@ log = logging.getLogger(__name__)
 class SmallRun:
     """One in-memory run, going in a small-run thread; `key` is its run id from the start."""
 
-    def __init__(self, context: ServerContext, protocol: Protocol, params: RunParameters) -> None:
+    def __init__(
+        self,
+        context: ServerContext,
+        protocol: Protocol,
+        params: RunParameters,
+        name: str = "",
+        notes: str = "",
+    ) -> None:
         self.context = context
+        self.name, self.notes = name, notes
         self.protocol = protocol
         self.params = params
         self.key = new_run_id()  # listed in the registry under it, as "memory, not saved"
@@ -73,7 +81,15 @@ class SmallRun:
         counts = (results.patient_count, results.visit_count)
         try:
             self.context.registry().add(
-                memory_entry(self.key, self.protocol.name, self.params, counts, self.created)
+                memory_entry(
+                    self.key,
+                    self.protocol.name,
+                    self.params,
+                    counts,
+                    self.created,
+                    name=self.name,
+                    notes=self.notes,
+                )
             )
         except AmdsimError as exc:
             log.warning("small run %s is not listed in the registry: %s", self.key, exc)

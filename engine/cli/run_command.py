@@ -52,6 +52,7 @@ from engine.pipeline.options import DEFAULT_CHECKPOINT_EVERY
 from engine.registry import Registry
 from engine.resume import read_run_manifest
 from engine.run_dir import RunPaths, new_run_id
+from engine.run_labels import check_name, check_notes
 from engine.runner import Progress as RunProgress
 from engine.runner import run_in_memory
 from engine.small_runs import memory_entry
@@ -91,6 +92,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--patients", type=int, help=f"cohort size (default: {d['patients']})")
     parser.add_argument("--years", type=float, help=f"time horizon (default: {d['years']:g})")
     parser.add_argument("--seed", type=int, help=f"random seed (default: {d['seed']})")
+    parser.add_argument(
+        "--name", default="", help="what to call the run (shown instead of its id; one line)"
+    )
+    parser.add_argument("--notes", default="", help="why the run was made (free text)")
     parser.add_argument(
         "--shard-size",
         type=int,
@@ -195,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         runs_root(args)  # a --runs-dir naming a file is refused before anything runs
     if args.keep is not None:  # asked for: failing to store it fails the command
         Registry(runs_root(args)).set_max_runs(args.keep or None)
+    args.name, args.notes = check_name(args.name), check_notes(args.notes)  # before any work
     values = {name: _given(args, name) for name in MODEL_DEFAULTS}
     protocol = call_with_warnings(lambda: load_protocol(values["protocol"]))
     params = validate_parameters(
@@ -302,6 +308,8 @@ def _options(args: argparse.Namespace) -> PipelineOptions:
         workers=args.workers,
         compression=args.compression,
         checkpoint_every=args.checkpoint_every,
+        name=check_name(getattr(args, "name", "") or ""),
+        notes=check_notes(getattr(args, "notes", "") or ""),
     )
 
 
@@ -352,7 +360,17 @@ def _list_small_run(
     try:
         root = runs_root(args)
         counts = (stats.patients, stats.visits)
-        Registry(root).add(memory_entry(run_id, protocol.name, params, counts, created, args.out))
+        entry = memory_entry(
+            run_id,
+            protocol.name,
+            params,
+            counts,
+            created,
+            args.out,
+            name=args.name,
+            notes=args.notes,
+        )
+        Registry(root).add(entry)
     except AmdsimError as exc:
         warnings.warn(f"this run is not listed in 'amdsim list': {exc}", stacklevel=1)
         return None

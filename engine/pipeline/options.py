@@ -77,6 +77,8 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every: int | None = None
     row_group_patients: int = ROW_GROUP_PATIENTS
     protocol_path: str | None = None
+    name: str = ""  # the run's name and notes for its manifest (`engine.run_labels`)
+    notes: str = ""
     metrics_interval_s: float = 0.5
     live_stats_interval_s: float = 1.0  # how often the writer rewrites live-stats.msgpack
     check_resources: bool = True  # estimate memory and disk first; refuse what does not fit

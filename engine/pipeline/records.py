@@ -41,6 +41,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+class _Unnamed:
+    name = notes = ""
+
+
+_UNNAMED = _Unnamed()  # a run started afresh keeps no earlier name
+
+
 def running_manifest(
     paths: RunPaths,
     protocol: AnyProtocol,
@@ -70,6 +77,8 @@ def running_manifest(
         metrics_address=metrics_address,
         slot_bytes=options.slot_bytes,
         checkpoint_every=checkpoint_every,
+        name=options.name or (previous or restarted or _UNNAMED).name,
+        notes=options.notes or (previous or restarted or _UNNAMED).notes,
         reproducibility=None
         if previous is not None
         else reproducibility_record(protocol, options.protocol_path, package_version()),

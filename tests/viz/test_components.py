@@ -307,7 +307,7 @@ def test_results_page_shows_in_memory_and_on_disk_runs(context, small_results, s
     assert "Patient 1000000000" in shown(page.patient_summary.object)
     assert not page.open("no-such-run") and "cannot open no-such-run" in shown(page.message.object)
     page.refresh_choices()
-    assert page.run_select.options == ["memory-1", run_dir.name]
+    assert page.run_select.values == ["memory-1", run_dir.name]
     state.cleanup()
 
 

@@ -127,7 +127,7 @@ def test_a_failed_run_shows_it_is_partial_and_resumes_from_the_results_page(fail
     context.launcher.resume = resumed.append  # the Runs page's launcher, without a process
     page = ResultsPage(context, StateManager(), on_follow=followed.append)
     page.refresh_choices()
-    assert run_dir.name in page.run_select.options, "a partial run with patients is listed"
+    assert run_dir.name in page.run_select.values, "a partial run with patients is listed"
     assert page.open(run_dir.name)
     on_disk = page.state.get(run_dir.name).patient_count
     assert 0 < on_disk < 64_000
