@@ -27,6 +27,7 @@ from viz.charts import (
 from viz.context import ServerContext
 from viz.download_links import download_links_html
 from viz.outcome_table import outcome_table_html
+from viz.protocol_card import protocol_card_html
 from viz.run_gone import deleted_text, gone_reason, run_deleted
 from viz.safe_text import plain
 from viz.timeline_chart import PatientTimelineChart
@@ -142,6 +143,15 @@ class ResultsPage:
         )
         self.outcomes = pn.pane.HTML("", css_classes=["outcome-table-pane"])
         self.downloads = pn.pane.HTML("", css_classes=["downloads"])
+        self.protocol_card = pn.pane.HTML("", css_classes=["protocol-card-pane"])
+        self.protocol_about = pn.Card(  # what the run ran, from its manifest
+            self.protocol_card,
+            title="Protocol",
+            collapsed=True,
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["protocol-about"],
+        )
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, disable_math=True)
         self.partial = pn.pane.Alert(
             "",
@@ -186,6 +196,7 @@ class ResultsPage:
             pn.Row(self.partial, self.resume_button, sizing_mode="stretch_width"),
             self.summary,
             self.downloads,
+            self.protocol_about,
             self.outcomes,
             self.chart_area,
             "### Patient lookup",
@@ -266,6 +277,9 @@ class ResultsPage:
         if results.storage == "memory":  # the download route finds it while a session holds it
             self.context.memory_results[key] = results
         self.downloads.object = download_links_html(key)
+        self.protocol_card.object = protocol_card_html(results.protocol)
+        self.protocol_about.title = f"Protocol: {results.protocol.name}"
+        self.protocol_about.visible = True
         self._show_partial(results)
         self.timeline.clear()
         self.timeline_pane.visible = False
@@ -318,6 +332,7 @@ class ResultsPage:
         self.message.visible = True
         self.badge.object = self.summary.object = self.outcomes.object = ""
         self.downloads.object = ""
+        self.protocol_about.visible = False
         self.chart_area.visible = False  # its charts would pass for the run now selected
         self.timeline.clear()
         self.timeline_pane.visible = False

@@ -8,25 +8,17 @@ their own process and followed through the metrics stream ("On disk").
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import panel as pn
 
-from engine.errors import AmdsimError, ParameterError, ProtocolError
+from engine.errors import AmdsimError, ParameterError
 from engine.memory.estimate import check_run_fits, estimate_run
+from engine.model.any_protocol import AnyProtocol
 from engine.model.parameters import RunParameters, validate_parameters
-from engine.model.protocol_loader import (
-    DEFAULT_PROTOCOL,
-    bundled_protocol_names,
-    load_protocol,
-    load_protocol_text,
-    resolve_protocol_path,
-)
 from engine.model.v1.protocol import Protocol
 from engine.pipeline.options import PipelineOptions, default_workers, resolve_options
 from engine.results.factory import MEMORY_THRESHOLD_PATIENTS
@@ -40,6 +32,7 @@ from viz.context import ServerContext
 from viz.launcher import request_cancel
 from viz.live import RunWatch
 from viz.memory_bar import MemoryBar
+from viz.protocol_choice import ProtocolChoice
 from viz.recruitment_form import RecruitmentFields
 from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
@@ -49,7 +42,6 @@ __all__ = ["RunPage"]
 
 log = logging.getLogger(__name__)
 
-UPLOADED = "(uploaded file)"
 # The form's floor for years: the engine takes any horizon of a day or more, but a run this
 # short has too few visits to chart. Checked here, in Python: widget bounds (`start`) would
 # make the browser replace a value below them without a word.
@@ -65,11 +57,6 @@ def form_number(label: str, value: object, minimum: float, *, whole: bool) -> in
     if value < minimum:
         raise ParameterError(f"{label} must be at least {minimum:g}, got {value:g}")
     return int(value) if whole else float(value)
-
-
-def _file_stem(name: str) -> str:
-    """A safe, short stem for saving an uploaded file whatever the browser called it."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem)[:64].strip("_") or "uploaded"
 
 
 class RunPage:
@@ -88,16 +75,13 @@ class RunPage:
         self.on_open = on_open  # opens a run's results (the session's Results page)
         self.watch: RunWatch | None = None
         self.run_id: str | None = None
-        self._uploaded: tuple[str, Protocol, Path] | None = None
         self._reported_end = False
         self._last_live_stats = 0.0
         self._cluster_known = False
         self._small: SmallRun | None = None  # an in-memory run going in a server thread
 
-        self.protocol = pn.widgets.Select(
-            label="Protocol", options=self._protocol_options(), value=DEFAULT_PROTOCOL, width=340
-        )
-        self.upload = pn.widgets.FileInput(label="Upload protocol", accept=".yaml,.yml", width=340)
+        self.choice = ProtocolChoice(context, self.show_message)
+        self.protocol, self.upload = self.choice.select, self.choice.upload
         # No `start`/`end` on number fields: `RunPage.start` checks them, with a message.
         self.patients = pn.widgets.IntInput(
             label="Patients", value=10_000, width=165, css_classes=["patients-input"]
@@ -149,14 +133,12 @@ class RunPage:
         self.start_button.on_click(lambda _: self.start())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.open_results_button.on_click(lambda _: self.open_results())
-        self.upload.param.watch(
-            lambda event: self.receive_upload(event.new, self.upload.filename), "value"
-        )
 
         form = pn.Column(
             "### New run",
             self.protocol,
             self.upload,
+            self.choice.about,
             pn.Row(self.patients, self.years),
             self.run_name,
             self.run_notes,
@@ -180,59 +162,12 @@ class RunPage:
         )
         self.layout = pn.Row(form, live, sizing_mode="stretch_width")
 
-    # -- protocols ----------------------------------------------------------------------
-
-    def _protocol_options(self) -> list[str]:
-        options = list(bundled_protocol_names())
-        folder = self.context.protocols_dir
-        if folder is not None and folder.is_dir():
-            options += sorted(str(p) for p in folder.glob("*.y*ml"))
-        return options
-
     def receive_upload(self, data: bytes | None, filename: str | None) -> bool:
         """Validate an uploaded protocol; on success it becomes the selected protocol."""
-        if not data:
-            return False
-        name = filename or "uploaded.yaml"
-        if len(data) > self.context.max_upload_bytes:
-            return self._refuse_upload(
-                f"{name}: {len(data) / 1024:,.0f} KiB is larger than the "
-                f"{self.context.max_upload_bytes / 1024:,.0f} KiB allowed for a protocol file"
-            )
-        try:
-            protocol = load_protocol_text(data, source=name)
-        except ProtocolError as exc:
-            return self._refuse_upload(str(exc))
-        uploads = self.context.runs_root / ".uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(data).hexdigest()[:12]
-        path = uploads / f"{_file_stem(name)}-{digest}.yaml"
-        path.write_bytes(data)
-        self._uploaded = (name, protocol, path)
-        options = [o for o in self.protocol.options if o != UPLOADED] + [UPLOADED]
-        self.protocol.options = options
-        self.protocol.value = UPLOADED
-        self.show_message(f"{name}: valid protocol '{protocol.name}'", "success")
-        return True
+        return self.choice.receive_upload(data, filename)
 
-    def _refuse_upload(self, text: str) -> bool:
-        """Say why an upload was refused, and set aside any earlier upload: Start must not run
-        a file other than the one the user just chose. False, for `receive_upload`."""
-        if self._uploaded is not None or UPLOADED in self.protocol.options:
-            earlier = f" {self._uploaded[0]}" if self._uploaded is not None else ""
-            self._uploaded = None
-            options = [o for o in self.protocol.options if o != UPLOADED]
-            value = self.protocol.value if self.protocol.value in options else DEFAULT_PROTOCOL
-            self.protocol.param.update(options=options, value=value)
-            text += f" (the earlier upload{earlier} is set aside; protocol: {value})"
-        self.show_message(text, "danger")
-        return False
-
-    def _selected_protocol(self) -> tuple[Protocol, Path]:
-        if self.protocol.value == UPLOADED and self._uploaded is not None:
-            return self._uploaded[1], self._uploaded[2]
-        path = resolve_protocol_path(self.protocol.value)
-        return load_protocol(path), path
+    def _selected_protocol(self) -> tuple[AnyProtocol, Path]:
+        return self.choice.selected()
 
     # -- starting and stopping ----------------------------------------------------------
 

@@ -21,8 +21,9 @@ from engine.stats.shard_stats import Counts
 from tests.helpers import V1_PROTOCOL
 from tests.viz.test_components import shown
 from viz.context import ServerContext
+from viz.protocol_choice import UPLOADED
 from viz.results_page import ResultsPage
-from viz.run_page import UPLOADED, RunPage
+from viz.run_page import RunPage
 
 DEFAULT = DEFAULT_PROTOCOL
 UPLOADABLE = "aflibercept_treat_and_extend"  # a visit-based protocol, as uploads are
@@ -105,7 +106,7 @@ def test_an_invalid_upload_sets_aside_the_earlier_valid_one(context):
     assert text.startswith("bad.yaml: $.disease_transitions.STABLE"), text
     assert text.endswith(f"(the earlier upload good.yaml is set aside; protocol: {DEFAULT})")
     assert page.message.alert_type == "danger"
-    assert page.protocol.value == DEFAULT and UPLOADED not in page.protocol.options
+    assert page.protocol.value == DEFAULT and UPLOADED not in page.protocol.values
     assert page._selected_protocol()[1] == resolve_protocol_path(DEFAULT)
 
 
@@ -113,10 +114,10 @@ def test_an_invalid_upload_keeps_a_bundled_protocol_the_user_chose(context):
     page = RunPage(context, StateManager())
     good = resolve_protocol_path(UPLOADABLE).read_bytes()
     assert page.receive_upload(good, "good.yaml")
-    other = next(o for o in page.protocol.options if o not in (UPLOADED, DEFAULT))
+    other = next(o for o in page.protocol.values if o not in (UPLOADED, DEFAULT))
     page.protocol.value = other
     assert not page.receive_upload(b"a: [", "broken.yaml")
-    assert page.protocol.value == other and UPLOADED not in page.protocol.options
+    assert page.protocol.value == other and UPLOADED not in page.protocol.values
     assert shown(page.message.object).endswith(f"set aside; protocol: {other})")
 
 
