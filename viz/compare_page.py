@@ -32,6 +32,7 @@ from viz.compare_tables import (
 )
 from viz.context import ServerContext
 from viz.safe_text import html_text
+from viz.unpaired_section import RunsComparison
 
 __all__ = ["CompareContent", "ComparePage", "compare_content", "status_html"]
 
@@ -137,6 +138,7 @@ class ComparePage:
         self.psa_charts = pn.Row(
             self.ce_plane, self.ceac, sizing_mode="stretch_width", visible=False
         )
+        self.unpaired = RunsComparison(context)  # any finished runs, not simulated together
         self.select.param.watch(lambda event: self.open(event.new), "value")
         self.reload_button.on_click(lambda _: self.open(self.select.value))
         self.layout = pn.Column(
@@ -150,6 +152,7 @@ class ComparePage:
             self.arms,
             self.psa,
             self.psa_charts,
+            self.unpaired.layout,
             sizing_mode="stretch_width",
         )
 
@@ -162,6 +165,7 @@ class ComparePage:
             self.select.param.update(options=options, value=value)  # a new value opens it
         if self.shown is not None and _stamp(self.shown.path) != self._stamp:
             self.open(self.shown.name)
+        self.unpaired.refresh_choices()
         launcher = self.context.comparison_launcher
         self.cancel_button.visible = self.shown is not None and launcher.running(self.shown.name)
 
