@@ -74,6 +74,13 @@ class ProtocolChoice:
             names += sorted(str(p) for p in folder.glob("*.y*ml"))
         return {name: name for name in names}
 
+    def refresh_options(self, choose: str | None = None) -> None:
+        """List the protocols again (a file saved in the protocols folder), keeping an upload."""
+        options = self._options()
+        options.update({k: v for k, v in self.select.options.items() if v == UPLOADED})
+        value = choose if choose in options.values() else self.select.value
+        self.select.param.update(options=options, value=value)
+
     def _with_upload(self, label: str | None) -> dict[str, str]:
         options = {k: v for k, v in self.select.options.items() if v != UPLOADED}
         if label is not None:

@@ -33,6 +33,7 @@ from viz.launcher import request_cancel
 from viz.live import RunWatch
 from viz.memory_bar import MemoryBar
 from viz.protocol_choice import ProtocolChoice
+from viz.protocol_editor import ProtocolEditor
 from viz.recruitment_form import RecruitmentFields
 from viz.run_gone import deleted_text, run_deleted
 from viz.safe_text import plain
@@ -82,6 +83,7 @@ class RunPage:
 
         self.choice = ProtocolChoice(context, self.show_message)
         self.protocol, self.upload = self.choice.select, self.choice.upload
+        self.editor = ProtocolEditor(context, self.choice, self.show_message)
         # No `start`/`end` on number fields: `RunPage.start` checks them, with a message.
         self.patients = pn.widgets.IntInput(
             label="Patients", value=10_000, width=165, css_classes=["patients-input"]
@@ -139,6 +141,7 @@ class RunPage:
             self.protocol,
             self.upload,
             self.choice.about,
+            self.editor.layout,
             pn.Row(self.patients, self.years),
             self.run_name,
             self.run_notes,
