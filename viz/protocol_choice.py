@@ -5,9 +5,8 @@ parameters and sources before anything runs (`viz.protocol_card`).
 An upload is validated with the same field-path messages as `amdsim validate` and kept in
 the runs folder under its own name (plus a digest), and the choice names it ("uploaded:
 mine.yaml"). A refused upload sets any earlier one aside, so Start never runs a file other
-than the one the user last chose. Time-based protocols with parameter files are chosen
-from `--protocols-dir` (their files beside them); an upload is one file, so it must be
-self-contained (a visit-based protocol).
+than the one the user last chose. A time-based protocol comes with its parameter files: as a
+zip of its folder (`viz.protocol_zip` unpacks it safely) or from `--protocols-dir`.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from engine.model.protocol_loader import (
 )
 from viz.context import ServerContext
 from viz.protocol_card import protocol_card_html
+from viz.protocol_zip import is_zip, unpack_protocol_zip
 from viz.safe_text import html_text
 
 __all__ = ["UPLOADED", "ProtocolChoice"]
@@ -52,7 +52,11 @@ class ProtocolChoice:
         self.select = pn.widgets.Select(
             label="Protocol", options=self._options(), value=DEFAULT_PROTOCOL, width=340
         )
-        self.upload = pn.widgets.FileInput(label="Upload protocol", accept=".yaml,.yml", width=340)
+        self.upload = pn.widgets.FileInput(
+            label="Upload protocol (YAML, or a zip with its parameter files)",
+            accept=".yaml,.yml,.zip",
+            width=340,
+        )
         self.card = pn.pane.HTML("", css_classes=["protocol-card-pane"], width=340)
         self.about = pn.Card(
             self.card,
@@ -115,15 +119,20 @@ class ProtocolChoice:
                 f"{name}: {len(data) / 1024:,.0f} KiB is larger than the "
                 f"{self.context.max_upload_bytes / 1024:,.0f} KiB allowed for a protocol file"
             )
-        try:
-            protocol = load_protocol_text(data, source=name)
-        except ProtocolError as exc:
-            return self._refuse(str(exc))
         uploads = self.context.runs_root / ".uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()[:12]
-        path = uploads / f"{_file_stem(name)}-{digest}.yaml"
-        path.write_bytes(data)
+        try:
+            if is_zip(data, name):  # a time-based protocol and its parameter files
+                folder = uploads / f"{_file_stem(name)}-{digest}"
+                path = unpack_protocol_zip(data, name, folder)
+                protocol = load_protocol(path)
+            else:
+                protocol = load_protocol_text(data, source=name)
+                uploads.mkdir(parents=True, exist_ok=True)
+                path = uploads / f"{_file_stem(name)}-{digest}.yaml"
+                path.write_bytes(data)
+        except ProtocolError as exc:
+            return self._refuse(str(exc).replace(str(uploads), ".uploads"))
         self.uploaded = (name, protocol, path)
         self.select.param.update(options=self._with_upload(f"uploaded: {name}"), value=UPLOADED)
         self.show_card()  # the value may not have changed (a second upload)
