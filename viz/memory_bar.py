@@ -69,7 +69,7 @@ class MemoryBar:
         self.layout = pn.Column(
             pn.Row(pn.pane.Markdown("**Memory**", width=70), self.bar, self.label),
             pn.pane.Bokeh(self.figure, height=70, width=380),
-            self.warning,
+            pn.Column(self.warning, min_height=80),  # room for the warning: nothing jumps
         )
 
     def reset(self) -> None:

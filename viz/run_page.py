@@ -151,9 +151,13 @@ class RunPage:
             pn.Row(self.start_button, self.cancel_button),
             width=380,
         )
+        # Messages and Open results appear and go: room kept for them, so the page below
+        # them does not jump as they do.
+        notices = pn.Column(
+            self.message, self.open_results_button, min_height=110, sizing_mode="stretch_width"
+        )
         live = pn.Column(
-            self.message,
-            self.open_results_button,
+            notices,
             self.status,
             self.cluster,
             self.progress,

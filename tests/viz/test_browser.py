@@ -76,12 +76,19 @@ def test_start_a_run_from_the_form_and_watch_progress_reach_100(open_page, scree
     watched = open_page()
     page = watched.page
     page.screenshot(path=screenshots / "run-page-empty.png", full_page=True)
+    progress_top = page.locator(".run-progress").first.bounding_box()["y"]
     start_run(page, 1_000_000, 5)
     values = watch_progress(page)
     assert any(0 < v < 100 for v in values), f"never saw the run in progress: {values}"
     assert values == sorted(values), f"progress went backwards: {values}"
     page.get_by_text("final statistics: 1,000,000 patients").first.wait_for()
+    page.get_by_role("button", name="Open results").first.wait_for()
     page.screenshot(path=screenshots / "run-page-completed.png", full_page=True)
+    # The message and Open results appeared above the progress bar; it did not move.
+    assert page.locator(".run-progress").first.bounding_box()["y"] == progress_top
+    page.get_by_role("button", name="Open results").first.click()  # one click to the results
+    page.get_by_text("On disk").first.wait_for()
+    page.locator(".downloads a", has_text="visits.parquet").first.wait_for()
     clean(watched)
 
 
