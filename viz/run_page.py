@@ -154,7 +154,7 @@ class RunPage:
         # Messages and Open results appear and go: room kept for them, so the page below
         # them does not jump as they do.
         notices = pn.Column(
-            self.message, self.open_results_button, min_height=110, sizing_mode="stretch_width"
+            self.message, self.open_results_button, min_height=130, sizing_mode="stretch_width"
         )
         live = pn.Column(
             notices,
