@@ -178,9 +178,12 @@ class ResultsPage:
         def pane(chart: object) -> pn.pane.Bokeh:
             return pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
 
-        # Shown once a patient is: an empty timeline says nothing.
-        self.timeline_pane = pn.pane.Bokeh(
-            self.timeline.figure, sizing_mode="stretch_width", visible=False
+        # Shown once a patient is: an empty timeline says nothing. (A Column, because a Bokeh
+        # pane's own `visible` does not hide its figure in the browser.)
+        self.timeline_pane = pn.Column(
+            pn.pane.Bokeh(self.timeline.figure, sizing_mode="stretch_width"),
+            visible=False,
+            sizing_mode="stretch_width",
         )
         self.chart_area = pn.Column(  # hidden until a run is open, and when it was deleted
             pn.Row(pane(c.vision), pane(c.states), sizing_mode="stretch_width"),
