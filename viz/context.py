@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from pathlib import Path
 from engine.errors import RunNotFoundError
 from engine.memory import MemoryMonitor
 from engine.registry import Registry
-from engine.results.base import SimulationResults
 from engine.small_runs import entry_location
 from viz.compare_launcher import ComparisonLauncher
 from viz.launcher import Launcher
 from viz.live import LiveRuns
+from viz.recent_memory_runs import RecentMemoryRuns
 
 __all__ = ["ServerContext", "Timings"]
 
@@ -78,10 +77,9 @@ class ServerContext:
     small_runs: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="amdsim-small-run")
     )
-    # In-memory results some session holds, by key, for downloads; gone when no session does.
-    memory_results: weakref.WeakValueDictionary[str, SimulationResults] = field(
-        default_factory=weakref.WeakValueDictionary
-    )
+    # The server's recent in-memory runs (`viz.recent_memory_runs`): they outlive the session
+    # that made them, for a reload, another session and downloads.
+    memory_results: RecentMemoryRuns = field(default_factory=RecentMemoryRuns)
 
     def __post_init__(self) -> None:
         self.runs_root = Path(self.runs_root)

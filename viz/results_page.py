@@ -212,6 +212,7 @@ class ResultsPage:
     def refresh_choices(self) -> None:
         """Runs to choose from: the session's in-memory results and the registry's runs."""
         held = [h.key for h in self.state.held() if h.results.storage == "memory"]
+        held += self.context.memory_results.keys()  # the server's recent in-memory runs
         entries = self.context.registry().list()
         self._names = {e.run_id: e.name for e in entries if e.name}
         finished = [
@@ -251,6 +252,9 @@ class ResultsPage:
         if results is not None and partial_note(results) is not None:
             self.state.release(key)  # a partial run may have moved on: read it again
             results = None
+        if results is None and key in self.context.memory_results:  # made in another session
+            results = self.context.memory_results[key]
+            self.state.put(key, results)
         try:
             if results is None:
                 with self.context.timings.measure("open results"):

@@ -294,6 +294,7 @@ class RunPage:
             return
         key = small.key
         self.state.put(key, results)
+        self.context.memory_results[key] = results  # a reload or another session opens it
         self.state.run_completed()
         self.progress.value = 100
         stats = results.summary_stats()
