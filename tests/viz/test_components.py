@@ -620,7 +620,10 @@ def test_a_small_run_from_the_form_is_listed_on_the_runs_page_as_not_saved(conte
     runs_page.restart_selected()
     assert "ran in memory" in runs_page.message.object
     assert ResultsPage(context, state).open(run_id)  # the session that ran it holds it
-    elsewhere = ResultsPage(context, StateManager())
+    # Another session (a reload) of the same server opens it: the server keeps it.
+    assert ResultsPage(context, StateManager()).open(run_id)
+    # Another dashboard server on the same runs folder never had its rows.
+    elsewhere = ResultsPage(ServerContext(runs_root=context.runs_root), StateManager())
     assert not elsewhere.open(run_id)
     assert "ran in memory and was not saved" in elsewhere.message.object
 
