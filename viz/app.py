@@ -9,6 +9,7 @@ URL (`viz.url_state`): a session starts from its request's query and writes its 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 
 import panel as pn
@@ -17,6 +18,7 @@ from engine.errors import RunNotFoundError
 from engine.state_manager import StateManager
 from viz.compare_page import ComparePage
 from viz.context import ServerContext
+from viz.deferred_tabs import DeferredTabs
 from viz.results_page import ResultsPage
 from viz.run_gone import run_deleted
 from viz.run_page import RunPage
@@ -27,7 +29,22 @@ from viz.url_state import PAGES, UrlWriter, View
 __all__ = ["DashboardSession"]
 
 log = logging.getLogger(__name__)
+
+
+def collect_young_garbage() -> None:
+    """The dashboard's collection around runs: the young generations only.
+
+    A full `gc.collect()` of a server holding every session's Bokeh and param objects took
+    ~0.2 s here, twice per run, on the event loop every session shares. Results free their
+    arrays by reference counting when closed; Python's own full collections still run.
+    """
+    gc.collect(1)
+
+
 TAB_NAMES = ("Run", "Runs", "Results", "Compare", "System")
+RUN, RUNS, RESULTS, COMPARE, SYSTEM = range(len(TAB_NAMES))
+SHOWN_ONLY = (RUNS, COMPARE, SYSTEM)  # refreshed only while open (`_showing`)
+PAGE_REFRESH = ("refresh", "refresh", "refresh_choices", "refresh", "refresh")  # by page
 
 
 class DashboardSession:
@@ -35,23 +52,21 @@ class DashboardSession:
 
     def __init__(self, context: ServerContext) -> None:
         self.context = context
-        self.state = StateManager(monitor=context.monitor)
-        self.run_page = RunPage(
-            context, self.state, on_finished=self._run_finished, on_open=self.show_results
+        self.state = StateManager(monitor=context.monitor, collect=collect_young_garbage)
+        self.pages = DeferredTabs(
+            [
+                ("Run", self._make_run_page),
+                (
+                    "Runs",
+                    lambda: RunsPage(context, on_open=self.show_results, on_follow=self.follow),
+                ),
+                ("Results", lambda: ResultsPage(context, self.state, on_follow=self.follow)),
+                ("Compare", lambda: ComparePage(context)),
+                ("System", lambda: SystemPage(context, self.state)),
+            ],
+            on_built=self._page_built,
         )
-        self.runs_page = RunsPage(context, on_open=self.show_results, on_follow=self.follow)
-        self.results_page = ResultsPage(context, self.state, on_follow=self.follow)
-        self.compare_page = ComparePage(context)
-        self.system_page = SystemPage(context, self.state)
-        self.tabs = pn.Tabs(
-            ("Run", self.run_page.layout),
-            ("Runs", self.runs_page.layout),
-            ("Results", self.results_page.layout),
-            ("Compare", self.compare_page.layout),
-            ("System", self.system_page.layout),
-            dynamic=False,
-            sizing_mode="stretch_width",
-        )
+        self.tabs = self.pages.tabs
         header = pn.pane.Markdown(
             "## amdsim: anti-VEGF treatment simulation", sizing_mode="stretch_width"
         )
@@ -62,6 +77,40 @@ class DashboardSession:
         self._restoring = False  # a link names what to show: do not open another run instead
         self.tabs.param.watch(lambda _: self._tab_changed(), "active")
 
+    # -- the pages, built when first needed (`viz.deferred_tabs`) -------------------------
+
+    def _make_run_page(self) -> RunPage:
+        return RunPage(
+            self.context, self.state, on_finished=self._run_finished, on_open=self.show_results
+        )
+
+    @property
+    def run_page(self) -> RunPage:
+        return self.pages.page(RUN)
+
+    @property
+    def runs_page(self) -> RunsPage:
+        return self.pages.page(RUNS)
+
+    @property
+    def results_page(self) -> ResultsPage:
+        return self.pages.page(RESULTS)
+
+    @property
+    def compare_page(self) -> ComparePage:
+        return self.pages.page(COMPARE)
+
+    @property
+    def system_page(self) -> SystemPage:
+        return self.pages.page(SYSTEM)
+
+    def _page_built(self, index: int) -> None:
+        """A page just built is brought up to date as its periodic refresh would."""
+        self._refresh_page(index)
+
+    def _refresh_page(self, index: int) -> None:
+        self._guarded(getattr(self.pages.page(index), PAGE_REFRESH[index]))
+
     # -- navigation between pages ---------------------------------------------------------
 
     def show_results(self, key: str) -> None:
@@ -70,6 +119,8 @@ class DashboardSession:
             self.tabs.active = TAB_NAMES.index("Results")
 
     def _tab_changed(self) -> None:
+        if self.tabs.active in SHOWN_ONLY:  # not refreshed while hidden: bring it up to date
+            self._refresh_page(self.tabs.active)
         if TAB_NAMES[self.tabs.active] == "Results" and not self._restoring:
             self._guarded(self.results_page.open_newest)  # never a page of empty charts
         self.write_url()
@@ -79,7 +130,8 @@ class DashboardSession:
         self.tabs.active = TAB_NAMES.index("Run")
 
     def _run_finished(self, key: str) -> None:
-        self.results_page.refresh_choices()
+        if self.pages.built(RESULTS):  # else it lists the run when it is built
+            self.results_page.refresh_choices()
 
     # -- the view in the URL ----------------------------------------------------------------
 
@@ -141,16 +193,27 @@ class DashboardSession:
 
     def refresh_fast(self) -> None:
         """Every `refresh_ms`: the live run and the registry table."""
-        self._guarded(self.run_page.refresh)
-        self._guarded(self.runs_page.refresh)
+        if self.pages.built(RUN):
+            self._guarded(self.run_page.refresh)
+        if self._showing(RUNS):
+            self._guarded(self.runs_page.refresh)
         self._guarded(self.write_url)  # a run started, a run or patient opened
 
     def refresh_slow(self) -> None:
         """Every 2 s: choices of results and comparisons, the System page, memory pressure."""
-        self._guarded(self.results_page.refresh_choices)
-        self._guarded(self.compare_page.refresh)
-        self._guarded(self.system_page.refresh)
+        if self.pages.built(RESULTS):
+            self._guarded(self.results_page.refresh_choices)
+        if self._showing(COMPARE):
+            self._guarded(self.compare_page.refresh)
+        if self._showing(SYSTEM):
+            self._guarded(self.system_page.refresh)
         self._guarded(self.state.check_memory)
+
+    def _showing(self, index: int) -> bool:
+        """Page `index` is built and open. The Runs, Compare and System pages are refreshed
+        only then (and when opened): every session re-listing the registry and re-sending
+        tables nobody sees cost the server's event loop, shared by all sessions."""
+        return self.tabs.active == index and self.pages.built(index)
 
     def start(self) -> None:
         """Register the periodic callbacks of this session (call inside a served session)."""
@@ -159,6 +222,8 @@ class DashboardSession:
         if location is not None:
             self.url = UrlWriter(location)
             self._guarded(lambda: self.restore(View.from_search(location.search or "")))
+        self.pages.fill_open()  # the other pages follow once the browser has drawn this one
+        pn.state.onload(lambda: self._guarded(self.pages.fill_in_turns))
         self.refresh_fast()
         self.refresh_slow()
         self._callbacks = [

@@ -26,8 +26,9 @@ from engine.compare.runner import write_status
 from engine.compare.setup import CompareRequest
 from engine.errors import AmdsimError, ParameterError
 from engine.model.parameters import Recruitment, RunParameters, validate_parameters
-from engine.model.protocol_loader import bundled_protocol_names, load_protocol
+from engine.model.protocol_loader import bundled_protocol_names
 from engine.model.v2.schema import TimeBasedProtocol
+from viz.protocol_cache import cached_protocol
 
 __all__ = ["ComparisonLauncher", "time_based_protocols"]
 
@@ -43,7 +44,7 @@ def time_based_protocols(protocols_dir: Path | None = None) -> list[str]:
     found = []
     for reference in candidates:
         try:
-            if isinstance(load_protocol(reference), TimeBasedProtocol):
+            if isinstance(cached_protocol(reference), TimeBasedProtocol):
                 found.append(reference)
         except AmdsimError:
             continue  # a broken file in the folder is not offered
@@ -70,7 +71,7 @@ class ComparisonLauncher:
         if len(protocols) < 2:
             raise ParameterError("choose two or more protocols to compare")
         for reference in protocols:
-            if not isinstance(load_protocol(reference), TimeBasedProtocol):
+            if not isinstance(cached_protocol(reference), TimeBasedProtocol):
                 raise ParameterError(f"{reference} is visit-based; comparisons need time-based")
         CompareRequest.build(  # the CLI's own checks of the numbers, before anything starts
             protocols=protocols,

@@ -28,6 +28,7 @@ from engine.model.protocol_loader import (
     resolve_protocol_path,
 )
 from viz.context import ServerContext
+from viz.protocol_cache import cached_protocol
 from viz.protocol_card import protocol_card_html
 from viz.protocol_zip import is_zip, unpack_protocol_zip
 from viz.safe_text import html_text
@@ -96,7 +97,7 @@ class ProtocolChoice:
         if self.select.value == UPLOADED and self.uploaded is not None:
             return self.uploaded[1], self.uploaded[2]
         path = resolve_protocol_path(self.select.value)
-        return load_protocol(path), path
+        return cached_protocol(path), path
 
     def show_card(self) -> None:
         """Show the chosen protocol's card, or why it cannot be read."""

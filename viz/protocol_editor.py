@@ -22,6 +22,7 @@ import panel as pn
 import yaml
 
 from engine.errors import AmdsimError
+from engine.model.any_protocol import AnyProtocol
 from engine.model.protocol_loader import load_protocol
 from viz.context import ServerContext
 from viz.protocol_choice import ProtocolChoice
@@ -68,25 +69,32 @@ class ProtocolEditor:
         self.status = pn.pane.Alert("", alert_type="info", disable_math=True, width=330)
         self.save_button = pn.widgets.Button(label="Save copy", color="primary", disabled=True)
         self.save_button.on_click(lambda _: self.save())
+        self._copying = False  # filling the form from a protocol: check once, at the end
         for widget in (self.display_name, *self.numbers.values()):
-            widget.param.watch(lambda _: self.check(), "value")
+            widget.param.watch(lambda _: self._copying or self.check(), "value")
         self.file_name.param.watch(lambda _: self.check(), ["value", "value_input"])
         self.choice.select.param.watch(lambda _: self.copy_chosen(), "value")
         rows = list(self.numbers.values())
-        self.layout = pn.Card(
+        self._fields = [
             self.file_name,
             self.display_name,
             *(pn.Row(a, b) for a, b in zip(rows[::2], rows[1::2], strict=True)),
             self.status,
             self.save_button,
-            title="Edit a copy",
-            collapsed=True,
-            width=350,
-            css_classes=["protocol-editor"],
+        ]
+        # The fields go in when the card is first opened: closed, they cost the first load
+        # of every session ~20 models for nothing.
+        self.layout = pn.Card(
+            title="Edit a copy", collapsed=True, width=350, css_classes=["protocol-editor"]
         )
+        self.layout.param.watch(lambda event: event.new or self._open(), "collapsed")
         self._base: dict[str, Any] = {}
         self._source = Path()
         self.copy_chosen()
+
+    def _open(self) -> None:
+        if not self.layout.objects:
+            self.layout.objects = list(self._fields)
 
     def copy_chosen(self) -> None:
         """Start from the chosen protocol's file (its numbers as the loader resolved them)."""
@@ -98,6 +106,15 @@ class ProtocolEditor:
             self._show(f"cannot copy this protocol: {exc}", "danger")
             return
         self._base, self._source = dict(base), Path(path)
+        self._copying = True
+        try:
+            self._fill_form(protocol)
+        finally:
+            self._copying = False
+        self.check()
+
+    def _fill_form(self, protocol: AnyProtocol) -> None:
+        """The form's fields from `protocol` (the caller checks once afterwards)."""
         with pn.io.hold():
             self.display_name.value = f"{protocol.name} (copy)"
             loading = getattr(protocol, "loading_dose_injections", None)
@@ -113,7 +130,6 @@ class ProtocolEditor:
             }
             for key, widget in self.numbers.items():
                 widget.value = int(values[key])
-        self.check()
 
     def edited(self) -> dict[str, Any]:
         """The copy as a YAML mapping: the original with the form's values."""

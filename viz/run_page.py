@@ -129,7 +129,8 @@ class RunPage:
         )
         self.counts = pn.pane.Markdown("")
         self.memory = MemoryBar()  # one total against the real limit; processes: System page
-        self.chart = VisionProgressionChart()
+        self._chart: VisionProgressionChart | None = None  # built with its first figures
+        self.chart_slot = pn.Column(sizing_mode="stretch_width")
         self.chart_source = pn.pane.Markdown("", css_classes=["chart-source"])
 
         self.start_button.on_click(lambda _: self.start())
@@ -164,10 +165,20 @@ class RunPage:
             self.counts,
             self.memory.layout,
             self.chart_source,
-            pn.pane.Bokeh(self.chart.figure, sizing_mode="stretch_width"),
+            self.chart_slot,
             sizing_mode="stretch_width",
         )
         self.layout = pn.Row(form, live, sizing_mode="stretch_width")
+
+    @property
+    def chart(self) -> VisionProgressionChart:
+        """The vision chart, put on the page with the first statistics it draws: before any
+        run it would be an empty frame, and its ~50 models slowed the first load."""
+        if self._chart is None:
+            self._chart = VisionProgressionChart()
+            pane = pn.pane.Bokeh(self._chart.figure, sizing_mode="stretch_width")
+            self.chart_slot.objects = [pane]
+        return self._chart
 
     def receive_upload(self, data: bytes | None, filename: str | None) -> bool:
         """Validate an uploaded protocol; on success it becomes the selected protocol."""

@@ -38,6 +38,9 @@ def make_server(context: ServerContext, access: Access, show: bool = False):
     pn.config.resources = "server"  # scripts from this server, never from a CDN
 
     def build() -> pn.viewable.Viewable:
+        # Hidden pages reach the browser after the first draw (`viz.deferred_tabs`), so the
+        # scripts of their widgets must be asked for now: Panel loads only what it sees.
+        pn.extension("tabulator")
         session = DashboardSession(context)
         session.start()
         return session.layout
