@@ -64,11 +64,12 @@ class MemoryBar:
             "", alert_type="warning", visible=False, css_classes=["memory-warning"]
         )
         self.source = ColumnDataSource({"seconds_ago": [], "mib": []})
-        self.figure = _sparkline(self.source)
+        self.figure = None  # the sparkline, drawn from the first sample (`_plot`)
+        self._plot_slot = pn.Column(height=70, width=380)  # its room: nothing jumps
         self._history: collections.deque[tuple[float, float]] = collections.deque()
         self.layout = pn.Column(
             pn.Row(pn.pane.Markdown("**Memory**", width=70), self.bar, self.label),
-            pn.pane.Bokeh(self.figure, height=70, width=380),
+            self._plot_slot,
             pn.Column(self.warning, min_height=80),  # room for the warning: nothing jumps
         )
 
@@ -95,10 +96,18 @@ class MemoryBar:
             template.format(percent=100 * fraction, limit=_size(limit_bytes)) if template else ""
         )
         self.warning.visible = template is not None
+        self._plot()
         self._history.append((elapsed_s, total_bytes / 2**20))
         while self._history and self._history[0][0] < elapsed_s - SPARKLINE_SECONDS:
             self._history.popleft()
         self._draw(elapsed_s)
+
+    def _plot(self) -> None:
+        """Put the sparkline in (once): before the first sample it would be an empty frame,
+        and its ~40 Bokeh models cost the first load of every session."""
+        if self.figure is None:
+            self.figure = _sparkline(self.source)
+            self._plot_slot.objects = [pn.pane.Bokeh(self.figure, height=70, width=380)]
 
     @dispatched
     def _draw(self, now_s: float) -> None:

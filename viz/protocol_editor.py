@@ -73,7 +73,7 @@ class ProtocolEditor:
         for widget in (self.display_name, *self.numbers.values()):
             widget.param.watch(lambda _: self._copying or self.check(), "value")
         self.file_name.param.watch(lambda _: self.check(), ["value", "value_input"])
-        self.choice.select.param.watch(lambda _: self.copy_chosen(), "value")
+        self.choice.select.param.watch(lambda _: self._opened() and self.copy_chosen(), "value")
         rows = list(self.numbers.values())
         self._fields = [
             self.file_name,
@@ -82,19 +82,22 @@ class ProtocolEditor:
             self.status,
             self.save_button,
         ]
-        # The fields go in when the card is first opened: closed, they cost the first load
-        # of every session ~20 models for nothing.
+        # The fields go in, and the chosen protocol is copied, when the card is first opened:
+        # closed, they cost the first load of every session ~20 models and a validation.
         self.layout = pn.Card(
             title="Edit a copy", collapsed=True, width=350, css_classes=["protocol-editor"]
         )
         self.layout.param.watch(lambda event: event.new or self._open(), "collapsed")
         self._base: dict[str, Any] = {}
         self._source = Path()
-        self.copy_chosen()
+
+    def _opened(self) -> bool:
+        return bool(self.layout.objects)
 
     def _open(self) -> None:
-        if not self.layout.objects:
+        if not self._opened():
             self.layout.objects = list(self._fields)
+            self.copy_chosen()
 
     def copy_chosen(self) -> None:
         """Start from the chosen protocol's file (its numbers as the loader resolved them)."""

@@ -65,13 +65,21 @@ def test_the_runs_page_is_current_when_opened_though_not_refreshed_while_hidden(
     assert list(session.runs_page.table.value["run_id"]) == [run_dir.name]
 
 
-def test_the_editor_fields_arrive_when_it_is_opened(tmp_path):
+def test_the_editor_and_the_memory_sparkline_arrive_when_needed(tmp_path):
     page = RunPage(ServerContext(runs_root=tmp_path / "runs"), StateManager())
     editor = page.editor
     assert editor.layout.collapsed and not editor.layout.objects
-    assert editor.numbers["max_interval_days"].value > 0  # filled from the chosen protocol
+    page.protocol.value = "ranibizumab_prn_monthly"  # closed: nothing is copied yet
+    assert editor.numbers["max_interval_days"].value == 0
     editor.layout.collapsed = False
     assert editor.file_name in editor.layout.objects
+    chosen = load_protocol("ranibizumab_prn_monthly")
+    assert editor.numbers["max_interval_days"].value == chosen.max_interval_days
+    page.protocol.value = V1_PROTOCOL  # open: a new choice is copied at once
+    assert editor.numbers["max_interval_days"].value == load_protocol(V1_PROTOCOL).max_interval_days
+    assert page.memory.figure is None  # no run yet: no empty sparkline
+    page.memory.show(2**30, 2**32, 1.0, page.context.monitor.thresholds)
+    assert page.memory.figure is not None and page.memory.source.data["mib"] == [1024.0]
 
 
 def test_a_protocol_is_read_again_when_its_file_changes_and_errors_are_not_kept(tmp_path):

@@ -20,7 +20,9 @@ from viz.run_page import RunPage
 def page(tmp_path):
     (tmp_path / "protocols").mkdir()
     context = ServerContext(runs_root=tmp_path / "runs", protocols_dir=tmp_path / "protocols")
-    return RunPage(context, StateManager())
+    page = RunPage(context, StateManager())
+    page.editor.layout.collapsed = False  # a user opens "Edit a copy"
+    return page
 
 
 def test_a_copy_with_new_intervals_is_saved_chosen_and_runs(page):
@@ -68,6 +70,7 @@ def test_a_visit_based_protocol_copies_too(page):
 
 def test_without_a_protocols_folder_the_editor_says_how_to_save(tmp_path):
     page = RunPage(ServerContext(runs_root=tmp_path / "runs"), StateManager())
+    page.editor.layout.collapsed = False
     page.editor.file_name.value = "anything"
     assert "--protocols-dir" in shown(page.editor.status.object)
     assert page.editor.save_button.disabled
