@@ -22,6 +22,7 @@ from engine.reproducibility import Reproducibility
 from engine.run_dir import RunPaths, write_atomically
 from engine.stats.run_stats import AccumulatorState, RunStatistics
 from engine.totals import RunTotals
+from ipc.messages import StageTimes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -149,6 +150,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     # form); shown instead of the id. Metadata only: no row depends on them.
     name: str = ""
     notes: str = ""
+    # Where each worker and writer thread spent its time in the last session of the run
+    # (engine.pipeline.stage_clock; a resume replaces them); empty for in-memory and
+    # cluster runs.
+    stage_timings: list[StageTimes] = []
 
     @property
     def patients(self) -> int:

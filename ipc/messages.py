@@ -30,6 +30,8 @@ __all__ = [
     "ProcessMemory",
     "SenderClosed",
     "ShardWritten",
+    "StageReport",
+    "StageTimes",
     "Stop",
     "SupervisorToWorker",
     "TableBuffers",
@@ -126,13 +128,10 @@ class WorkerReady(_Message, frozen=True, kw_only=True):
 
 
 class TaskDone(_Message, frozen=True, kw_only=True):
-    """Every batch of the task is in the channel; seconds spent on each step of it."""
+    """Every batch of the task is in the channel (a `StageReport` was sent just before)."""
 
     task: int
     visits: int
-    simulate_s: float = 0.0
-    encode_s: float = 0.0
-    send_s: float = 0.0
     memory_errors: int = 0  # MemoryErrors met; each halved the shards simulated at once
     batch_shards: int = 0  # shards simulated at once when the task ended
 
@@ -147,7 +146,32 @@ class WorkerFailed(_Message, frozen=True, kw_only=True):
     traceback: str
 
 
-WorkerToSupervisor = WorkerReady | TaskDone | WorkerFailed
+class StageTimes(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one process (or one thread of the writer) has spent its time since it started.
+
+    `stages` maps a stage to its seconds, in the order the process's stages run, ending with
+    ``other``: `wall_s` less every named stage, so the stages add up to `wall_s` exactly.
+    `name` says which process (``worker-2``, ``writer``, ``writer lane 1``); `role` is its
+    kind (``worker`` or ``writer``).
+    """
+
+    name: str
+    role: str
+    pid: int
+    wall_s: float
+    stages: dict[str, float]
+
+
+class StageReport(_Message, frozen=True, kw_only=True):
+    """A worker's or the writer's stage timings so far (cumulative, since it started).
+
+    Sent at most about twice a second while the process works, and once more at its end.
+    """
+
+    times: list[StageTimes]
+
+
+WorkerToSupervisor = WorkerReady | TaskDone | WorkerFailed | StageReport
 
 
 # --- writer -> supervisor --------------------------------------------------------------------
@@ -179,12 +203,12 @@ class SenderClosed(_Message, frozen=True, kw_only=True):
 class WriterFinished(_Message, frozen=True, kw_only=True):
     """The writer closed its files and wrote the index and manifest.
 
-    `timings` are seconds spent waiting for batches, decoding them and writing Parquet.
+    `times` are the writer's final stage timings, one entry per thread (see `StageTimes`).
     """
 
     status: RunStatus
     bytes_on_disk: int
-    timings: dict[str, float] = {}
+    times: list[StageTimes] = []
 
 
 class WriterFailed(_Message, frozen=True, kw_only=True):
@@ -194,7 +218,9 @@ class WriterFailed(_Message, frozen=True, kw_only=True):
     traceback: str
 
 
-WriterToSupervisor = WriterReady | ShardWritten | SenderClosed | WriterFinished | WriterFailed
+WriterToSupervisor = (
+    WriterReady | ShardWritten | SenderClosed | WriterFinished | WriterFailed | StageReport
+)
 
 
 # --- metrics ---------------------------------------------------------------------------------
@@ -242,6 +268,8 @@ class MetricsSample(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False  # no new shards handed out until memory drops (yellow or red)
     batch_shards: int = 0  # most shards handed to a worker at once (lowered at red)
     recent_patients_per_s: float = 0.0  # over about the last 10 s; 0 from older senders
+    # Where each worker and writer thread has spent its time so far (`StageTimes`).
+    stages: list[StageTimes] = []
 
     @property
     def rss_total_bytes(self) -> int:

@@ -37,7 +37,11 @@ def resume(args: argparse.Namespace) -> int:
     """Handler of `amdsim resume`."""
     run_dir = resolve_changeable_run(args.run, runs_root(args), "resume")
     manifest = read_run_manifest(RunPaths(run_dir))
-    options = PipelineOptions(workers=args.workers, checkpoint_every=args.checkpoint_every)
+    options = PipelineOptions(
+        workers=args.workers,
+        writer_lanes=args.writer_lanes,
+        checkpoint_every=args.checkpoint_every,
+    )
 
     def on_cluster(client: Any, on_started: Callable[[Any], None]) -> Manifest:
         from engine.cluster.launch import resume_on_cluster  # noqa: PLC0415 - loads Dask
@@ -50,5 +54,5 @@ def resume(args: argparse.Namespace) -> int:
         ),
         manifest.parameters.n_patients,
         run_dir,
-        args.json,
+        args,
     )

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from engine.cli.cluster_option import add_cluster_argument, on_cluster_or_here, wants_cluster
-from engine.cli.console import call_with_warnings, out_console, safe_text
+from engine.cli.console import call_with_warnings, err_console, out_console, safe_text
 from engine.cli.directories import check_directory_option
 from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
 from engine.cli.run_display import (
@@ -31,6 +31,7 @@ from engine.cli.run_display import (
     report_streaming_run,
 )
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
+from engine.cli.timings_display import print_stage_timings, stage_timings_json
 from engine.errors import AmdsimError, ParameterError
 from engine.manifest import Manifest
 from engine.model.parameters import (
@@ -185,7 +186,20 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
         "keeps its own; 0: only when part files reach their size)",
     )
     parser.add_argument(
+        "--writer-lanes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="large runs: threads writing Parquet in parallel (default: one per two CPUs, 1-4)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of a table"
+    )
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        help="large runs: print where each worker and writer thread spent its time, and the "
+        "bottleneck (always kept in the run's manifest)",
     )
     add_cluster_argument(parser)
 
@@ -245,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         on_cluster_or_here(args.cluster, launch, launch_on_cluster),
         params.n_patients,
         run_dir,
-        args.json,
+        args,
     )
 
 
@@ -253,9 +267,10 @@ def stream_run(
     launch: Callable[[Callable[[Supervisor], None]], Manifest],
     total: int,
     run_dir: Path,
-    as_json: bool,
+    args: argparse.Namespace,
 ) -> int:
-    """Run `launch(on_started)` with a progress bar, then print its summary; the exit code."""
+    """Run `launch(on_started)` with a progress bar, then print its summary (and, with
+    ``--timings``, its stage timings); the exit code."""
     watcher = ProgressWatcher(total)
     started = time.perf_counter()
     supervisors: list[Supervisor] = []
@@ -268,7 +283,11 @@ def stream_run(
         manifest = launch(on_started)
     finally:
         watcher.stop()
-    code = report_streaming_run(manifest, run_dir, watcher, time.perf_counter() - started, as_json)
+    wall_s = time.perf_counter() - started
+    extra = stage_timings_json(manifest.stage_timings) if args.timings else {}
+    code = report_streaming_run(manifest, run_dir, watcher, wall_s, args.json, extra)
+    if args.timings and not args.json:
+        print_stage_timings(manifest)
     signalled = supervisors[0].cancelled_by if supervisors else None
     if manifest.status == "cancelled" and signalled is not None:
         return 128 + signalled  # as a shell reports it: 130 for SIGINT, 143 for SIGTERM
@@ -299,13 +318,14 @@ def _restart(args: argparse.Namespace) -> int:
         ),
         manifest.parameters.n_patients,
         run_dir,
-        args.json,
+        args,
     )
 
 
 def _options(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
         workers=args.workers,
+        writer_lanes=args.writer_lanes,
         compression=args.compression,
         checkpoint_every=args.checkpoint_every,
         name=check_name(getattr(args, "name", "") or ""),
@@ -344,6 +364,12 @@ def _run_in_memory(args: argparse.Namespace, protocol: Protocol, params: RunPara
         print_summary(protocol.name, params, stats, wall_s, rows)
         if args.out is not None:
             out_console.print(f"Saved to {safe_text(args.out)} ({args.format})", soft_wrap=True)
+    if args.timings:
+        err_console.print(
+            "no stage timings: this run ran in memory, in one process; they are kept for runs "
+            f"of more than {MEMORY_THRESHOLD_PATIENTS:,} patients",
+            soft_wrap=True,
+        )
     return 0
 
 

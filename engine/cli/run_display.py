@@ -179,9 +179,17 @@ def print_summary_json(
 
 
 def report_streaming_run(
-    manifest: Manifest, run_dir: Path, watcher: ProgressWatcher, wall_s: float, as_json: bool
+    manifest: Manifest,
+    run_dir: Path,
+    watcher: ProgressWatcher,
+    wall_s: float,
+    as_json: bool,
+    json_extra: dict[str, Any] | None = None,
 ) -> int:
-    """Print the summary of a streaming run that has ended; returns the exit code."""
+    """Print the summary of a streaming run that has ended; returns the exit code.
+
+    `json_extra` joins the JSON document (the stage timings of ``--json --timings``).
+    """
     stats = manifest.totals.summary()
     simulated = (
         stats.patients - watcher.resumed_patients,
@@ -206,6 +214,7 @@ def report_streaming_run(
                 "peak_rss_bytes": watcher.peak_rss_bytes,
                 "memory_limit_bytes": watcher.memory_limit_bytes,
                 "memory_limit_source": watcher.memory_limit_source,
+                **(json_extra or {}),
             },
             simulated,
         )

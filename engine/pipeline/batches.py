@@ -8,7 +8,9 @@ slot cannot be cut and is refused with `MessageTooLargeError`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -30,6 +32,8 @@ from ipc.messages import ColumnBuffers, PatientBatch, TableBuffers
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from engine.pipeline.stage_clock import StageClock
+
 __all__ = ["DecodedBatch", "decode_batch", "encode_shard"]
 
 # msgpack framing per column and per message, generously rounded up.
@@ -43,14 +47,28 @@ _COMPRESSOR = zstandard.ZstdCompressor(level=1)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 
+@contextlib.contextmanager
+def _untimed(_stage: str) -> Iterator[None]:
+    yield
+
+
 def encode_shard(
-    output: ShardOutput, attempt: int, horizon_days: int, slot_bytes: int
+    output: ShardOutput,
+    attempt: int,
+    horizon_days: int,
+    slot_bytes: int,
+    clock: StageClock | None = None,
 ) -> list[PatientBatch]:
-    """The shard as one batch, or as several parts if it does not fit `slot_bytes`."""
+    """The shard as one batch, or as several parts if it does not fit `slot_bytes`.
+
+    With a `clock`, the time spent on statistics is charged to its ``statistics`` stage.
+    """
+    timed = clock.stage if clock is not None else _untimed
     counts = output.patients["visits"].astype(np.int64)
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
-    whole_stats = shard_stats(output.patients, output.visits, horizon_days)
+    with timed("statistics"):
+        whole_stats = shard_stats(output.patients, output.visits, horizon_days)
     whole = _part(output, starts, 0, len(counts), attempt, whole_stats)
     if _size(whole) <= slot_bytes:
         return [whole]
@@ -61,7 +79,8 @@ def encode_shard(
         lo, hi = pending.pop(0)
         patients = {name: column[lo:hi] for name, column in output.patients.items()}
         visits = {name: column[starts[lo] : starts[hi]] for name, column in output.visits.items()}
-        stats = shard_stats(patients, visits, horizon_days, sketches=False)
+        with timed("statistics"):
+            stats = shard_stats(patients, visits, horizon_days, sketches=False)
         if not pieces:  # the first part carries the whole shard's sketches
             stats = ShardStats(stats.counts, whole_stats.sketches)
         piece = _part(output, starts, lo, hi, attempt, stats)

@@ -86,6 +86,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     free_disk_bytes: int | None = None  # pretend the run's file system has this much free
     worker_memory_error_above_shards: int | None = None  # MemoryError on bigger batches
     writer_fail_after_bytes: int | None = None
+    writer_delay_per_batch_s: float = 0.0  # a slow disk: each batch takes this much longer
     worker_fail_shard: int | None = None
     worker_fail_attempts: int = 0
 
@@ -103,6 +104,8 @@ def resolve_options(options: PipelineOptions, params: RunParameters) -> Pipeline
     if options.workers > params.shard_count:
         # A worker without a shard would only start, wait and be stopped.
         options = msgspec.structs.replace(options, workers=params.shard_count)
+    if options.writer_lanes < 0:
+        raise ParameterError(f"writer lanes must be at least 1, got {options.writer_lanes}")
     if options.writer_lanes == 0:
         options = msgspec.structs.replace(options, writer_lanes=default_writer_lanes())
     if options.slots_per_worker == 0:

@@ -25,7 +25,7 @@ from engine.memory.monitor import MemorySnapshot
 from engine.model.parameters import RunParameters
 from engine.pipeline.assignment import ShardProgress
 from ipc.channel import ChannelStatistics
-from ipc.messages import MetricsSample, ProcessMemory
+from ipc.messages import MetricsSample, ProcessMemory, StageTimes
 
 __all__ = ["RecentRate", "SampleRecorder", "process_memory"]
 
@@ -91,6 +91,13 @@ class SampleRecorder:
     latest: MetricsSample | None = None
     peak_rss_total: int = 0
     peak_rss_by_role: dict[str, int] = field(default_factory=dict)
+    # The latest stage timings of each worker and writer thread, by name, as they arrive.
+    stage_times: dict[str, StageTimes] = field(default_factory=dict)
+
+    def record_stages(self, times: list[StageTimes]) -> None:
+        """Keep a process's latest stage timings (a later report replaces an earlier one)."""
+        for entry in times:
+            self.stage_times[entry.name] = entry
 
     def __post_init__(self) -> None:
         if self.started_at is None:
@@ -144,6 +151,7 @@ class SampleRecorder:
             paused=paused,
             batch_shards=batch_shards,
             recent_patients_per_s=recent_per_s,
+            stages=list(self.stage_times.values()),
         )
         self.latest = sample
         self.peak_rss_total = max(self.peak_rss_total, sample.rss_total_bytes)

@@ -53,7 +53,7 @@ from engine.pipeline.workers import WorkerPool
 from engine.pipeline.writer_link import WriterLink
 from engine.run_dir import RunLock, RunPaths
 from ipc.channel import Channel, ChannelSender
-from ipc.messages import FinishRun, MetricsSample
+from ipc.messages import FinishRun, MetricsSample, StageTimes
 from ipc.metrics import MetricsPublisher, metrics_socket_path
 
 __all__ = ["Supervisor"]
@@ -109,9 +109,15 @@ class Supervisor:
         self.estimate: RunEstimate | None = None
         self.memory_at_start = 0  # the tree's resident bytes when the estimate was checked
         self._memory_policy = MemoryPolicy(batch_limit=len(plan_blocks(params)[0]))
-        self._writer = WriterLink(self._progress, fail=self._fail)
+        record_stages = self._samples.record_stages
+        self._writer = WriterLink(self._progress, fail=self._fail, on_stages=record_stages)
         self._pool = WorkerPool(
-            self._progress, self._queue, self._memory_policy, send=self._send, fail=self._fail
+            self._progress,
+            self._queue,
+            self._memory_policy,
+            send=self._send,
+            fail=self._fail,
+            on_stages=record_stages,
         )
 
     # -- public -------------------------------------------------------------------------
@@ -147,14 +153,9 @@ class Supervisor:
         return self._samples.peak_rss_by_role
 
     @property
-    def worker_timings(self) -> dict[str, float]:
-        """Seconds the workers spent simulating, encoding and sending, summed over tasks."""
-        return self._pool.timings
-
-    @property
-    def writer_timings(self) -> dict[str, float]:
-        """Seconds the writer spent on each step, as it reported when it finished."""
-        return self._writer.timings
+    def stage_times(self) -> list[StageTimes]:
+        """Where each worker and writer thread has spent its time (the latest reports)."""
+        return list(self._samples.stage_times.values())
 
     @property
     def memory_events(self) -> dict[str, int]:
@@ -250,6 +251,9 @@ class Supervisor:
             self._restore_signals()
             with contextlib.suppress(Exception):
                 final = read_manifest(self.paths.manifest)
+                if self.stage_times:
+                    final = msgspec.structs.replace(final, stage_timings=self.stage_times)
+                    write_manifest(self.paths.manifest, final)
                 record_in_registry(self.paths, final, quiet=self._failure is not None)
             if self._lock is not None:
                 self._lock.release()
@@ -353,6 +357,7 @@ class Supervisor:
             # collection can take over a second on a loaded machine (seen in CI): warn, dump
             # stacks and kill only after 3 s. Children that exit sooner are not waited for.
             stop_processes(processes, grace_s=3.0, term_s=0.5)
+            self._pool.collect_last_reports()
         finally:
             for name in ("channel", "publisher"):
                 resource = getattr(self, name, None)

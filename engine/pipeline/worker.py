@@ -9,10 +9,15 @@ reported as `WorkerFailed` with its traceback and the worker waits for the next 
 A `MemoryError` while simulating halves the number of shards the worker simulates at once
 (for the rest of its life) and retries the rest of the task; outputs do not depend on the
 grouping, so the rows are unchanged. A single shard that does not fit fails the task.
+
+The worker times its stages (`engine.pipeline.stage_clock`: start-up, waiting for work,
+simulate, statistics, encode, waiting for a channel slot) and reports them to the supervisor
+at most every `REPORT_EVERY_S`, before each `TaskDone` and when it stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -25,9 +30,18 @@ from engine.model.any_protocol import AnyProtocol
 from engine.model.interface import CompiledModel, compile_model
 from engine.model.parameters import RunParameters
 from engine.pipeline.batches import encode_shard
-from engine.pipeline.processes import prepare_child
+from engine.pipeline.processes import prepare_child, seconds_since_start
+from engine.pipeline.stage_clock import StageClock
 from ipc.channel import ChannelClosedError, ChannelSender, ChannelSpec
-from ipc.messages import Assign, Stop, SupervisorToWorker, TaskDone, WorkerFailed, WorkerReady
+from ipc.messages import (
+    Assign,
+    StageReport,
+    Stop,
+    SupervisorToWorker,
+    TaskDone,
+    WorkerFailed,
+    WorkerReady,
+)
 
 __all__ = ["WorkerConfig", "worker_main"]
 
@@ -45,12 +59,39 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 CONNECT_TIMEOUT_S = 30.0  # the writer listens from its start; this is for a slow start
 CONNECT_STEP_S = 0.25
+REPORT_EVERY_S = 0.5  # stage timings go to the supervisor at most this often while working
+STAGES = (
+    "start-up",
+    "waiting for work",
+    "simulate",
+    "statistics",
+    "encode",
+    "waiting for a slot",
+)
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(SupervisorToWorker)
 
 
 class _Stopped(Exception):
     pass
+
+
+class _StageReporter:
+    """The worker's stage clock and when its timings were last sent to the supervisor."""
+
+    def __init__(self, worker_id: int, conn: Connection) -> None:
+        self.clock = StageClock(f"worker-{worker_id}", "worker", STAGES)
+        self.conn = conn
+        self.last_sent = time.monotonic()
+
+    def report(self, force: bool = False) -> None:
+        """Send the timings so far, if forced or `REPORT_EVERY_S` has passed."""
+        now = time.monotonic()
+        if not force and now - self.last_sent < REPORT_EVERY_S:
+            return
+        self.last_sent = now
+        report = StageReport(times=[self.clock.snapshot()])
+        self.conn.send_bytes(_ENCODER.encode(report))
 
 
 class _BatchLimit:
@@ -69,20 +110,26 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
     told to stop, or finding the supervisor gone, it exits quietly.
     """
     prepare_child(f"worker-{worker_id}")
-    model = compile_model(config.protocol)
+    reporter = _StageReporter(worker_id, conn)
+    clock = reporter.clock
+    clock.backdate("start-up", seconds_since_start())  # the interpreter and imports
+    with clock.stage("start-up"):
+        model = compile_model(config.protocol)
     params = config.parameters
     limit = _BatchLimit()
     sender: ChannelSender | None = None
     try:
         conn.send_bytes(_ENCODER.encode(WorkerReady(worker=worker_id, pid=os.getpid())))
         while True:
-            message = _DECODER.decode(conn.recv_bytes())
+            with clock.stage("waiting for work"):
+                message = _DECODER.decode(conn.recv_bytes())
             if isinstance(message, Stop):
                 return
             try:
                 if sender is None:
-                    sender = _connect(config, worker_id, conn)
-                done = _simulate(config, model, params, message, sender, conn, limit)
+                    with clock.stage("start-up"):
+                        sender = _connect(config, worker_id, conn)
+                done = _simulate(config, model, params, message, sender, reporter, limit)
             except _Stopped:
                 return
             except Exception as exc:
@@ -95,12 +142,15 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
                 )
                 conn.send_bytes(_ENCODER.encode(failure))
                 continue
+            reporter.report(force=True)
             conn.send_bytes(_ENCODER.encode(done))
     except (EOFError, OSError):
         return  # the supervisor is gone: nobody is left to tell
     finally:
         if sender is not None:
             sender.close()
+        with contextlib.suppress(OSError, EOFError):  # the last word: this worker's timings
+            reporter.report(force=True)
 
 
 def _connect(config: WorkerConfig, worker_id: int, conn: Connection) -> ChannelSender:
@@ -120,35 +170,27 @@ def _connect(config: WorkerConfig, worker_id: int, conn: Connection) -> ChannelS
                 raise
 
 
-class _TaskTally:
-    """What a task has done so far: visits sent and seconds spent per step."""
-
-    def __init__(self) -> None:
-        self.visits = 0
-        self.simulate_s = self.encode_s = self.send_s = 0.0
-
-
 def _simulate(
     config: WorkerConfig,
     model: CompiledModel,
     params: RunParameters,
     task: Assign,
     sender: ChannelSender,
-    conn: Connection,
+    reporter: _StageReporter,
     limit: _BatchLimit,
 ) -> TaskDone:
     if config.fail_shard in task.shards and task.attempt < config.fail_attempts:
         raise RuntimeError(
             f"injected failure in shard {config.fail_shard} (attempt {task.attempt})"
         )
-    tally = _TaskTally()
+    visits = 0
     errors_before = limit.memory_errors
     remaining = list(task.shards)
     while remaining:
         batch = remaining[: limit.shards or len(remaining)]
-        started = time.perf_counter()
         try:
-            outputs = _simulate_batch(config, model, params, batch)
+            with reporter.clock.stage("simulate"):
+                outputs = _simulate_batch(config, model, params, batch)
         except MemoryError:
             # Halve and try again; one shard is the least there is (shards are the unit of
             # determinism), so a shard that alone does not fit fails the task.
@@ -157,17 +199,12 @@ def _simulate(
             limit.shards = max(1, len(batch) // 2)
             limit.memory_errors += 1
             continue
-        finally:
-            tally.simulate_s += time.perf_counter() - started
         del remaining[: len(batch)]
-        _send(config, params, task, outputs, sender, conn, tally)
+        visits += _send(config, params, task, outputs, sender, reporter)
         del outputs
     return TaskDone(
         task=task.task,
-        visits=tally.visits,
-        simulate_s=tally.simulate_s,
-        encode_s=tally.encode_s,
-        send_s=tally.send_s,
+        visits=visits,
         memory_errors=limit.memory_errors - errors_before,
         batch_shards=limit.shards or len(task.shards),
     )
@@ -188,18 +225,24 @@ def _send(
     task: Assign,
     outputs: list[ShardOutput],
     sender: ChannelSender,
-    conn: Connection,
-    tally: _TaskTally,
-) -> None:
-    """Encode the batch's shards and put them in the channel; stop early on `Stop`."""
+    reporter: _StageReporter,
+) -> int:
+    """Encode the batch's shards and put them in the channel; the visits sent.
+
+    Stops early (`_Stopped`) on `Stop`.
+    """
+    clock, conn = reporter.clock, reporter.conn
+    visits = 0
     for output in outputs:
-        started = time.perf_counter()
-        batches = encode_shard(output, task.attempt, params.horizon_days, config.channel.slot_bytes)
-        tally.encode_s += time.perf_counter() - started
-        started = time.perf_counter()
-        for batch in batches:
-            sender.send(batch)
-        tally.send_s += time.perf_counter() - started
-        tally.visits += output.visit_count
+        with clock.stage("encode"):
+            batches = encode_shard(
+                output, task.attempt, params.horizon_days, config.channel.slot_bytes, clock
+            )
+        with clock.stage("waiting for a slot"):
+            for batch in batches:
+                sender.send(batch)
+        visits += output.visit_count
+        reporter.report()
         if conn.poll(0) and isinstance(_DECODER.decode(conn.recv_bytes()), Stop):
             raise _Stopped
+    return visits

@@ -15,6 +15,7 @@ the processes (`engine.pipeline.processes`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -29,7 +30,16 @@ from engine.pipeline.options import PipelineOptions
 from engine.pipeline.processes import CONTEXT, describe_exit, start_process
 from engine.pipeline.worker import WorkerConfig, worker_main
 from ipc.channel import ChannelClosedError, ChannelSpec
-from ipc.messages import Assign, Stop, TaskDone, WorkerFailed, WorkerReady, WorkerToSupervisor
+from ipc.messages import (
+    Assign,
+    StageReport,
+    StageTimes,
+    Stop,
+    TaskDone,
+    WorkerFailed,
+    WorkerReady,
+    WorkerToSupervisor,
+)
 
 __all__ = ["WorkerPool"]
 
@@ -42,7 +52,8 @@ class WorkerPool:
     """Worker processes of one run and the tasks in their hands.
 
     `send` delivers a message to a worker (the supervisor's, so a subclass may watch it);
-    `fail` ends the run with an error. `configure` must be called before `start_worker`.
+    `fail` ends the run with an error; `on_stages` takes the stage timings workers report.
+    `configure` must be called before `start_worker`.
     """
 
     def __init__(
@@ -52,10 +63,11 @@ class WorkerPool:
         memory_policy: MemoryPolicy,
         send: Callable[[WorkerHandle, msgspec.Struct], None],
         fail: Fail,
+        on_stages: Callable[[list[StageTimes]], None] = lambda _: None,
     ) -> None:
         self.workers: dict[int, WorkerHandle] = {}
         self.handing_out = True  # False once the run is stopping
-        self.timings = {"simulate": 0.0, "encode": 0.0, "send": 0.0}
+        self._on_stages = on_stages
         self._progress = progress
         self._queue = queue
         self._memory_policy = memory_policy
@@ -127,11 +139,10 @@ class WorkerPool:
                 worker.ready = True
                 worker.pid = message.pid
                 self.assign(worker)
+            elif isinstance(message, StageReport):
+                self._on_stages(message.times)
             elif isinstance(message, TaskDone):
                 worker.task = None
-                self.timings["simulate"] += message.simulate_s
-                self.timings["encode"] += message.encode_s
-                self.timings["send"] += message.send_s
                 self._memory_policy.events["worker_memory_errors"] += message.memory_errors
                 self.assign(worker)
             elif isinstance(message, WorkerFailed):
@@ -153,6 +164,15 @@ class WorkerPool:
                 if task is not None:
                     self._retry(task, message.error, message.traceback)
                 self.assign(worker)
+
+    def collect_last_reports(self) -> None:
+        """Once the workers have stopped: the stage timings each sent as its last word."""
+        for worker in self.workers.values():
+            with contextlib.suppress(EOFError, OSError, msgspec.DecodeError):
+                while worker.conn.poll(0):
+                    message = self._decoder.decode(worker.conn.recv_bytes())
+                    if isinstance(message, StageReport):
+                        self._on_stages(message.times)
 
     def assign(self, worker: WorkerHandle) -> None:
         """Hand the worker its next task, if it is free and the run may go on."""

@@ -10,6 +10,9 @@ disk. Every closed part file carries the counts of its own rows in its Parquet m
 `checkpoint.json` records closed files, shard locations and the statistics of exactly those
 shards; `stats.json` holds the run's statistics at the end.
 
+The receiving thread and each lane time their stages (`engine.pipeline.stage_clock`) and
+the receiving thread reports all of them to the supervisor at most every `REPORT_EVERY_S`.
+
 On any failure the writer deletes the part files it had open, reports `WriterFailed` and
 exits non-zero, so a failed run never shows a part file that looks finished but is not.
 
@@ -34,7 +37,8 @@ from typing import Any
 
 import msgspec
 
-from engine.pipeline.processes import prepare_child
+from engine.pipeline.processes import prepare_child, seconds_since_start
+from engine.pipeline.stage_clock import StageClock
 from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel, Received
 from ipc.messages import (
     ChannelMessage,
@@ -42,6 +46,8 @@ from ipc.messages import (
     PatientBatch,
     SenderClosed,
     ShardWritten,
+    StageReport,
+    StageTimes,
     WriterFailed,
     WriterFinished,
     WriterReady,
@@ -52,6 +58,9 @@ __all__ = ["WriterConfig", "writer_main"]
 _ENCODER = msgspec.msgpack.Encoder()
 _FAILURE_CHECK_S = 0.25  # how often the receiving thread looks for a failed lane
 _ROLL = "roll"  # a lane job: close the open part files now, so a checkpoint covers them
+REPORT_EVERY_S = 0.5  # stage timings go to the supervisor at most this often
+RECEIVER_STAGES = ("start-up", "waiting for batches", "decode", "live statistics", "finishing")
+LANE_STAGES = ("waiting for batches", "Parquet", "statistics merge", "releasing", "checkpoint")
 
 
 class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,11 +77,14 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     resume: bool = False  # carry on from checkpoint.json (its files and statistics)
     live_stats_interval_s: float = 1.0  # how often live-stats.msgpack is rewritten
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
+    delay_per_batch_s: float = 0.0  # fault injection: a slow disk, this much longer per batch
 
 
 def writer_main(config: WriterConfig, conn: Connection) -> None:
     """Entry point of the writer process."""
     prepare_child("writer")
+    clock = StageClock("writer", "writer", RECEIVER_STAGES)
+    clock.backdate("start-up", seconds_since_start())  # the interpreter and imports
     receiver = ChannelReceiver(
         config.channel,
         msgspec.msgpack.Decoder(ChannelMessage),
@@ -80,7 +92,8 @@ def writer_main(config: WriterConfig, conn: Connection) -> None:
     )
     writer = None
     try:
-        writer = _Writer(config, conn)  # loads pyarrow.parquet while the workers start
+        with clock.stage("start-up"):
+            writer = _Writer(config, conn, clock)  # loads pyarrow.parquet while workers start
         writer.run(receiver)
     except BaseException as exc:
         receiver.close()
@@ -105,29 +118,41 @@ class _Lane(threading.Thread):
         self.jobs: queue.SimpleQueue[tuple[Received, Any] | str | None] = queue.SimpleQueue()
         self.dispatched = 0  # written by the receiving thread only
         self.done = 0  # written by this lane only
-        self.write_s = 0.0
+        self.clock = StageClock(f"writer lane {number + 1}", "writer", LANE_STAGES)
         # Statistics of the rows in this lane's open files, handed over when they close.
         self.pending_counts = writer.new_counts()
         self.pending_sketches: list[tuple[int, int, int, Any]] = []
         self.failure: BaseException | None = None
 
     def run(self) -> None:
+        clock = self.clock
+        delay = self.writer.config.delay_per_batch_s
         try:
-            while (job := self.jobs.get()) is not None:
+            while True:
+                with clock.stage("waiting for batches"):
+                    job = self.jobs.get()
+                if job is None:
+                    break
                 if job == _ROLL:
-                    self.writer.roll(self)
+                    with clock.stage("checkpoint"):
+                        self.writer.roll(self)
                     continue
                 received, decoded = job  # type: ignore[misc]
-                started = time.perf_counter()
-                location = self.parts.write(decoded)
-                self.write_s += time.perf_counter() - started
-                self.writer.record(decoded, location, self.parts.bytes_written)
-                del decoded
-                received.release()
+                with clock.stage("Parquet"):
+                    location = self.parts.write(decoded)
+                    if delay:
+                        time.sleep(delay)
+                with clock.stage("statistics merge"):
+                    self.writer.record(decoded, location, self.parts.bytes_written)
+                with clock.stage("releasing"):
+                    del decoded
+                    received.release()
                 self.done += 1
                 if self.parts.should_roll():
-                    self.writer.roll(self)
-            self.writer.roll(self)
+                    with clock.stage("checkpoint"):
+                        self.writer.roll(self)
+            with clock.stage("checkpoint"):
+                self.writer.roll(self)
         except BaseException as exc:  # reported by the receiving thread
             self.failure = exc
             self._release_queued()
@@ -149,7 +174,7 @@ class _Lane(threading.Thread):
 
 
 class _Writer:
-    def __init__(self, config: WriterConfig, conn: Connection) -> None:
+    def __init__(self, config: WriterConfig, conn: Connection, clock: StageClock) -> None:
         # Imported here, after the channel listens: see the module docstring.
         from engine.manifest import decode_manifest  # noqa: PLC0415
         from engine.pipeline.parts import (  # noqa: PLC0415
@@ -167,6 +192,8 @@ class _Writer:
 
         self.config = config
         self.conn = conn
+        self.clock = clock  # the receiving thread's; each lane has its own
+        self.next_report = 0.0
         self.paths = RunPaths(Path(config.run_dir))
         self.manifest = decode_manifest(config.manifest_json)
         metadata = part_file_metadata(self.manifest)
@@ -216,7 +243,6 @@ class _Writer:
         self.patients_since_checkpoint = 0
         self.next_live_statistics = 0.0
         self.finish: FinishRun | None = None
-        self.timings = {"wait": 0.0, "decode": 0.0, "write": 0.0}
 
     def _resumed_checkpoint(self) -> Any:
         """The checkpoint a resumed run carries on from (empty if none was written)."""
@@ -233,19 +259,20 @@ class _Writer:
             lane.start()
         try:
             _send(self.conn, WriterReady(pid=os.getpid()))
+            clock = self.clock
             while True:
-                started = time.perf_counter()
                 try:
-                    received = receiver.receive(timeout_s=_FAILURE_CHECK_S)
+                    with clock.stage("waiting for batches"):
+                        received = receiver.receive(timeout_s=_FAILURE_CHECK_S)
                 except TimeoutError:
                     self._raise_lane_failure()
                     self._maybe_publish_live_statistics()
+                    self._maybe_report_stages()
                     continue
                 except EndOfChannel:
                     break
-                finally:
-                    self.timings["wait"] += time.perf_counter() - started
                 self._raise_lane_failure()
+                self._maybe_report_stages()
                 message = received.message
                 if not isinstance(message, PatientBatch):
                     self.finish = message
@@ -257,22 +284,39 @@ class _Writer:
                     continue
                 self._check_cut(message)
                 self.written.add(key)
-                started = time.perf_counter()
-                decoded = decode_batch(message)
-                self.timings["decode"] += time.perf_counter() - started
+                with clock.stage("decode"):
+                    decoded = decode_batch(message)
                 lane = min(self.lanes, key=lambda candidate: candidate.queued)
                 lane.dispatched += 1
                 lane.jobs.put((received, decoded))
                 self._maybe_checkpoint(message.patients.length)
                 self._maybe_publish_live_statistics()
-            for lane in self.lanes:
-                lane.jobs.put(None)
-            for lane in self.lanes:
-                lane.join()
+            with clock.stage("finishing"):
+                for lane in self.lanes:
+                    lane.jobs.put(None)
+                for lane in self.lanes:
+                    lane.join()
             self._raise_lane_failure()
         finally:
             receiver.close()
-        self._close()
+        with self.clock.stage("finishing"):
+            manifest = self._close()
+        _send(
+            self.conn,
+            WriterFinished(
+                status=manifest.status, bytes_on_disk=manifest.bytes_on_disk, times=self.stages()
+            ),
+        )
+
+    def stages(self) -> list[StageTimes]:
+        """The stage timings so far: the receiving thread's, then each lane's."""
+        return [self.clock.snapshot()] + [lane.clock.snapshot() for lane in self.lanes]
+
+    def _maybe_report_stages(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_report:
+            self.next_report = now + REPORT_EVERY_S
+            _send(self.conn, StageReport(times=self.stages()))
 
     def _check_cut(self, batch: PatientBatch) -> None:
         """A shard partly on disk before a resume must be cut into the same parts again."""
@@ -305,6 +349,10 @@ class _Writer:
         if now < self.next_live_statistics:
             return
         self.next_live_statistics = now + self.config.live_stats_interval_s
+        with self.clock.stage("live statistics"):
+            self._publish_live_statistics()
+
+    def _publish_live_statistics(self) -> None:
         from engine.stats.live import write_live_statistics  # noqa: PLC0415 - small
 
         with self.lock:
@@ -357,9 +405,10 @@ class _Writer:
         if part is None:
             return
         with self.lock:
-            self.stats.add_counts(lane.pending_counts)
-            for shard, index, part_count, sketches in lane.pending_sketches:
-                self.stats.add_sketches(shard, index, part_count, sketches)
+            with lane.clock.stage("statistics merge"):
+                self.stats.add_counts(lane.pending_counts)
+                for shard, index, part_count, sketches in lane.pending_sketches:
+                    self.stats.add_sketches(shard, index, part_count, sketches)
             lane.pending_counts = self.new_counts()
             lane.pending_sketches = []
             self.closed_parts.append(part)
@@ -382,7 +431,8 @@ class _Writer:
             ),
         )
 
-    def _close(self) -> None:
+    def _close(self) -> Any:
+        """The last checkpoint, stats.json and the final manifest, which it returns."""
         from engine.manifest import write_run_end  # noqa: PLC0415 - already loaded
 
         self._write_checkpoint()
@@ -390,19 +440,13 @@ class _Writer:
         finish = self.finish or FinishRun(
             status="failed", error="the supervisor stopped without finishing the run"
         )
-        manifest = write_run_end(
+        return write_run_end(
             self.paths,
             self.manifest,
             statistics,
             finish.status,
             finish.error,
             self.uncompressed_bytes,
-        )
-        on_disk = manifest.bytes_on_disk
-        self.timings["write"] = sum(lane.write_s for lane in self.lanes)
-        _send(
-            self.conn,
-            WriterFinished(status=finish.status, bytes_on_disk=on_disk, timings=self.timings),
         )
 
     def abort(self) -> None:

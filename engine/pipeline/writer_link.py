@@ -28,6 +28,8 @@ from ipc.channel import ChannelSpec
 from ipc.messages import (
     SenderClosed,
     ShardWritten,
+    StageReport,
+    StageTimes,
     WriterFailed,
     WriterFinished,
     WriterReady,
@@ -40,19 +42,23 @@ __all__ = ["WriterLink"]
 class WriterLink:
     """The run's one writer process, its pipe, and how it ended (`finished` or `failed`).
 
-    `fail(error type, message, traceback)` ends the run with an error.
+    `fail(error type, message, traceback)` ends the run with an error; `on_stages` takes the
+    stage timings the writer reports (while it runs and with `WriterFinished`).
     """
 
     def __init__(
-        self, progress: ShardProgress, fail: Callable[[type[AmdsimError], str, str], None]
+        self,
+        progress: ShardProgress,
+        fail: Callable[[type[AmdsimError], str, str], None],
+        on_stages: Callable[[list[StageTimes]], None] = lambda _: None,
     ) -> None:
         self.process: SpawnProcess | None = None
         self.conn: Connection | None = None
         self.finished = False
         self.failed = False
-        self.timings: dict[str, float] = {}
         self._progress = progress
         self._fail = fail
+        self._on_stages = on_stages
         self._decoder = msgspec.msgpack.Decoder(WriterToSupervisor)
 
     def start(
@@ -75,6 +81,7 @@ class WriterLink:
             row_group_patients=options.row_group_patients,
             resume=resume,
             fail_after_bytes=options.writer_fail_after_bytes,
+            delay_per_batch_s=options.writer_delay_per_batch_s,
             live_stats_interval_s=options.live_stats_interval_s,
         )
         ours, theirs = CONTEXT.Pipe()
@@ -95,9 +102,11 @@ class WriterLink:
                 return
             if isinstance(message, ShardWritten):
                 self._progress.record(message)
+            elif isinstance(message, StageReport):
+                self._on_stages(message.times)
             elif isinstance(message, WriterFinished):
                 self.finished = True
-                self.timings = message.timings
+                self._on_stages(message.times)
             elif isinstance(message, WriterFailed):
                 self.failed = True
                 self._fail(
