@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from engine.model.parameters import RunParameters  # noqa: E402
 from engine.model.protocol_loader import load_protocol  # noqa: E402
 from engine.pipeline import PipelineOptions, Supervisor  # noqa: E402
+from ipc.messages import StageTimes  # noqa: E402
 
 DEFAULT = "aflibercept_treat_and_extend"
 
@@ -109,11 +110,22 @@ def pipeline_run(
             "compression_ratio": manifest.compression_ratio,
             "channel_peak": sample.channel_peak if sample else 0,
             "channel_slots": sample.channel_slots if sample else 0,
-            **{f"worker_{k}_s": v for k, v in supervisor.worker_timings.items()},
-            **{f"writer_{k}_s": v for k, v in supervisor.writer_timings.items()},
+            **_stage_seconds(supervisor.stage_times),
         }
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stage_seconds(times: list[StageTimes]) -> dict[str, float]:
+    """Seconds per stage, summed over the workers (``worker_...``) and the writer's lanes and
+    receiving thread (``writer_...``), from the run's own stage timings."""
+    seconds: dict[str, float] = {}
+    for entry in times:
+        prefix = "worker" if entry.role == "worker" else "writer"
+        for stage, value in entry.stages.items():
+            key = f"{prefix}_{stage}_s"
+            seconds[key] = seconds.get(key, 0.0) + value
+    return seconds
 
 
 def kernel_only(patients: int, years: float, runs: int, protocol: str = DEFAULT) -> float:
@@ -170,12 +182,12 @@ def main() -> None:
             f"    channel peak occupancy     {median(results, 'channel_peak'):.0f} of {median(results, 'channel_slots'):.0f} slots"
         )
         print(
-            f"    worker time: simulate {median(results, 'worker_simulate_s'):.2f} s, encode {median(results, 'worker_encode_s'):.2f} s, "
-            f"waiting to send {median(results, 'worker_send_s'):.2f} s (summed over workers)"
+            f"    worker time: simulate {median(results, 'worker_simulate_s'):.2f} s, statistics {median(results, 'worker_statistics_s'):.2f} s, "
+            f"encode {median(results, 'worker_encode_s'):.2f} s, waiting for a slot {median(results, 'worker_waiting for a slot_s'):.2f} s (summed over workers)"
         )
         print(
-            f"    writer time: Parquet {median(results, 'writer_write_s'):.2f} s, decode {median(results, 'writer_decode_s'):.2f} s, "
-            f"waiting {median(results, 'writer_wait_s'):.2f} s"
+            f"    writer time: Parquet {median(results, 'writer_Parquet_s'):.2f} s, decode {median(results, 'writer_decode_s'):.2f} s, "
+            f"statistics merge {median(results, 'writer_statistics merge_s'):.2f} s (lanes summed)"
         )
 
     sizes = [int(s) for s in args.scaling.split(",") if s]
