@@ -1,5 +1,6 @@
 """The System page: memory of the dashboard, each live run's internals (processes, pids,
-memory per process, channel slots, shards), operation timings, the results cache hit rate,
+memory per process, channel slots, shards) and where its time goes (a stacked bar per worker
+and writer thread, with the bottleneck in words: `viz.stage_chart`), operation timings, the results cache hit rate,
 and what the session's `StateManager` holds (with a button to release it)."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import psutil
 from engine.state_manager import StateManager
 from viz.context import ServerContext
 from viz.run_internals import run_internals_markdown
+from viz.safe_text import plain
+from viz.stage_chart import StageChart
 
 __all__ = ["SystemPage"]
 
@@ -26,6 +29,8 @@ class SystemPage:
         self._process = psutil.Process(os.getpid())
         self.memory = pn.pane.Markdown("", css_classes=["system-memory"], disable_math=True)
         self.runs = pn.pane.Markdown("", css_classes=["system-runs"], disable_math=True)
+        self.stage_charts: dict[str, StageChart] = {}  # by run id, for the runs shown
+        self.stages = pn.Column(sizing_mode="stretch_width", css_classes=["system-stages"])
         self.timings = pn.widgets.Tabulator(
             pd.DataFrame(columns=["operation", "count", "mean_ms", "max_ms"]),
             show_index=False,
@@ -47,6 +52,7 @@ class SystemPage:
             self.memory,
             "### Live runs",
             self.runs,
+            self.stages,
             "### Operation timings",
             self.timings,
             "### Results cache",
@@ -56,6 +62,28 @@ class SystemPage:
             self.release_button,
             sizing_mode="stretch_width",
         )
+
+    def _show_stages(self) -> None:
+        """A stage chart per live run with timings; the last one stays once its run ends."""
+        watches = [
+            (run_id, watch)
+            for run_id, watch in sorted(self.context.live.items())
+            if watch.latest is not None and watch.latest.stages
+        ]
+        live = [(run_id, watch) for run_id, watch in watches if not watch.ended]
+        last = [max(watches, key=lambda item: item[1].latest.time)] if watches else []
+        shown = live or last
+        charts: dict[str, StageChart] = {}
+        for run_id, watch in shown:
+            chart = self.stage_charts.get(run_id) or StageChart()
+            chart.show(watch.latest.stages)
+            charts[run_id] = chart
+        if list(charts) != list(self.stage_charts):
+            self.stages.objects = [
+                pn.Column(f"### Where the time goes: run {plain(run_id)}", chart.layout)
+                for run_id, chart in charts.items()
+            ]
+        self.stage_charts = charts
 
     def release(self) -> int:
         released = self.state.cleanup()
@@ -77,6 +105,7 @@ class SystemPage:
             if watch.latest is not None and not watch.ended
         ]
         self.runs.object = "\n\n".join(runs) or "No run is going."
+        self._show_stages()
         frame = pd.DataFrame(
             self.context.timings.rows(), columns=["operation", "count", "mean_ms", "max_ms"]
         ).round(2)
