@@ -19,7 +19,8 @@ from bokeh.plotting import figure
 
 from engine.pipeline.stage_clock import OTHER
 from engine.pipeline.worker import STAGES as WORKER_STAGES
-from engine.pipeline.writer import LANE_STAGES, RECEIVER_STAGES
+from engine.pipeline.writer import RECEIVER_STAGES
+from engine.pipeline.writer_lane import LANE_STAGES
 from engine.stage_timings import describe_bottleneck, stage_rows
 from ipc.messages import StageTimes
 from viz.document_lock import dispatched
@@ -51,6 +52,11 @@ _BUSY_COLOURS = (
 _BAR_HEIGHT_PX = 28
 
 
+def _height(processes: int) -> int:
+    """Pixels for the title, the legend's three rows, the axis and a bar per process."""
+    return 190 + _BAR_HEIGHT_PX * max(1, processes)
+
+
 def _colours() -> list[str]:
     busy = iter(_BUSY_COLOURS)
     return [_WAIT_GREYS.get(stage) or next(busy) for stage in ALL_STAGES]
@@ -63,7 +69,7 @@ class StageChart:
         self.source = ColumnDataSource(_columns([]))
         self.figure = _stacked_bars(self.source)
         self.sentence = pn.pane.Markdown("", css_classes=["stage-bottleneck"], disable_math=True)
-        self.pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_width")
+        self.pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_width", height=_height(1))
         self.layout = pn.Column(self.pane, self.sentence, sizing_mode="stretch_width")
 
     @dispatched
@@ -73,7 +79,8 @@ class StageChart:
         processes = data["process"]
         if list(self.figure.y_range.factors) != processes:
             self.figure.y_range.factors = processes
-            self.figure.height = 120 + _BAR_HEIGHT_PX * max(1, len(processes))
+            height = _height(len(processes))
+            self.figure.height = self.pane.height = height
         self.source.data = data
         self.sentence.object = describe_bottleneck(times) if times else ""
 
@@ -97,7 +104,7 @@ def _stacked_bars(source: ColumnDataSource) -> Any:
     plot = figure(
         title="Where the time goes: seconds since each process started, by stage",
         y_range=FactorRange(factors=[]),
-        height=120 + _BAR_HEIGHT_PX,
+        height=_height(1),
         sizing_mode="stretch_width",
         toolbar_location=None,
         tools="",

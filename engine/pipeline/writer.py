@@ -2,7 +2,8 @@
 
 It is the only process that writes a run's data files. Its main thread receives batches,
 keeps the first copy of each shard part (a retried shard may arrive twice) and hands each
-batch to one of several *lanes*: threads with their own rolling part files. Parquet encoding
+batch to one of several *lanes* (`engine.pipeline.writer_lane`): threads with their own
+rolling part files. Parquet encoding
 releases the GIL, so lanes encode in parallel and the writer keeps up with more workers on
 machines with more cores. Each lane releases its batch's channel slot once written, adds the
 statistics workers computed to the run's (engine.stats) and tells the supervisor what is on
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import sys
 import threading
 import time
@@ -39,7 +39,8 @@ import msgspec
 
 from engine.pipeline.processes import prepare_child, seconds_since_start
 from engine.pipeline.stage_clock import StageClock
-from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel, Received
+from engine.pipeline.writer_lane import ROLL, WriterLane
+from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel
 from ipc.messages import (
     ChannelMessage,
     FinishRun,
@@ -57,10 +58,8 @@ __all__ = ["WriterConfig", "writer_main"]
 
 _ENCODER = msgspec.msgpack.Encoder()
 _FAILURE_CHECK_S = 0.25  # how often the receiving thread looks for a failed lane
-_ROLL = "roll"  # a lane job: close the open part files now, so a checkpoint covers them
 REPORT_EVERY_S = 0.5  # stage timings go to the supervisor at most this often
 RECEIVER_STAGES = ("start-up", "waiting for batches", "decode", "live statistics", "finishing")
-LANE_STAGES = ("waiting for batches", "Parquet", "statistics merge", "releasing", "checkpoint")
 
 
 class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,71 +107,6 @@ def writer_main(config: WriterConfig, conn: Connection) -> None:
     conn.close()
 
 
-class _Lane(threading.Thread):
-    """One writing thread and its own pair of rolling part files."""
-
-    def __init__(self, writer: _Writer, number: int, parts: Any) -> None:
-        super().__init__(name=f"writer-lane-{number}", daemon=True)
-        self.writer = writer
-        self.parts = parts
-        self.jobs: queue.SimpleQueue[tuple[Received, Any] | str | None] = queue.SimpleQueue()
-        self.dispatched = 0  # written by the receiving thread only
-        self.done = 0  # written by this lane only
-        self.clock = StageClock(f"writer lane {number + 1}", "writer", LANE_STAGES)
-        # Statistics of the rows in this lane's open files, handed over when they close.
-        self.pending_counts = writer.new_counts()
-        self.pending_sketches: list[tuple[int, int, int, Any]] = []
-        self.failure: BaseException | None = None
-
-    def run(self) -> None:
-        clock = self.clock
-        delay = self.writer.config.delay_per_batch_s
-        try:
-            while True:
-                with clock.stage("waiting for batches"):
-                    job = self.jobs.get()
-                if job is None:
-                    break
-                if job == _ROLL:
-                    with clock.stage("checkpoint"):
-                        self.writer.roll(self)
-                    continue
-                received, decoded = job  # type: ignore[misc]
-                with clock.stage("Parquet"):
-                    location = self.parts.write(decoded)
-                    if delay:
-                        time.sleep(delay)
-                with clock.stage("statistics merge"):
-                    self.writer.record(decoded, location, self.parts.bytes_written)
-                with clock.stage("releasing"):
-                    del decoded
-                    received.release()
-                self.done += 1
-                if self.parts.should_roll():
-                    with clock.stage("checkpoint"):
-                        self.writer.roll(self)
-            with clock.stage("checkpoint"):
-                self.writer.roll(self)
-        except BaseException as exc:  # reported by the receiving thread
-            self.failure = exc
-            self._release_queued()
-
-    @property
-    def queued(self) -> int:
-        """Batches handed to this lane and not yet written."""
-        return self.dispatched - self.done
-
-    def _release_queued(self) -> None:
-        """After a failure: free the slots of queued batches, so no worker stays blocked."""
-        while True:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(job, tuple):
-                job[0].release()
-
-
 class _Writer:
     def __init__(self, config: WriterConfig, conn: Connection, clock: StageClock) -> None:
         # Imported here, after the channel listens: see the module docstring.
@@ -205,7 +139,7 @@ class _Writer:
             1 + max((p.number for p in checkpoint.parts), default=-1) if checkpoint else 0
         )
         self.lanes = [
-            _Lane(
+            WriterLane(
                 self,
                 number,
                 PartFiles(
@@ -336,7 +270,7 @@ class _Writer:
         if self.patients_since_checkpoint >= every:
             self.patients_since_checkpoint = 0
             for lane in self.lanes:
-                lane.jobs.put(_ROLL)
+                lane.jobs.put(ROLL)
 
     def _maybe_publish_live_statistics(self) -> None:
         """At most once a `live_stats_interval_s`: the counts of every row written so far
@@ -393,7 +327,7 @@ class _Writer:
                 ),
             )
 
-    def roll(self, lane: _Lane) -> None:
+    def roll(self, lane: WriterLane) -> None:
         """Close a lane's part files; their shards and statistics join the checkpoint.
 
         The run's statistics count closed files only, so a checkpoint's statistics always
