@@ -233,3 +233,47 @@ def test_a_large_run_prints_where_it_is_and_how_big(tmp_path):
     ):
         assert label in result.stdout
     assert (out / "manifest.json").is_file()
+
+
+def test_run_with_timings_prints_where_the_time_went_and_the_bottleneck():
+    result = amdsim("run", "--patients", "30000", "--years", "2", "--workers", "2", "--timings")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Where the time went" in out
+    for label in ("2 workers (summed)", "writer lane 1", "simulate", "Parquet", "other"):
+        assert label in out, label
+    assert "bottleneck" in out or "waited for work" in out or "Start-up took" in out
+
+
+def test_run_with_timings_as_json_carries_every_process_and_the_sentence():
+    result = amdsim(
+        "run",
+        "--patients",
+        "30000",
+        "--years",
+        "2",
+        "--workers",
+        "2",
+        "--writer-lanes",
+        "2",
+        "--timings",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    names = sorted(entry["process"] for entry in document["stage_timings"])
+    assert names == ["worker-1", "worker-2", "writer", "writer lane 1", "writer lane 2"]
+    for entry in document["stage_timings"]:
+        assert sum(entry["stages"].values()) == pytest.approx(entry["wall_s"], rel=1e-9)
+    assert document["bottleneck"]
+
+
+def test_timings_of_a_small_run_say_there_are_none_and_bad_writer_lanes_are_refused():
+    small = amdsim("run", "--patients", "300", "--years", "1", "--timings")
+    assert small.returncode == 0, small.stderr
+    assert "no stage timings: this run ran in memory" in small.stderr
+    bad = amdsim("run", "--patients", "30000", "--writer-lanes", "-1")
+    assert bad.returncode != 0
+    assert bad.stderr.strip().splitlines() == ["error: writer lanes must be at least 1, got -1"], (
+        bad.stderr
+    )
