@@ -1,0 +1,113 @@
+"""The asv suite (benchmarks/) imports and runs: every benchmark once, none failing.
+
+`asv run --quick --python=same --dry-run` runs each benchmark a single time in this Python,
+saves nothing, and against a copy of asv.conf.json whose results and environments live in
+a temporary folder; HOME points there too, so asv's machine file is written there on any
+machine, without the interactive prompt. About a minute on two cores.
+See docs/performance.md, "Benchmark history (asv)".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# What asv prints for a benchmark that raised, timed out or whose setup failed.
+_FAILED = re.compile(r"\bfailed\b|Traceback \(most recent call last\)|asv: benchmark timed out")
+_BENCHMARK_PREFIXES = ("time_", "peakmem_", "mem_", "track_", "timeraw_")
+
+
+def _config_for(tmp_path: Path) -> Path:
+    """asv.conf.json with absolute repo and benchmark paths and every output under tmp_path."""
+    text = (ROOT / "asv.conf.json").read_text()
+    config = json.loads(
+        "\n".join(line for line in text.splitlines() if not line.strip().startswith("//"))
+    )
+    config.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "benchmarks"),
+        results_dir=str(tmp_path / "results"),
+        html_dir=str(tmp_path / "html"),
+        env_dir=str(tmp_path / "env"),
+    )
+    path = tmp_path / "asv.conf.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _asv(tmp_path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "HOME": str(tmp_path),  # asv's ~/.asv-machine.json
+        # The checkout under test, not whichever amdsim the Python has installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "asv", *args, "--config", str(_config_for(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env=environment,
+        check=False,
+    )
+
+
+def _benchmark_names() -> set[str]:
+    """module.Class.method of every benchmark, found the way asv's discovery finds them."""
+    names = set()
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        source = path.read_text()
+        for klass, body in re.findall(r"^class (\w+)[:(].*?\n((?:    .*\n|\n)*)", source, re.M):
+            for method in re.findall(r"^    def (\w+)\(", body, re.M):
+                if method.startswith(_BENCHMARK_PREFIXES):
+                    names.add(f"{path.stem}.{klass}.{method}")
+    return names
+
+
+def test_every_asv_benchmark_imports_and_runs_once(tmp_path):
+    """Each benchmark of the suite runs to a result; none fails, none is missing."""
+    scratch_before = set(Path(tempfile.gettempdir()).glob("amdsim-asv-*"))
+    machine = _asv(tmp_path, "machine", "--yes", "--machine", "asv-smoke", timeout=60)
+    assert machine.returncode == 0, machine.stdout + machine.stderr
+
+    done = _asv(
+        tmp_path,
+        "run",
+        "--quick",
+        "--python=same",
+        "--show-stderr",
+        "--dry-run",
+        "--machine",
+        "asv-smoke",
+        timeout=240,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    failures = [line for line in output.splitlines() if _FAILED.search(line)]
+    assert not failures, "\n".join(failures) + "\n\n" + output
+    expected = _benchmark_names()
+    assert len(expected) >= 25, sorted(expected)
+    # asv shortens long names from the left ("....Class.method"): look for Class.method.
+    missing = [
+        name
+        for name in sorted(expected)
+        if not re.search(rf"{re.escape(name.split('.', 1)[1])}\b", output)
+    ]
+    assert not missing, f"benchmarks that did not run: {missing}\n\n{output}"
+    assert f"Running {len(expected)} total benchmarks" in output, output
+    assert set(Path(tempfile.gettempdir()).glob("amdsim-asv-*")) == scratch_before, (
+        "a benchmark left its scratch folder behind (teardown missing?)"
+    )
