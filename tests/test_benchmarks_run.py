@@ -111,3 +111,71 @@ def test_every_asv_benchmark_imports_and_runs_once(tmp_path):
     assert set(Path(tempfile.gettempdir()).glob("amdsim-asv-*")) == scratch_before, (
         "a benchmark left its scratch folder behind (teardown missing?)"
     )
+
+
+# -- gross-regression gate ---------------------------------------------------------------------
+
+# Kernel time / reference numpy workload time, min of interleaved runs in one process, as
+# measured by `_kernel_to_reference_ratio` on the development machine (2 vCPUs, Intel Xeon
+# 2.8 GHz, Python 3.11.7, numpy 2.4.6; 2026-12-04 at load average 2.2 from other jobs:
+# v1 0.87-0.89, v2 6.3-6.5 over three measurements).
+# Both sides slow down together on a busy or slower machine, so the ratio moves far less
+# than either time; the gate fails only past twice the baseline (a gross regression, not
+# the 15 % that `asv continuous --factor 1.15` is for). Re-measure after a deliberate
+# kernel change: `python -c "from tests.test_benchmarks_run import _kernel_to_reference_ratio
+# as r; print(r('v1'), r('v2'))"`.
+KERNEL_RATIO_BASELINE = {"v1": 0.88, "v2": 6.4}
+GATE_FACTOR = 2.0
+
+
+def _reference_workload() -> None:
+    """Fixed numpy work of the kernel's kind: many small vectorised steps on shard arrays."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    state = np.zeros(8192, dtype=np.int8)
+    vision = np.full(8192, 55.0, dtype=np.float32)
+    for _ in range(130):  # fortnights in 5 years
+        draw = rng.random(8192, dtype=np.float32)
+        state = np.where(draw < 0.2, (state + 1) % 4, state).astype(np.int8)
+        vision = np.clip(vision + np.where(state >= 2, -0.5, 0.2) * draw, 0, 100)
+        np.cumsum(vision, out=vision.copy())
+
+
+def _kernel_to_reference_ratio(model: str, runs: int = 5) -> float:
+    """min(kernel) / min(reference), runs interleaved so both see the same machine load."""
+    import time
+
+    from benchmarks._shared import protocol_of, run_parameters
+    from engine.model.interface import compile_model
+    from engine.model.shards import plan_blocks
+
+    compiled = compile_model(protocol_of(model))
+    params = run_parameters(8192 if model == "v1" else 4096)
+    blocks = plan_blocks(params)
+
+    def kernel() -> None:
+        for block in blocks:
+            compiled.simulate_shards(params, block)
+
+    kernel_s, reference_s = [], []
+    for _ in range(runs + 1):  # the first round warms up both
+        started = time.perf_counter()
+        kernel()
+        kernel_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        _reference_workload()
+        reference_s.append(time.perf_counter() - started)
+    return min(kernel_s[1:]) / min(reference_s[1:])
+
+
+@pytest.mark.parametrize("model", ["v1", "v2"])
+def test_kernel_is_not_grossly_slower_than_its_recorded_baseline(model):
+    """The kernel, timed against a fixed numpy workload, is within twice its recorded ratio."""
+    ratio = _kernel_to_reference_ratio(model)
+    limit = GATE_FACTOR * KERNEL_RATIO_BASELINE[model]
+    assert ratio <= limit, (
+        f"{model} kernel / reference = {ratio:.2f}, above {limit:.2f} "
+        f"({GATE_FACTOR:g} x the recorded {KERNEL_RATIO_BASELINE[model]:.2f}): "
+        "a gross slow-down; measure with `asv continuous main HEAD --factor 1.15`"
+    )
