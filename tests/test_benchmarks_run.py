@@ -4,6 +4,7 @@
 saves nothing, and against a copy of asv.conf.json whose results and environments live in
 a temporary folder; HOME points there too, so asv's machine file is written there on any
 machine, without the interactive prompt. About a minute on two cores.
+Below it, a gross-regression gate: each kernel against a fixed numpy workload, one second.
 See docs/performance.md, "Benchmark history (asv)".
 """
 
