@@ -30,15 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._shared import compare_request  # noqa: E402
 from engine.compare.psa_flow import run_psa  # noqa: E402
 from engine.compare.runner import run_blocks  # noqa: E402
 from engine.compare.setup import (  # noqa: E402
-    CompareRequest,
     PsaRequest,
     new_comparison,
     protocols_calibration,
 )
-from engine.model.parameters import Recruitment  # noqa: E402
 
 VIEW_2Q8 = "aflibercept_2q8_view"
 ALTAIR = "aflibercept_treat_and_extend_altair"
@@ -47,22 +46,8 @@ FULL = ROOT / "engine" / "psa" / "examples" / "aflibercept_uncertainty.yaml"
 
 
 def request(protocols: list[str], patients: int, years: float, psa: PsaRequest | None = None):
-    """A comparison request with the bundled costs and utilities."""
-    return CompareRequest.build(
-        protocols=protocols,
-        patients=patients,
-        years=years,
-        seed=7,
-        recruitment=Recruitment(),
-        costs=None,
-        utilities=None,
-        drugs={},
-        cost_rate=0.035,
-        outcome_rate=0.035,
-        thresholds=[20_000.0, 30_000.0],
-        session_capacity=20.0,
-        psa=psa,
-    )
+    """A comparison request with the bundled costs and utilities (shared with the asv suite)."""
+    return compare_request(protocols, patients, years, psa)
 
 
 def simulate(folder: Path, protocols: list[str], patients: int, years: float, workers: int):
