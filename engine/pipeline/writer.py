@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from engine.pipeline.processes import prepare_child
+from engine.profiling import ProcessProfile
 from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel, Received
 from ipc.messages import (
     ChannelMessage,
@@ -68,11 +69,17 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     resume: bool = False  # carry on from checkpoint.json (its files and statistics)
     live_stats_interval_s: float = 1.0  # how often live-stats.msgpack is rewritten
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
+    profile_dir: str | None = None  # write the writer's profile here, lanes included
 
 
 def writer_main(config: WriterConfig, conn: Connection) -> None:
-    """Entry point of the writer process."""
+    """Entry point of the writer process; profiled whole, with its lanes, if asked."""
     prepare_child("writer")
+    with ProcessProfile.of_process(config.profile_dir, "writer") as profile:
+        _write_run(config, conn, profile)
+
+
+def _write_run(config: WriterConfig, conn: Connection, profile: ProcessProfile) -> None:
     receiver = ChannelReceiver(
         config.channel,
         msgspec.msgpack.Decoder(ChannelMessage),
@@ -80,7 +87,7 @@ def writer_main(config: WriterConfig, conn: Connection) -> None:
     )
     writer = None
     try:
-        writer = _Writer(config, conn)  # loads pyarrow.parquet while the workers start
+        writer = _Writer(config, conn, profile)  # loads pyarrow.parquet while the workers start
         writer.run(receiver)
     except BaseException as exc:
         receiver.close()
@@ -112,6 +119,10 @@ class _Lane(threading.Thread):
         self.failure: BaseException | None = None
 
     def run(self) -> None:
+        with self.writer.profile.thread(self.name):
+            self._run()
+
+    def _run(self) -> None:
         try:
             while (job := self.jobs.get()) is not None:
                 if job == _ROLL:
@@ -149,7 +160,7 @@ class _Lane(threading.Thread):
 
 
 class _Writer:
-    def __init__(self, config: WriterConfig, conn: Connection) -> None:
+    def __init__(self, config: WriterConfig, conn: Connection, profile: ProcessProfile) -> None:
         # Imported here, after the channel listens: see the module docstring.
         from engine.manifest import decode_manifest  # noqa: PLC0415
         from engine.pipeline.parts import (  # noqa: PLC0415
@@ -167,6 +178,7 @@ class _Writer:
 
         self.config = config
         self.conn = conn
+        self.profile = profile
         self.paths = RunPaths(Path(config.run_dir))
         self.manifest = decode_manifest(config.manifest_json)
         metadata = part_file_metadata(self.manifest)
