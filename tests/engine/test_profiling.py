@@ -1,0 +1,112 @@
+"""`engine.profiling`: a profile is written whole, under a free name, with each thread it
+was told about; writing one never fails the work it profiled."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.cli.profile_option import check_profile_dir
+from engine.errors import FileSystemError
+from engine.profiling import ProcessProfile, merge_speedscope, write_new_file
+
+
+def _busy(seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        sum(i * i for i in range(1000))
+
+
+def test_a_profile_of_the_same_name_never_replaces_an_earlier_one(tmp_path):
+    first = write_new_file(tmp_path, ["worker-1", "worker-1-pid7"], ".speedscope.json", b"1")
+    second = write_new_file(tmp_path, ["worker-1", "worker-1-pid7"], ".speedscope.json", b"2")
+    assert (first.name, second.name) == (
+        "worker-1.speedscope.json",
+        "worker-1-pid7.speedscope.json",
+    )
+    assert first.read_bytes() == b"1" and second.read_bytes() == b"2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+
+
+def test_a_process_profile_names_a_second_one_after_its_pid(tmp_path):
+    for _ in range(2):
+        with ProcessProfile.of_process(tmp_path, "writer"):
+            _busy(0.02)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{stem}{suffix}"
+        for stem in ("writer", f"writer-pid{os.getpid()}")
+        for suffix in (".speedscope.json", ".html")
+    )
+
+
+def test_threads_registered_with_the_profile_are_profiles_of_the_same_file(tmp_path):
+    profile = ProcessProfile.of_process(tmp_path, "writer")
+    with profile:
+
+        def lane() -> None:
+            with profile.thread("writer-lane-0"):
+                _busy(0.05)
+
+        thread = threading.Thread(target=lane)
+        thread.start()
+        _busy(0.05)
+        thread.join()
+    document = json.loads((tmp_path / "writer.speedscope.json").read_text())
+    names = [p["name"] for p in document["profiles"]]
+    assert names == [threading.current_thread().name, "writer-lane-0"]
+    frames = document["shared"]["frames"]
+    lane_frames = {frames[e["frame"]]["name"] for e in document["profiles"][1]["events"]}
+    assert "lane" in lane_frames and "_busy" in lane_frames
+
+
+def test_merging_shifts_each_documents_frames_past_those_before_it():
+    def document(names: list[str]) -> dict:
+        events = [{"type": "O", "at": 0.0, "frame": i} for i in range(len(names))]
+        return {
+            "$schema": "s",
+            "shared": {"frames": [{"name": n} for n in names]},
+            "profiles": [{"name": "x", "events": events}],
+        }
+
+    merged = merge_speedscope([("a", document(["f", "g"])), ("b", document(["h"]))])
+    assert [f["name"] for f in merged["shared"]["frames"]] == ["f", "g", "h"]
+    assert [p["name"] for p in merged["profiles"]] == ["a", "b"]
+    assert merged["profiles"][1]["events"][0]["frame"] == 2
+
+
+def test_a_profile_without_a_directory_does_nothing(tmp_path):
+    with ProcessProfile.of_process(None, "worker-1") as profile:
+        _busy(0.01)
+    assert not profile.enabled and profile.written == []
+
+
+def test_a_profile_that_cannot_be_written_warns_and_lets_the_work_end(tmp_path, caplog):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    with caplog.at_level(logging.WARNING), ProcessProfile.of_process(gone, "worker-1"):
+        gone.rmdir()
+    assert "could not write the profile" in caplog.text
+    assert not gone.exists()
+
+
+def test_an_unwritable_profile_directory_is_one_line_naming_the_option(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "p"))
+
+    monkeypatch.setattr("tempfile.TemporaryFile", refuse)
+    with pytest.raises(FileSystemError) as caught:
+        check_profile_dir(tmp_path / "p")
+    assert str(caught.value) == f"--profile {tmp_path / 'p'}: {tmp_path / 'p'}: permission denied"
+
+
+def test_a_profile_directory_is_created_and_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checked = check_profile_dir(Path("deep/profiles"))
+    assert checked == tmp_path / "deep/profiles" and checked.is_dir()
+    assert list(checked.iterdir()) == []  # the probe file is gone
