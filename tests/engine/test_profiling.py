@@ -10,11 +10,16 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine.cli.profile_option import check_profile_dir
-from engine.errors import FileSystemError
+from engine.errors import FileSystemError, WorkerCrashedError, WriterFailedError
+from engine.model.parameters import RunParameters
+from engine.model.protocol_loader import load_protocol
+from engine.pipeline import PipelineOptions, run_pipeline
 from engine.profiling import ProcessProfile, merge_speedscope, write_new_file
+from tests.helpers import V1_PROTOCOL
 
 
 def _busy(seconds: float) -> None:
@@ -110,3 +115,33 @@ def test_a_profile_directory_is_created_and_made_absolute(tmp_path, monkeypatch)
     checked = check_profile_dir(Path("deep/profiles"))
     assert checked == tmp_path / "deep/profiles" and checked.is_dir()
     assert list(checked.iterdir()) == []  # the probe file is gone
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (
+            PipelineOptions(workers=2, worker_fail_shard=3, worker_fail_attempts=99),
+            WorkerCrashedError,
+        ),
+        (
+            PipelineOptions(workers=2, roll_bytes=100_000, writer_fail_after_bytes=350_000),
+            WriterFailedError,
+        ),
+    ],
+    ids=["worker-fails", "writer-fails"],
+)
+def test_a_failed_run_still_writes_every_process_profile(tmp_path, options, error):
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    options = msgspec.structs.replace(options, profile_dir=str(profiles))
+    params = RunParameters(n_patients=12_000, years=3, seed=17, shard_size=1000)
+    with pytest.raises(error):
+        run_pipeline(load_protocol(V1_PROTOCOL), params, tmp_path / "run", options)
+    names = sorted(p.name for p in profiles.iterdir())
+    stems = sorted({n.split(".")[0] for n in names})
+    assert "writer" in stems and "worker-1" in stems, names
+    assert all(not n.startswith(".") for n in names), names
+    for stem in stems:
+        document = json.loads((profiles / f"{stem}.speedscope.json").read_text())
+        assert document["profiles"][0]["events"], stem
