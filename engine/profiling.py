@@ -2,7 +2,8 @@
 
 Every process of a run, and every cluster task, profiles itself with pyinstrument from its
 start to its end and writes into DIR one speedscope file (``<name>.speedscope.json``, open
-it at https://www.speedscope.app) and one pyinstrument HTML page (``<name>.html``, offline).
+it at https://www.speedscope.app) and, if asked (`ProfileTarget.html`), one pyinstrument
+HTML page (``<name>.html``, offline; a second or more to render for a long worker).
 pyinstrument runs inside the process it profiles: it needs no ptrace permission (a
 container or a Dask worker rarely grants it) and no helper process that could be left
 behind.
@@ -36,7 +37,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["HTML_SUFFIX", "SPEEDSCOPE_SUFFIX", "ProcessProfile", "write_new_file"]
+import msgspec
+
+__all__ = [
+    "HTML_SUFFIX",
+    "SPEEDSCOPE_SUFFIX",
+    "ProcessProfile",
+    "ProfileTarget",
+    "merge_speedscope",
+    "write_new_file",
+]
 
 log = logging.getLogger(__name__)
 SPEEDSCOPE_SUFFIX = ".speedscope.json"
@@ -45,12 +55,24 @@ SAMPLE_INTERVAL_S = 0.001  # pyinstrument's default; see docs/profiling.md for t
 _TEMPORARY_PREFIX = ".profile-"
 
 
+class ProfileTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a run's processes write their profiles, and whether HTML pages too.
+
+    Travels to every process (`PipelineOptions.profile`, the worker's and writer's
+    configurations, a cluster's `BlockTask`); `directory` must be absolute for remote
+    Dask workers.
+    """
+
+    directory: str
+    html: bool = False  # also NAME.html: pyinstrument's offline page (main thread only)
+
+
 class ProcessProfile:
     """The profile of one process (or Dask task), written into `directory` when it stops.
 
     A context manager: entering starts sampling the calling thread, leaving (normally or by
     an exception, including ``SystemExit`` and ``KeyboardInterrupt``) stops it and writes
-    the files. With `directory` None it does nothing, so callers need no branch.
+    the files. With `target` None it does nothing, so callers need no branch.
 
     Parameters
     ----------
@@ -59,8 +81,9 @@ class ProcessProfile:
         the first that is not taken in `directory` is used.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None, names: Iterable[str]) -> None:
-        self.directory = None if directory is None else Path(directory)
+    def __init__(self, target: ProfileTarget | None, names: Iterable[str]) -> None:
+        self.directory = None if target is None else Path(target.directory)
+        self.html = target is not None and target.html
         self.names = names
         self.written: list[Path] = []
         self._profiler: Any = None
@@ -68,11 +91,11 @@ class ProcessProfile:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_process(cls, directory: str | os.PathLike[str] | None, name: str) -> ProcessProfile:
+    def of_process(cls, target: ProfileTarget | None, name: str) -> ProcessProfile:
         """The profile of a process called `name`; a second one of that name gets its pid."""
         pid = os.getpid()
         more = (f"{name}-pid{pid}-{n}" for n in itertools.count(2))
-        return cls(directory, itertools.chain([name, f"{name}-pid{pid}"], more))
+        return cls(target, itertools.chain([name, f"{name}-pid{pid}"], more))
 
     @property
     def enabled(self) -> bool:
@@ -129,10 +152,11 @@ class ProcessProfile:
         )
         data = json.dumps(speedscope, separators=(",", ":")).encode()
         path = write_new_file(self.directory, self.names, SPEEDSCOPE_SUFFIX, data)
+        if not self.html:
+            return [path]
         stem = path.name.removesuffix(SPEEDSCOPE_SUFFIX)
         html = HTMLRenderer().render(session).encode()
-        html_path = write_new_file(self.directory, [stem], HTML_SUFFIX, html)
-        return [path, html_path]
+        return [path, write_new_file(self.directory, [stem], HTML_SUFFIX, html)]
 
     def __enter__(self) -> ProcessProfile:
         self.start()

@@ -4,7 +4,9 @@ Shared by `amdsim run` (also with ``--restart``) and `amdsim resume`. DIR is che
 anything starts: a file in the way is a `ParameterError` (exit 2), a directory that cannot
 be created or written a `FileSystemError` (exit 1), each one line. The CLI process (the
 supervisor, or the Dask client of a cluster run) profiles itself from the command's start;
-its children and cluster tasks get DIR through `PipelineOptions.profile_dir`.
+its children and cluster tasks get DIR through `PipelineOptions.profile`. ``--profile-html``
+adds pyinstrument's offline HTML page per process (off by default: rendering it takes a
+second or more for a long-running worker, in the run's wall time; see docs/profiling.md).
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from pathlib import Path
 from engine.cli.console import err_console, safe_text
 from engine.cli.directories import check_directory_option
 from engine.errors import FileSystemError, ParameterError
-from engine.profiling import SPEEDSCOPE_SUFFIX, ProcessProfile
+from engine.profiling import SPEEDSCOPE_SUFFIX, ProcessProfile, ProfileTarget
 
-__all__ = ["add_profile_argument", "check_profile_dir", "profiled"]
+__all__ = ["add_profile_argument", "check_profile_dir", "profile_target", "profiled"]
 
 OPEN_HINT = (
-    "open a .speedscope.json file at https://www.speedscope.app (or offline with "
-    "speedscope's own build: `npx speedscope FILE`); the .html pages open in any browser, "
-    "offline (main thread only)"
+    "open a .speedscope.json file at https://www.speedscope.app (nothing is uploaded), or "
+    "offline with speedscope's own build (`npm install -g speedscope`; `speedscope FILE`)"
 )
+HTML_HINT = "; the .html pages open in any browser, offline (main thread only)"
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -39,9 +41,22 @@ def add_profile_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         default=None,
         help="profile every process of the run (supervisor, workers, writer, cluster tasks) "
-        "with pyinstrument; each writes NAME.speedscope.json and NAME.html into DIR, which "
-        "cluster workers must see at the same path (docs/profiling.md)",
+        "with pyinstrument; each writes NAME.speedscope.json into DIR, which cluster workers "
+        "must see at the same path (docs/profiling.md)",
     )
+    parser.add_argument(
+        "--profile-html",
+        action="store_true",
+        help="with --profile: also write pyinstrument's offline page NAME.html per process "
+        "(takes a second or more per long-running process as it ends)",
+    )
+
+
+def profile_target(args: argparse.Namespace) -> ProfileTarget | None:
+    """What `PipelineOptions.profile` gets from the checked options (see `profiled`)."""
+    if args.profile is None:
+        return None
+    return ProfileTarget(directory=str(args.profile), html=args.profile_html)
 
 
 def check_profile_dir(path: Path) -> Path:
@@ -70,17 +85,19 @@ def profiled(args: argparse.Namespace, command: Callable[[argparse.Namespace], i
     ``args.profile`` is replaced by the checked, absolute directory before `command` runs.
     """
     if args.profile is None:
+        if args.profile_html:
+            raise ParameterError("--profile-html needs --profile DIR")
         return command(args)
     args.profile = directory = check_profile_dir(args.profile)
     started = time.time() - 1.0  # file times have coarse clocks on some file systems
     try:
-        with ProcessProfile.of_process(directory, "supervisor"):
+        with ProcessProfile.of_process(profile_target(args), "supervisor"):
             return command(args)
     finally:
-        _report(directory, started)
+        _report(directory, started, args.profile_html)
 
 
-def _report(directory: Path, since: float) -> None:
+def _report(directory: Path, since: float, html: bool) -> None:
     names = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
@@ -91,6 +108,6 @@ def _report(directory: Path, since: float) -> None:
         return
     err_console.print(
         f"{len(names)} profiles in {safe_text(directory)}: "
-        f"{safe_text(', '.join(sorted(names)))}; {OPEN_HINT}",
+        f"{safe_text(', '.join(sorted(names)))}; {OPEN_HINT}{HTML_HINT * html}",
         soft_wrap=True,
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.cli.cluster_option import on_cluster_or_here
-from engine.cli.profile_option import profiled
+from engine.cli.profile_option import profile_target, profiled
 from engine.cli.run_command import add_execution_arguments, stream_run
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
 from engine.manifest import Manifest
@@ -45,7 +45,7 @@ def _resume(args: argparse.Namespace) -> int:
     options = PipelineOptions(
         workers=args.workers,
         checkpoint_every=args.checkpoint_every,
-        profile_dir=None if args.profile is None else str(args.profile),
+        profile=profile_target(args),
     )
 
     def on_cluster(client: Any, on_started: Callable[[Any], None]) -> Manifest:

@@ -23,7 +23,7 @@ from engine.cli.cluster_option import add_cluster_argument, on_cluster_or_here, 
 from engine.cli.console import call_with_warnings, out_console, safe_text
 from engine.cli.directories import check_directory_option
 from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
-from engine.cli.profile_option import add_profile_argument, profiled
+from engine.cli.profile_option import add_profile_argument, profile_target, profiled
 from engine.cli.run_display import (
     ProgressWatcher,
     print_summary,
@@ -316,7 +316,7 @@ def _options(args: argparse.Namespace) -> PipelineOptions:
         checkpoint_every=args.checkpoint_every,
         name=check_name(getattr(args, "name", "") or ""),
         notes=check_notes(getattr(args, "notes", "") or ""),
-        profile_dir=None if args.profile is None else str(args.profile),
+        profile=profile_target(args),
     )
 
 

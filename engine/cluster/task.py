@@ -32,7 +32,7 @@ from engine.manifest import ROW_GROUP_PATIENTS, Compression, PartFile, ShardLoca
 from engine.model.any_protocol import StoredProtocol, dec_hook
 from engine.model.interface import CompiledModel, compile_model
 from engine.model.parameters import RunParameters
-from engine.profiling import ProcessProfile
+from engine.profiling import ProcessProfile, ProfileTarget
 from engine.run_dir import RunPaths
 from engine.stats.shard_stats import Counts, CountsState, ShardStats, SketchesState
 
@@ -60,7 +60,7 @@ class BlockTask(msgspec.Struct, frozen=True, kw_only=True):
     kill_marker: str | None = None
     kill_when: str = "simulate"
     # With --profile: each task profiles its own work into task-<first shard>-<attempt> here.
-    profile_dir: str | None = None
+    profile: ProfileTarget | None = None
 
 
 class SketchPart(msgspec.Struct, frozen=True, array_like=True):
@@ -119,17 +119,17 @@ def simulate_block(task_bytes: bytes, shards: list[int]) -> bytes:
     directory, the task's thread is profiled into ``task-<first shard>-<attempt>``, the
     attempt being the first number not yet taken there.
     """
-    profile_dir = msgspec.msgpack.decode(task_bytes, type=_ProfileDir).profile_dir
+    target = msgspec.msgpack.decode(task_bytes, type=_ProfileOnly).profile
     stems = (f"task-{shards[0]}-{attempt}" for attempt in itertools.count())
-    with ProcessProfile(profile_dir, stems):
+    with ProcessProfile(target, stems):
         return _simulate_block(task_bytes, shards)
 
 
-class _ProfileDir(msgspec.Struct):
+class _ProfileOnly(msgspec.Struct):
     """The one field of a `BlockTask` read before the profile starts (decoding the rest,
     and compiling the model, is part of what is profiled)."""
 
-    profile_dir: str | None = None
+    profile: ProfileTarget | None = None
 
 
 def _simulate_block(task_bytes: bytes, shards: list[int]) -> bytes:

@@ -354,7 +354,7 @@ class Supervisor:
             # collection can take over a second on a loaded machine (seen in CI): warn, dump
             # stacks and kill only after 3 s. Children that exit sooner are not waited for.
             # A profiled child renders its profile on the way out (long runs: seconds).
-            grace_s = 3.0 + (PROFILE_WRITE_S if self.options.profile_dir else 0.0)
+            grace_s = 3.0 + (PROFILE_WRITE_S if self.options.profile else 0.0)
             stop_processes(processes, grace_s=grace_s, term_s=0.5)
         finally:
             for name in ("channel", "publisher"):

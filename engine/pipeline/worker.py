@@ -26,7 +26,7 @@ from engine.model.interface import CompiledModel, compile_model
 from engine.model.parameters import RunParameters
 from engine.pipeline.batches import encode_shard
 from engine.pipeline.processes import prepare_child
-from engine.profiling import ProcessProfile
+from engine.profiling import ProcessProfile, ProfileTarget
 from ipc.channel import ChannelClosedError, ChannelSender, ChannelSpec
 from ipc.messages import Assign, Stop, SupervisorToWorker, TaskDone, WorkerFailed, WorkerReady
 
@@ -42,7 +42,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     fail_shard: int | None = None  # fault injection: raise while simulating this shard...
     fail_attempts: int = 0  # ...on its first this-many attempts
     memory_error_above_shards: int | None = None  # fault injection: MemoryError on bigger batches
-    profile_dir: str | None = None  # write this worker's profile here (engine.profiling)
+    profile: ProfileTarget | None = None  # where this worker writes its profile
 
 
 CONNECT_TIMEOUT_S = 30.0  # the writer listens from its start; this is for a slow start
@@ -72,7 +72,7 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
     directory, the worker's whole life is profiled into ``worker-<id>.speedscope.json``.
     """
     prepare_child(f"worker-{worker_id}")
-    with ProcessProfile.of_process(config.profile_dir, f"worker-{worker_id}"):
+    with ProcessProfile.of_process(config.profile, f"worker-{worker_id}"):
         _serve(config, worker_id, conn)
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from engine.pipeline.processes import prepare_child
-from engine.profiling import ProcessProfile
+from engine.profiling import ProcessProfile, ProfileTarget
 from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel, Received
 from ipc.messages import (
     ChannelMessage,
@@ -69,13 +69,13 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     resume: bool = False  # carry on from checkpoint.json (its files and statistics)
     live_stats_interval_s: float = 1.0  # how often live-stats.msgpack is rewritten
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
-    profile_dir: str | None = None  # write the writer's profile here, lanes included
+    profile: ProfileTarget | None = None  # where the writer writes its profile, lanes too
 
 
 def writer_main(config: WriterConfig, conn: Connection) -> None:
     """Entry point of the writer process; profiled whole, with its lanes, if asked."""
     prepare_child("writer")
-    with ProcessProfile.of_process(config.profile_dir, "writer") as profile:
+    with ProcessProfile.of_process(config.profile, "writer") as profile:
         _write_run(config, conn, profile)
 
 

@@ -76,7 +76,7 @@ class WriterLink:
             resume=resume,
             fail_after_bytes=options.writer_fail_after_bytes,
             live_stats_interval_s=options.live_stats_interval_s,
-            profile_dir=options.profile_dir,
+            profile=options.profile,
         )
         ours, theirs = CONTEXT.Pipe()
         self.process = CONTEXT.Process(

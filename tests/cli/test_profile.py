@@ -65,12 +65,13 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _profiles(directory: Path) -> dict[str, dict]:
+def _profiles(directory: Path, html: bool = False) -> dict[str, dict]:
     """Every speedscope file in `directory` by name stem, checked to be speedscope with
-    samples; fails on any other file (a temporary one)."""
+    samples; fails on any other file (a temporary one, or an HTML page not asked for)."""
     names = sorted(p.name for p in directory.iterdir())
     stems = {n.removesuffix(".speedscope.json") for n in names if n.endswith(".speedscope.json")}
-    assert names == sorted([f"{s}.speedscope.json" for s in stems] + [f"{s}.html" for s in stems])
+    suffixes = (".speedscope.json", ".html") if html else (".speedscope.json",)
+    assert names == sorted(f"{s}{suffix}" for s in stems for suffix in suffixes)
     documents = {}
     for stem in stems:
         document = json.loads((directory / f"{stem}.speedscope.json").read_text())
@@ -99,13 +100,15 @@ def test_profile_writes_one_speedscope_file_per_process_and_leaves_nothing_runni
         str(tmp_path / "runs"),
         "--profile",
         str(profiles),
+        "--profile-html",
     )
     err = run.wait()
     assert run.process.returncode == 0, err
     assert len(run.descendants) >= 3, "the run's processes were not seen"
     assert not run.alive_descendants()
-    documents = _profiles(profiles)
+    documents = _profiles(profiles, html=True)
     assert set(documents) == {"supervisor", "worker-1", "worker-2", "writer"}
+    assert "pyinstrument" in (profiles / "worker-1.html").read_text()
     for worker in ("worker-1", "worker-2"):
         assert "_serve" in _frame_names(documents[worker])
     assert "_loop" in _frame_names(documents["supervisor"])
@@ -179,3 +182,9 @@ def test_profile_into_a_file_prints_one_line_exits_2_and_starts_nothing(tmp_path
         f"error: --profile {in_the_way}{under}: {in_the_way} is a file, not a directory"
     ]
     assert not runs.exists()
+
+
+def test_profile_html_without_profile_is_refused():
+    result = amdsim("run", "--patients", "300", "--profile-html")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --profile-html needs --profile DIR"]

@@ -9,6 +9,7 @@ from engine.cluster import run_on_cluster
 from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import DEFAULT_PROTOCOL, load_protocol
 from engine.pipeline import PipelineOptions
+from engine.profiling import ProfileTarget
 
 PARAMS = RunParameters(n_patients=40_000, years=2.0, seed=5)
 
@@ -16,7 +17,7 @@ PARAMS = RunParameters(n_patients=40_000, years=2.0, seed=5)
 def test_each_dask_task_writes_its_own_readable_profile(tmp_path, two_workers) -> None:
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    options = PipelineOptions(profile_dir=str(profiles))
+    options = PipelineOptions(profile=ProfileTarget(directory=str(profiles), html=True))
     blocks: list[list[list[int]]] = []
     for attempt in range(2):
         runs = []

@@ -18,7 +18,7 @@ from engine.errors import FileSystemError, WorkerCrashedError, WriterFailedError
 from engine.model.parameters import RunParameters
 from engine.model.protocol_loader import load_protocol
 from engine.pipeline import PipelineOptions, run_pipeline
-from engine.profiling import ProcessProfile, merge_speedscope, write_new_file
+from engine.profiling import ProcessProfile, ProfileTarget, merge_speedscope, write_new_file
 from tests.helpers import V1_PROTOCOL
 
 
@@ -41,7 +41,7 @@ def test_a_profile_of_the_same_name_never_replaces_an_earlier_one(tmp_path):
 
 def test_a_process_profile_names_a_second_one_after_its_pid(tmp_path):
     for _ in range(2):
-        with ProcessProfile.of_process(tmp_path, "writer"):
+        with ProcessProfile.of_process(ProfileTarget(directory=str(tmp_path), html=True), "writer"):
             _busy(0.02)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{stem}{suffix}"
@@ -51,7 +51,7 @@ def test_a_process_profile_names_a_second_one_after_its_pid(tmp_path):
 
 
 def test_threads_registered_with_the_profile_are_profiles_of_the_same_file(tmp_path):
-    profile = ProcessProfile.of_process(tmp_path, "writer")
+    profile = ProcessProfile.of_process(ProfileTarget(directory=str(tmp_path)), "writer")
     with profile:
 
         def lane() -> None:
@@ -94,7 +94,10 @@ def test_a_profile_without_a_directory_does_nothing(tmp_path):
 def test_a_profile_that_cannot_be_written_warns_and_lets_the_work_end(tmp_path, caplog):
     gone = tmp_path / "gone"
     gone.mkdir()
-    with caplog.at_level(logging.WARNING), ProcessProfile.of_process(gone, "worker-1"):
+    with (
+        caplog.at_level(logging.WARNING),
+        ProcessProfile.of_process(ProfileTarget(directory=str(gone)), "worker-1"),
+    ):
         gone.rmdir()
     assert "could not write the profile" in caplog.text
     assert not gone.exists()
@@ -134,7 +137,7 @@ def test_a_profile_directory_is_created_and_made_absolute(tmp_path, monkeypatch)
 def test_a_failed_run_still_writes_every_process_profile(tmp_path, options, error):
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    options = msgspec.structs.replace(options, profile_dir=str(profiles))
+    options = msgspec.structs.replace(options, profile=ProfileTarget(directory=str(profiles)))
     params = RunParameters(n_patients=12_000, years=3, seed=17, shard_size=1000)
     with pytest.raises(error):
         run_pipeline(load_protocol(V1_PROTOCOL), params, tmp_path / "run", options)
