@@ -51,7 +51,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 SPEEDSCOPE_SUFFIX = ".speedscope.json"
 HTML_SUFFIX = ".html"
-SAMPLE_INTERVAL_S = 0.001  # pyinstrument's default; see docs/profiling.md for the overhead
 _TEMPORARY_PREFIX = ".profile-"
 
 
@@ -65,6 +64,8 @@ class ProfileTarget(msgspec.Struct, frozen=True, kw_only=True):
 
     directory: str
     html: bool = False  # also NAME.html: pyinstrument's offline page (main thread only)
+    # pyinstrument's default. 10 ms halves the kernel's slowdown (docs/profiling.md).
+    interval_s: float = 0.001
 
 
 class ProcessProfile:
@@ -84,6 +85,7 @@ class ProcessProfile:
     def __init__(self, target: ProfileTarget | None, names: Iterable[str]) -> None:
         self.directory = None if target is None else Path(target.directory)
         self.html = target is not None and target.html
+        self.interval_s = 0.001 if target is None else target.interval_s
         self.names = names
         self.written: list[Path] = []
         self._profiler: Any = None
@@ -108,7 +110,7 @@ class ProcessProfile:
             return
         from pyinstrument import Profiler  # noqa: PLC0415 - only profiled runs load it
 
-        self._profiler = Profiler(interval=SAMPLE_INTERVAL_S, async_mode="disabled")
+        self._profiler = Profiler(interval=self.interval_s, async_mode="disabled")
         self._profiler.start()
 
     @contextlib.contextmanager
@@ -119,7 +121,7 @@ class ProcessProfile:
             return
         from pyinstrument import Profiler  # noqa: PLC0415
 
-        profiler = Profiler(interval=SAMPLE_INTERVAL_S, async_mode="disabled")
+        profiler = Profiler(interval=self.interval_s, async_mode="disabled")
         profiler.start()
         try:
             yield

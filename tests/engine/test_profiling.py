@@ -145,6 +145,6 @@ def test_a_failed_run_still_writes_every_process_profile(tmp_path, options, erro
     stems = sorted({n.split(".")[0] for n in names})
     assert "writer" in stems and "worker-1" in stems, names
     assert all(not n.startswith(".") for n in names), names
-    for stem in stems:
+    for stem in stems:  # each readable; an idle worker may end before its first sample
         document = json.loads((profiles / f"{stem}.speedscope.json").read_text())
-        assert document["profiles"][0]["events"], stem
+        assert document["profiles"][0]["events"] or stem != "writer", stem
