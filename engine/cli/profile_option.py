@@ -30,6 +30,7 @@ OPEN_HINT = (
     "open a .speedscope.json file at https://www.speedscope.app (nothing is uploaded), or "
     "offline with speedscope's own build (`npm install -g speedscope`; `speedscope FILE`)"
 )
+DEFAULT_INTERVAL_MS = 10.0  # see ProfileTarget.interval_s
 HTML_HINT = "; the .html pages open in any browser, offline (main thread only)"
 
 
@@ -50,13 +51,34 @@ def add_profile_argument(parser: argparse.ArgumentParser) -> None:
         help="with --profile: also write pyinstrument's offline page NAME.html per process "
         "(takes a second or more per long-running process as it ends)",
     )
+    parser.add_argument(
+        "--profile-interval",
+        type=_interval_ms,
+        default=None,
+        metavar="MS",
+        help="with --profile: milliseconds between samples (default: 10; 1, pyinstrument's "
+        "own default, slows the workers by about 10%%: docs/profiling.md)",
+    )
+
+
+def _interval_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.0 < value <= 1000.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds (0-1000]")
+    return value
 
 
 def profile_target(args: argparse.Namespace) -> ProfileTarget | None:
     """What `PipelineOptions.profile` gets from the checked options (see `profiled`)."""
     if args.profile is None:
         return None
-    return ProfileTarget(directory=str(args.profile), html=args.profile_html)
+    interval_ms = args.profile_interval or DEFAULT_INTERVAL_MS
+    return ProfileTarget(
+        directory=str(args.profile), html=args.profile_html, interval_s=interval_ms / 1000
+    )
 
 
 def check_profile_dir(path: Path) -> Path:
@@ -85,8 +107,9 @@ def profiled(args: argparse.Namespace, command: Callable[[argparse.Namespace], i
     ``args.profile`` is replaced by the checked, absolute directory before `command` runs.
     """
     if args.profile is None:
-        if args.profile_html:
-            raise ParameterError("--profile-html needs --profile DIR")
+        if args.profile_html or args.profile_interval is not None:
+            flag = "--profile-html" if args.profile_html else "--profile-interval"
+            raise ParameterError(f"{flag} needs --profile DIR")
         return command(args)
     args.profile = directory = check_profile_dir(args.profile)
     started = time.time() - 1.0  # file times have coarse clocks on some file systems

@@ -184,7 +184,14 @@ def test_profile_into_a_file_prints_one_line_exits_2_and_starts_nothing(tmp_path
     assert not runs.exists()
 
 
-def test_profile_html_without_profile_is_refused():
-    result = amdsim("run", "--patients", "300", "--profile-html")
+@pytest.mark.parametrize("flag", [["--profile-html"], ["--profile-interval", "5"]])
+def test_profile_settings_without_profile_are_refused(flag):
+    result = amdsim("run", "--patients", "300", *flag)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: --profile-html needs --profile DIR"]
+    assert result.stderr.strip().splitlines() == [f"error: {flag[0]} needs --profile DIR"]
+
+
+def test_a_profile_interval_that_is_not_milliseconds_is_a_usage_error(tmp_path):
+    result = amdsim("run", "--profile", str(tmp_path), "--profile-interval", "0")
+    assert result.returncode == 2
+    assert "'0' is not a number of milliseconds (0-1000]" in result.stderr

@@ -41,7 +41,9 @@ def test_a_profile_of_the_same_name_never_replaces_an_earlier_one(tmp_path):
 
 def test_a_process_profile_names_a_second_one_after_its_pid(tmp_path):
     for _ in range(2):
-        with ProcessProfile.of_process(ProfileTarget(directory=str(tmp_path), html=True), "writer"):
+        with ProcessProfile.of_process(
+            ProfileTarget(directory=str(tmp_path), html=True, interval_s=0.001), "writer"
+        ):
             _busy(0.02)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{stem}{suffix}"
@@ -51,7 +53,9 @@ def test_a_process_profile_names_a_second_one_after_its_pid(tmp_path):
 
 
 def test_threads_registered_with_the_profile_are_profiles_of_the_same_file(tmp_path):
-    profile = ProcessProfile.of_process(ProfileTarget(directory=str(tmp_path)), "writer")
+    profile = ProcessProfile.of_process(
+        ProfileTarget(directory=str(tmp_path), interval_s=0.001), "writer"
+    )
     with profile:
 
         def lane() -> None:
