@@ -64,7 +64,7 @@ class ProfileTarget(msgspec.Struct, frozen=True, kw_only=True):
 
     directory: str
     html: bool = False  # also NAME.html: pyinstrument's offline page (main thread only)
-    # pyinstrument's default is 1 ms; that slowed the kernel by 8-17%, 10 ms by 2-5%
+    # pyinstrument's default is 1 ms; that slowed the kernel by 6-17%, 10 ms by 2-6%
     # (docs/profiling.md), and still gives 100 samples a second: plenty for a whole run.
     interval_s: float = 0.01
 
