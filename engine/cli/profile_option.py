@@ -130,7 +130,7 @@ def _report(directory: Path, since: float, html: bool) -> None:
         err_console.print(f"No profile was written into {safe_text(directory)}", soft_wrap=True)
         return
     err_console.print(
-        f"{len(names)} profiles in {safe_text(directory)}: "
+        f"{len(names)} profile{'s' * (len(names) != 1)} in {safe_text(directory)}: "
         f"{safe_text(', '.join(sorted(names)))}; {OPEN_HINT}{HTML_HINT * html}",
         soft_wrap=True,
     )
