@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.cli.cluster_option import on_cluster_or_here
+from engine.cli.profile_option import profile_target, profiled
 from engine.cli.run_command import add_execution_arguments, stream_run
 from engine.cli.run_lookup import add_runs_dir_argument, resolve_changeable_run, runs_root
 from engine.manifest import Manifest
@@ -34,13 +35,18 @@ def register(commands: Any) -> None:
 
 
 def resume(args: argparse.Namespace) -> int:
-    """Handler of `amdsim resume`."""
+    """Handler of `amdsim resume` (profiled with ``--profile DIR``)."""
+    return profiled(args, _resume)
+
+
+def _resume(args: argparse.Namespace) -> int:
     run_dir = resolve_changeable_run(args.run, runs_root(args), "resume")
     manifest = read_run_manifest(RunPaths(run_dir))
     options = PipelineOptions(
         workers=args.workers,
         writer_lanes=args.writer_lanes,
         checkpoint_every=args.checkpoint_every,
+        profile=profile_target(args),
     )
 
     def on_cluster(client: Any, on_started: Callable[[Any], None]) -> Manifest:

@@ -23,6 +23,7 @@ from engine.cli.cluster_option import add_cluster_argument, on_cluster_or_here, 
 from engine.cli.console import call_with_warnings, err_console, out_console, safe_text
 from engine.cli.directories import check_directory_option
 from engine.cli.out_dir import check_out_dir, needs_staging, run_staged, save_replacing
+from engine.cli.profile_option import add_profile_argument, profile_target, profiled
 from engine.cli.run_display import (
     ProgressWatcher,
     print_summary,
@@ -202,10 +203,15 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
         "bottleneck (always kept in the run's manifest)",
     )
     add_cluster_argument(parser)
+    add_profile_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of `amdsim run`."""
+    """Handler of `amdsim run` (profiled with ``--profile DIR``)."""
+    return profiled(args, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.restart is not None:
         return _restart(args)
     if args.out is not None:
@@ -330,6 +336,7 @@ def _options(args: argparse.Namespace) -> PipelineOptions:
         checkpoint_every=args.checkpoint_every,
         name=check_name(getattr(args, "name", "") or ""),
         notes=check_notes(getattr(args, "notes", "") or ""),
+        profile=profile_target(args),
     )
 
 

@@ -232,6 +232,7 @@ class ClusterRun:
             batch_shards=self.plan.batch_shards,
             kill_marker=self.faults.kill_marker,
             kill_when=self.faults.kill_when,
+            profile=self.options.profile,
         )
         encoded = msgspec.msgpack.encode(task)
         retries = max(0, self.options.max_attempts - 1)

@@ -17,6 +17,7 @@ an attempt the client gave up on does not go on writing into the run.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import secrets
 import signal
@@ -31,6 +32,7 @@ from engine.manifest import ROW_GROUP_PATIENTS, Compression, PartFile, ShardLoca
 from engine.model.any_protocol import StoredProtocol, dec_hook
 from engine.model.interface import CompiledModel, compile_model
 from engine.model.parameters import RunParameters
+from engine.profiling import ProcessProfile, ProfileTarget
 from engine.run_dir import RunPaths
 from engine.stats.shard_stats import Counts, CountsState, ShardStats, SketchesState
 
@@ -57,6 +59,8 @@ class BlockTask(msgspec.Struct, frozen=True, kw_only=True):
     # part file was renamed into place.
     kill_marker: str | None = None
     kill_when: str = "simulate"
+    # With --profile: each task profiles its own work into task-<first shard>-<attempt> here.
+    profile: ProfileTarget | None = None
 
 
 class SketchPart(msgspec.Struct, frozen=True, array_like=True):
@@ -111,8 +115,24 @@ def read_token(run_dir: Path) -> str:
 def simulate_block(task_bytes: bytes, shards: list[int]) -> bytes:
     """Simulate `shards` of the run `task_bytes` describes, write them; a `BlockResult`.
 
-    Returned msgpack-encoded (a few kB per shard: locations and statistics).
+    Returned msgpack-encoded (a few kB per shard: locations and statistics). With a profile
+    directory, the task's thread is profiled into ``task-<first shard>-<attempt>``, the
+    attempt being the first number not yet taken there.
     """
+    target = msgspec.msgpack.decode(task_bytes, type=_ProfileOnly).profile
+    stems = (f"task-{shards[0]}-{attempt}" for attempt in itertools.count())
+    with ProcessProfile(target, stems):
+        return _simulate_block(task_bytes, shards)
+
+
+class _ProfileOnly(msgspec.Struct):
+    """The one field of a `BlockTask` read before the profile starts (decoding the rest,
+    and compiling the model, is part of what is profiled)."""
+
+    profile: ProfileTarget | None = None
+
+
+def _simulate_block(task_bytes: bytes, shards: list[int]) -> bytes:
     task, model = _compiled(task_bytes)
     paths = RunPaths(Path(task.run_dir))
     writer = _BlockWriter(task, paths)

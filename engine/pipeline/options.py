@@ -15,6 +15,7 @@ from engine.errors import ParameterError
 from engine.manifest import ROW_GROUP_PATIENTS, Compression
 from engine.model.parameters import RunParameters
 from engine.model.shards import plan_blocks
+from engine.profiling import ProfileTarget
 from ipc.channel import bounded_credits
 
 __all__ = [
@@ -82,6 +83,8 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     metrics_interval_s: float = 0.5
     live_stats_interval_s: float = 1.0  # how often the writer rewrites live-stats.msgpack
     check_resources: bool = True  # estimate memory and disk first; refuse what does not fit
+    # Where every process writes its pyinstrument profile (engine.profiling); None: no profiles.
+    profile: ProfileTarget | None = None
     # Fault injection, for tests only.
     free_disk_bytes: int | None = None  # pretend the run's file system has this much free
     worker_memory_error_above_shards: int | None = None  # MemoryError on bigger batches

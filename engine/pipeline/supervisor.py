@@ -61,6 +61,7 @@ __all__ = ["Supervisor"]
 log = logging.getLogger(__name__)
 OWNER_SENDER = 0
 FINISH_TIMEOUT_S = 3.0  # after stopping: how long the writer may take to close its files
+PROFILE_WRITE_S = 30.0  # with --profile: more time to exit, as each child writes its profile
 
 
 class Supervisor:
@@ -356,7 +357,9 @@ class Supervisor:
             # A child that was told to stop exits at once, but its interpreter's last garbage
             # collection can take over a second on a loaded machine (seen in CI): warn, dump
             # stacks and kill only after 3 s. Children that exit sooner are not waited for.
-            stop_processes(processes, grace_s=3.0, term_s=0.5)
+            # A profiled child renders its profile on the way out (long runs: seconds).
+            grace_s = 3.0 + (PROFILE_WRITE_S if self.options.profile else 0.0)
+            stop_processes(processes, grace_s=grace_s, term_s=0.5)
             self._pool.collect_last_reports()
         finally:
             for name in ("channel", "publisher"):

@@ -32,6 +32,7 @@ from engine.model.parameters import RunParameters
 from engine.pipeline.batches import encode_shard
 from engine.pipeline.processes import prepare_child, seconds_since_start
 from engine.pipeline.stage_clock import StageClock
+from engine.profiling import ProcessProfile, ProfileTarget
 from ipc.channel import ChannelClosedError, ChannelSender, ChannelSpec
 from ipc.messages import (
     Assign,
@@ -55,6 +56,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     fail_shard: int | None = None  # fault injection: raise while simulating this shard...
     fail_attempts: int = 0  # ...on its first this-many attempts
     memory_error_above_shards: int | None = None  # fault injection: MemoryError on bigger batches
+    profile: ProfileTarget | None = None  # where this worker writes its profile
 
 
 CONNECT_TIMEOUT_S = 30.0  # the writer listens from its start; this is for a slow start
@@ -107,12 +109,19 @@ def worker_main(config: WorkerConfig, worker_id: int, conn: Connection) -> None:
 
     The worker connects to the channel with its first task, so a worker that never gets one
     (a run that needs fewer, or one that ends while it starts) never touches the channel;
-    told to stop, or finding the supervisor gone, it exits quietly.
+    told to stop, or finding the supervisor gone, it exits quietly. With a profile
+    directory, the worker's whole life is profiled into ``worker-<id>.speedscope.json``.
     """
     prepare_child(f"worker-{worker_id}")
     reporter = _StageReporter(worker_id, conn)
-    clock = reporter.clock
-    clock.backdate("start-up", seconds_since_start())  # the interpreter and imports
+    reporter.clock.backdate("start-up", seconds_since_start())  # the interpreter and imports
+    with ProcessProfile.of_process(config.profile, f"worker-{worker_id}"):
+        _serve(config, worker_id, reporter)
+
+
+def _serve(config: WorkerConfig, worker_id: int, reporter: _StageReporter) -> None:
+    """Simulate the tasks the supervisor sends until it says stop or goes away."""
+    clock, conn = reporter.clock, reporter.conn
     with clock.stage("start-up"):
         model = compile_model(config.protocol)
     params = config.parameters

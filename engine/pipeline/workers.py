@@ -95,6 +95,7 @@ class WorkerPool:
             fail_shard=options.worker_fail_shard,
             fail_attempts=options.worker_fail_attempts,
             memory_error_above_shards=options.worker_memory_error_above_shards,
+            profile=options.profile,
         )
         self._max_attempts = options.max_attempts
         self._max_restarts = options.max_attempts * options.workers

@@ -40,6 +40,7 @@ import msgspec
 from engine.pipeline.processes import prepare_child, seconds_since_start
 from engine.pipeline.stage_clock import StageClock
 from engine.pipeline.writer_lane import ROLL, WriterLane
+from engine.profiling import ProcessProfile, ProfileTarget
 from ipc.channel import ChannelReceiver, ChannelSpec, EndOfChannel
 from ipc.messages import (
     ChannelMessage,
@@ -77,13 +78,21 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True):
     live_stats_interval_s: float = 1.0  # how often live-stats.msgpack is rewritten
     fail_after_bytes: int | None = None  # fault injection: disk full after this many bytes
     delay_per_batch_s: float = 0.0  # fault injection: a slow disk, this much longer per batch
+    profile: ProfileTarget | None = None  # where the writer writes its profile, lanes too
 
 
 def writer_main(config: WriterConfig, conn: Connection) -> None:
-    """Entry point of the writer process."""
+    """Entry point of the writer process; profiled whole, with its lanes, if asked."""
     prepare_child("writer")
     clock = StageClock("writer", "writer", RECEIVER_STAGES)
     clock.backdate("start-up", seconds_since_start())  # the interpreter and imports
+    with ProcessProfile.of_process(config.profile, "writer") as profile:
+        _write_run(config, conn, profile, clock)
+
+
+def _write_run(
+    config: WriterConfig, conn: Connection, profile: ProcessProfile, clock: StageClock
+) -> None:
     receiver = ChannelReceiver(
         config.channel,
         msgspec.msgpack.Decoder(ChannelMessage),
@@ -92,7 +101,7 @@ def writer_main(config: WriterConfig, conn: Connection) -> None:
     writer = None
     try:
         with clock.stage("start-up"):
-            writer = _Writer(config, conn, clock)  # loads pyarrow.parquet while workers start
+            writer = _Writer(config, conn, clock, profile)  # loads pyarrow while workers start
         writer.run(receiver)
     except BaseException as exc:
         receiver.close()
@@ -108,7 +117,9 @@ def writer_main(config: WriterConfig, conn: Connection) -> None:
 
 
 class _Writer:
-    def __init__(self, config: WriterConfig, conn: Connection, clock: StageClock) -> None:
+    def __init__(
+        self, config: WriterConfig, conn: Connection, clock: StageClock, profile: ProcessProfile
+    ) -> None:
         # Imported here, after the channel listens: see the module docstring.
         from engine.manifest import decode_manifest  # noqa: PLC0415
         from engine.pipeline.parts import (  # noqa: PLC0415
@@ -128,6 +139,7 @@ class _Writer:
         self.conn = conn
         self.clock = clock  # the receiving thread's; each lane has its own
         self.next_report = 0.0
+        self.profile = profile
         self.paths = RunPaths(Path(config.run_dir))
         self.manifest = decode_manifest(config.manifest_json)
         metadata = part_file_metadata(self.manifest)

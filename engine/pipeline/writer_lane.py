@@ -7,7 +7,7 @@ encoding releases the GIL, so lanes write in parallel. Each lane times its stage
 (`LANE_STAGES`); the receiving thread reports them.
 
 `writer` is the writer process's `_Writer` (engine.pipeline.writer): its `config`,
-`record`, `roll` and `new_counts`.
+`profile` (a lane profiles its own thread), `record`, `roll` and `new_counts`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ class WriterLane(threading.Thread):
         self.failure: BaseException | None = None
 
     def run(self) -> None:
+        with self.writer.profile.thread(self.name):
+            self._run()
+
+    def _run(self) -> None:
         clock = self.clock
         delay = self.writer.config.delay_per_batch_s
         try:

@@ -83,6 +83,7 @@ class WriterLink:
             fail_after_bytes=options.writer_fail_after_bytes,
             delay_per_batch_s=options.writer_delay_per_batch_s,
             live_stats_interval_s=options.live_stats_interval_s,
+            profile=options.profile,
         )
         ours, theirs = CONTEXT.Pipe()
         self.process = CONTEXT.Process(
