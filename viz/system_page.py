@@ -30,6 +30,7 @@ class SystemPage:
         self.memory = pn.pane.Markdown("", css_classes=["system-memory"], disable_math=True)
         self.runs = pn.pane.Markdown("", css_classes=["system-runs"], disable_math=True)
         self.stage_charts: dict[str, StageChart] = {}  # by run id, for the runs shown
+        self._stages_live = False  # whether those runs are live (else: the last one, ended)
         self.stages = pn.Column(sizing_mode="stretch_width", css_classes=["system-stages"])
         self.timings = pn.widgets.Tabulator(
             pd.DataFrame(columns=["operation", "count", "mean_ms", "max_ms"]),
@@ -78,12 +79,18 @@ class SystemPage:
             chart = self.stage_charts.get(run_id) or StageChart()
             chart.show(watch.latest.stages)
             charts[run_id] = chart
-        if list(charts) != list(self.stage_charts):
+        heading = (
+            "### Where the time goes: run {} (ended)"
+            if not live
+            else "### Where the time goes: run {}"
+        )
+        if list(charts) != list(self.stage_charts) or self._stages_live != bool(live):
             self.stages.objects = [
-                pn.Column(f"### Where the time goes: run {plain(run_id)}", chart.layout)
+                pn.Column(heading.format(plain(run_id)), chart.layout)
                 for run_id, chart in charts.items()
             ]
         self.stage_charts = charts
+        self._stages_live = bool(live)
 
     def release(self) -> int:
         released = self.state.cleanup()

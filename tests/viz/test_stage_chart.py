@@ -69,4 +69,5 @@ def test_the_system_page_charts_each_live_run_and_keeps_the_last_one_after_it_en
     watch.ended = True
     page.refresh()
     assert list(page.stage_charts) == ["20261204-120000-aaaaaa"]  # the last run stays
-    assert "20261204-120000-aaaaaa" in shown(page.stages.objects[0].objects[0].object)
+    heading = shown(page.stages.objects[0].objects[0].object)
+    assert "20261204-120000-aaaaaa (ended)" in heading
