@@ -100,7 +100,7 @@ def main() -> None:
             f"  {name}: median plain {plain_s:.2f} s, profiled {profiled_s:.2f} s, "
             f"ratio {profiled_s / plain_s:.3f}"
         )
-    print(f"  profiles written: {statistics.median(sizes) >> 10} KiB per run (median)")
+    print(f"  profiles written: {int(statistics.median(sizes)) >> 10} KiB per run (median)")
     kernel_overhead(args)
 
 
