@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from ipc.messages import StageTimes
 
-__all__ = ["BOTTLENECK_SHARE", "describe_bottleneck", "stage_rows", "stage_shares"]
+__all__ = ["BOTTLENECK_SHARE", "describe_bottleneck", "in_display_order", "stage_shares"]
 
 BOTTLENECK_SHARE = 0.25  # a waiting stage this large a share of the workers' time names the cause
 _IDLE = frozenset({"waiting for work", "waiting for a slot", "waiting for batches", "other"})
@@ -39,11 +39,10 @@ def stage_shares(times: Iterable[StageTimes]) -> tuple[float, dict[str, float]]:
     return wall, {stage: value / wall if wall > 0 else 0.0 for stage, value in seconds.items()}
 
 
-def stage_rows(times: Iterable[StageTimes]) -> list[tuple[str, float, list[tuple[str, float]]]]:
-    """(process name, wall seconds, [(stage, seconds)]) per process, workers first."""
+def in_display_order(times: Iterable[StageTimes]) -> list[StageTimes]:
+    """The processes as they are listed: workers by number, then the writer's threads."""
     order = {"worker": 0, "writer": 1}
-    entries = sorted(times, key=lambda e: (order.get(e.role, 2), _name_key(e.name)))
-    return [(e.name, e.wall_s, list(e.stages.items())) for e in entries]
+    return sorted(times, key=lambda e: (order.get(e.role, 2), _name_key(e.name)))
 
 
 def describe_bottleneck(times: Iterable[StageTimes]) -> str:

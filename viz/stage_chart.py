@@ -21,7 +21,7 @@ from engine.pipeline.stage_clock import OTHER
 from engine.pipeline.worker import STAGES as WORKER_STAGES
 from engine.pipeline.writer import RECEIVER_STAGES
 from engine.pipeline.writer_lane import LANE_STAGES
-from engine.stage_timings import describe_bottleneck, stage_rows
+from engine.stage_timings import describe_bottleneck, in_display_order
 from ipc.messages import StageTimes
 from viz.document_lock import dispatched
 
@@ -86,16 +86,17 @@ class StageChart:
 
 
 def _columns(times: list[StageTimes]) -> dict[str, list[Any]]:
-    """The source's columns: a process per row, seconds per stage, and shares for tooltips."""
-    rows = stage_rows(times)
-    data: dict[str, list[Any]] = {"process": [name for name, _, _ in reversed(rows)]}
-    data["wall"] = [wall for _, wall, _ in reversed(rows)]
+    """The source's columns: a process per row (the first listed at the top, as Bokeh
+    draws factors upwards), seconds per stage, and shares for tooltips."""
+    entries = list(reversed(in_display_order(times)))
+    data: dict[str, list[Any]] = {"process": [e.name for e in entries]}
+    data["wall"] = [e.wall_s for e in entries]
     for stage in ALL_STAGES:
-        seconds = [dict(stages).get(stage, 0.0) for _, _, stages in reversed(rows)]
+        seconds = [e.stages.get(stage, 0.0) for e in entries]
         data[stage] = seconds
         data[f"{stage} %"] = [
-            100 * value / wall if wall else 0.0
-            for value, wall in zip(seconds, data["wall"], strict=True)
+            100 * value / e.wall_s if e.wall_s else 0.0
+            for value, e in zip(seconds, entries, strict=True)
         ]
     return data
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -47,11 +46,6 @@ _COMPRESSOR = zstandard.ZstdCompressor(level=1)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 
-@contextlib.contextmanager
-def _untimed(_stage: str) -> Iterator[None]:
-    yield
-
-
 def encode_shard(
     output: ShardOutput,
     attempt: int,
@@ -63,7 +57,7 @@ def encode_shard(
 
     With a `clock`, the time spent on statistics is charged to its ``statistics`` stage.
     """
-    timed = clock.stage if clock is not None else _untimed
+    timed = clock.stage if clock is not None else lambda _stage: contextlib.nullcontext()
     counts = output.patients["visits"].astype(np.int64)
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
